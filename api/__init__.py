@@ -1,0 +1,1 @@
+"""HTTP API: sessions, LiveKit tokens and webhooks, transcripts, usage and cost."""

@@ -1,0 +1,1 @@
+"""The transcription bot: speech pipeline (``bot.pipeline``) and LiveKit worker."""

@@ -1,0 +1,1 @@
+"""Shared test helpers: database (``db``), network namespaces (``netns``), audio (``audio``)."""
