@@ -1,0 +1,83 @@
+"""Settings of the speech engine, read once from the environment (see .env.example)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.pipeline.asr import AsrOptions
+from bot.pipeline.engine import StreamOptions
+from bot.pipeline.vad import SegmenterOptions
+
+
+class EngineSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    asr_model: str = "base"
+    asr_device: str = "cpu"
+    asr_compute_type: str = "int8"
+    asr_cpu_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    asr_language: str = "auto"
+    asr_beam_size: int = Field(default=1, ge=1, le=10)
+    asr_encoder_window: Literal["trimmed", "full"] = "trimmed"
+    asr_initial_prompt: str | None = None
+    asr_hotwords: str | None = None
+    asr_condition_on_previous: bool = False
+    asr_no_speech_threshold: float = Field(default=0.6, ge=0, le=1)
+    asr_log_prob_threshold: float = -1.0
+    asr_reject_log_prob: float = -1.5
+    asr_compression_ratio_threshold: float = Field(default=2.4, gt=0)
+    asr_allow_download: bool = False
+    asr_max_batch: int = Field(default=4, ge=1, le=32)
+    asr_max_pending_finals: int = Field(default=32, ge=1)
+    model_cache_dir: Path | None = None
+
+    vad_threshold: float = Field(default=0.5, gt=0, lt=1)
+    vad_pre_roll_ms: int = Field(default=300, ge=0, le=2000)
+    vad_min_silence_ms: int = Field(default=400, ge=32, le=5000)
+    vad_min_speech_ms: int = Field(default=250, ge=0, le=5000)
+    vad_max_utterance_s: float = Field(default=15.0, ge=2, le=29)
+
+    partial_interval_ms: int = Field(default=600, ge=100, le=5000)
+
+    @field_validator("asr_language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value != "auto" and not (2 <= len(value) <= 3 and value.isalpha()):
+            raise ValueError("ASR_LANGUAGE must be 'auto' or a language code such as 'en', 'ru'")
+        return value
+
+    def asr_options(self) -> AsrOptions:
+        return AsrOptions(
+            device=self.asr_device,
+            compute_type=self.asr_compute_type,
+            cpu_threads=self.asr_cpu_threads,
+            language=None if self.asr_language == "auto" else self.asr_language,
+            beam_size=self.asr_beam_size,
+            encoder_window=self.asr_encoder_window,
+            no_speech_threshold=self.asr_no_speech_threshold,
+            log_prob_threshold=self.asr_log_prob_threshold,
+            reject_log_prob=self.asr_reject_log_prob,
+            compression_ratio_threshold=self.asr_compression_ratio_threshold,
+            condition_on_previous=self.asr_condition_on_previous,
+            initial_prompt=self.asr_initial_prompt,
+            hotwords=self.asr_hotwords,
+        )
+
+    def stream_options(self, *, emit_partials: bool = True) -> StreamOptions:
+        return StreamOptions(
+            segmenter=SegmenterOptions(
+                threshold=self.vad_threshold,
+                pre_roll_ms=self.vad_pre_roll_ms,
+                min_silence_ms=self.vad_min_silence_ms,
+                min_speech_ms=self.vad_min_speech_ms,
+                max_utterance_s=self.vad_max_utterance_s,
+            ),
+            emit_partials=emit_partials,
+            partial_interval_ms=self.partial_interval_ms,
+        )

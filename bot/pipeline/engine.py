@@ -1,0 +1,363 @@
+"""The streaming engine: 16 kHz audio in, partial and final captions out, per stream.
+
+``SpeechEngine`` owns the process's one VAD session, one Whisper model and the decode
+scheduler. ``engine.open_stream()`` gives a ``StreamTranscriber`` per audio track:
+
+    stream = engine.open_stream("alice-mic")
+    await stream.push_audio(samples)        # float32, 16 kHz mono, any chunk size
+    await stream.end_input()                # closes the open utterance
+    async for caption in stream.captions(): ...
+
+Data flows one way: ``push_audio`` runs the segmenter (cheap, synchronous), asks the scheduler
+for partial decodes every ``partial_interval_ms`` of new speech and a final decode when an
+utterance ends; an emitter task turns decode results into captions, in order, on a bounded
+queue. A decode error costs one utterance (counted), never the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bot.errors import AsrError
+from bot.pipeline.agreement import StablePrefix
+from bot.pipeline.asr import DecodeRequest, Hypothesis
+from bot.pipeline.scheduler import DecodeScheduler, Recognizer
+from bot.pipeline.types import SAMPLE_RATE_HZ, Caption, Word
+from bot.pipeline.vad import (
+    Float32Array,
+    Segmenter,
+    SegmenterOptions,
+    SileroVad,
+    UtteranceDiscarded,
+    UtteranceEnded,
+    UtteranceStarted,
+)
+
+if TYPE_CHECKING:
+    from bot.config import EngineSettings
+
+logger = logging.getLogger("bot.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOptions:
+    segmenter: SegmenterOptions = field(default_factory=SegmenterOptions)
+    emit_partials: bool = True
+    partial_interval_ms: int = 600
+    # No partial decode before the utterance holds this much audio (pre-roll included).
+    min_partial_audio_ms: int = 1000
+    agreement: int = 2
+    caption_queue_size: int = 256
+
+
+@dataclass(slots=True)
+class StreamStats:
+    """Usage of one stream: what metering and billing read."""
+
+    audio_s: float = 0.0
+    speech_s: float = 0.0
+    partials: int = 0
+    finals: int = 0
+    errors: int = 0
+    dropped_captions: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A decode whose result the emitter turns into a caption, in submission order."""
+
+    utterance_id: str
+    start_sample: int
+    future: asyncio.Future[Hypothesis | None]
+    final: bool
+    end_sample: int = 0
+
+
+class SpeechEngine:
+    """One per process: shared models and scheduler; many streams."""
+
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        vad: SileroVad,
+        *,
+        stream_options: StreamOptions | None = None,
+        max_pending_finals: int = 32,
+        max_batch: int = 4,
+    ) -> None:
+        self.recognizer = recognizer
+        self.vad = vad
+        self.stream_options = stream_options or StreamOptions()
+        self.scheduler = DecodeScheduler(
+            recognizer, max_pending_finals=max_pending_finals, max_batch=max_batch
+        )
+
+    def open_stream(
+        self, name: str | None = None, *, options: StreamOptions | None = None
+    ) -> StreamTranscriber:
+        return StreamTranscriber(self, name or secrets.token_hex(4), options or self.stream_options)
+
+    async def aclose(self) -> None:
+        await self.scheduler.aclose()
+
+
+class StreamTranscriber:
+    """Captions for one audio stream (one participant's microphone track)."""
+
+    def __init__(self, engine: SpeechEngine, name: str, options: StreamOptions) -> None:
+        self.name = name
+        self.options = options
+        self.stats = StreamStats()
+        self._engine = engine
+        self._scheduler = engine.scheduler
+        self._segmenter = Segmenter(engine.vad.stream(), options.segmenter)
+        # Utterance ids are unique across restarts: a random nonce per stream instance.
+        self._nonce = secrets.token_hex(4)
+        self._key = f"{name}:{self._nonce}"
+        self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._captions: asyncio.Queue[Caption | None] = asyncio.Queue(options.caption_queue_size)
+        self._emitter: asyncio.Task[None] | None = None
+        self._partial_in_flight = False
+        self._last_partial_at = 0  # utterance samples when the last partial was requested
+        self._utterance_id = ""
+        self._utterance_language: str | None = None
+        self._ended = False
+        self._interval = options.partial_interval_ms * SAMPLE_RATE_HZ // 1000
+        self._min_partial = options.min_partial_audio_ms * SAMPLE_RATE_HZ // 1000
+
+    def _utterance_name(self, index: int) -> str:
+        return f"SG_{self._nonce}_{index}"
+
+    # -- input ----------------------------------------------------------------------------------
+    async def push_audio(self, samples: Float32Array) -> None:
+        """Feed 16 kHz mono float32 audio. Waits only when finals are backed up."""
+        if self._ended:
+            raise RuntimeError("push_audio after end_input")
+        self._ensure_emitter()
+        self.stats.audio_s += len(samples) / SAMPLE_RATE_HZ
+        for event in self._segmenter.push(samples):
+            await self._on_event(event)
+        self._maybe_partial()
+
+    async def end_input(self) -> None:
+        """No more audio: finish the open utterance. Captions still drain afterwards."""
+        if self._ended:
+            return
+        self._ensure_emitter()
+        for event in self._segmenter.flush():
+            await self._on_event(event)
+        self._ended = True
+        await self._pending.put(None)
+
+    async def captions(self) -> AsyncIterator[Caption]:
+        """Captions in order; ends after ``end_input`` once everything is decoded."""
+        self._ensure_emitter()
+        while True:
+            caption = await self._captions.get()
+            if caption is None:
+                return
+            yield caption
+
+    async def aclose(self) -> None:
+        """Stop now: pending decodes are abandoned (use ``end_input`` to finish them)."""
+        self._ended = True
+        if self._emitter is not None:
+            self._emitter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._emitter
+        while not self._pending.empty():
+            item = self._pending.get_nowait()
+            if item is not None:
+                item.future.cancel()
+
+    # -- segmentation events ----------------------------------------------------------------------
+    async def _on_event(
+        self, event: UtteranceStarted | UtteranceEnded | UtteranceDiscarded
+    ) -> None:
+        if isinstance(event, UtteranceStarted):
+            self._utterance_id = self._utterance_name(event.index)
+            self._utterance_language = None
+            self._last_partial_at = 0
+        elif isinstance(event, UtteranceEnded):
+            self.stats.speech_s += len(event.audio) / SAMPLE_RATE_HZ
+            request = DecodeRequest(
+                audio=event.audio,
+                language=None,
+                want_words=True,
+                final=True,
+            )
+            future = await self._scheduler.submit_final(self._key, request)
+            await self._pending.put(
+                _Pending(
+                    self._utterance_name(event.index),
+                    event.start_sample,
+                    future,
+                    final=True,
+                    end_sample=event.end_sample,
+                )
+            )
+        else:  # a blip too short to be speech: its partials (if any) are closed empty
+            await self._pending.put(
+                _Pending(self._utterance_name(event.index), 0, _resolved(None), final=True)
+            )
+
+    def _maybe_partial(self) -> None:
+        if not self.options.emit_partials or self._partial_in_flight:
+            return
+        if not self._segmenter.in_speech:
+            return
+        n = self._segmenter.utterance_samples()
+        if n < self._min_partial or n - self._last_partial_at < self._interval:
+            return
+        self._last_partial_at = n
+        request = DecodeRequest(
+            audio=self._segmenter.utterance_audio(),
+            language=self._utterance_language,
+            final=False,
+        )
+        future = self._scheduler.submit_partial(self._key, request)
+        self._partial_in_flight = True
+        future.add_done_callback(self._partial_done)
+        start = self._segmenter.utterance_start_sample
+        self._pending.put_nowait(
+            _Pending(self._utterance_id, start, future, final=False, end_sample=start + n)
+        )
+
+    def _partial_done(self, future: asyncio.Future[Hypothesis | None]) -> None:
+        self._partial_in_flight = False
+        if not future.cancelled() and future.exception() is None:
+            hyp = future.result()
+            if hyp is not None and hyp.language_probability >= 0.5:
+                self._utterance_language = self._utterance_language or hyp.language
+
+    # -- output ---------------------------------------------------------------------------------
+    def _ensure_emitter(self) -> None:
+        if self._emitter is None:
+            self._emitter = asyncio.get_running_loop().create_task(
+                self._emit(), name=f"captions:{self.name}"
+            )
+
+    async def _emit(self) -> None:
+        agreement = StablePrefix(self.options.agreement)
+        agreement_for = ""
+        shown: dict[str, str] = {}  # utterance id -> last partial text on screen
+        finalised: set[str] = set()
+        try:
+            while (item := await self._pending.get()) is not None:
+                try:
+                    hyp = await item.future
+                except asyncio.CancelledError:
+                    if item.future.cancelled():
+                        continue
+                    raise
+                except AsrError:
+                    self.stats.errors += 1
+                    hyp = None
+                caption: Caption | None
+                if item.final:
+                    finalised.add(item.utterance_id)
+                    caption = _final_caption(item, hyp, had_partials=item.utterance_id in shown)
+                    shown.pop(item.utterance_id, None)
+                else:
+                    if hyp is None or not hyp.accepted or item.utterance_id in finalised:
+                        continue
+                    if agreement_for != item.utterance_id:
+                        agreement = StablePrefix(self.options.agreement)
+                        agreement_for = item.utterance_id
+                    stable, tail = agreement.update(hyp.text.split())
+                    text = " ".join(stable + tail)
+                    if text == shown.get(item.utterance_id):
+                        continue
+                    shown[item.utterance_id] = text
+                    caption = Caption(
+                        utterance_id=item.utterance_id,
+                        text=text,
+                        is_final=False,
+                        start_ms=_ms(item.start_sample),
+                        end_ms=_ms(item.end_sample),
+                        language=hyp.language,
+                        confidence=hyp.confidence,
+                        stable_text=" ".join(stable),
+                    )
+                if caption is not None:
+                    await self._put(caption)
+        finally:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._captions.put_nowait(None)
+
+    async def _put(self, caption: Caption) -> None:
+        if caption.is_final:
+            self.stats.finals += 1
+            await self._captions.put(caption)  # finals are never dropped
+            return
+        try:
+            self._captions.put_nowait(caption)
+            self.stats.partials += 1
+        except asyncio.QueueFull:  # a slow consumer loses partials, not finals
+            self.stats.dropped_captions += 1
+
+
+def _final_caption(item: _Pending, hyp: Hypothesis | None, *, had_partials: bool) -> Caption | None:
+    start_ms, end_ms = _ms(item.start_sample), _ms(item.end_sample)
+    if hyp is None or not hyp.accepted:
+        if not had_partials:
+            return None
+        # Close the partials already on screen with an empty final.
+        language = hyp.language if hyp is not None else ""
+        return Caption(item.utterance_id, "", True, start_ms, end_ms, language, 0.0)
+    words = tuple(
+        Word(
+            text=w.text,
+            start_ms=start_ms + round(w.start_s * 1000),
+            end_ms=start_ms + round(w.end_s * 1000),
+            probability=w.probability,
+        )
+        for w in hyp.words
+    )
+    return Caption(
+        utterance_id=item.utterance_id,
+        text=hyp.text,
+        is_final=True,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        language=hyp.language,
+        confidence=hyp.confidence,
+        stable_text=hyp.text,
+        words=words,
+    )
+
+
+def _ms(sample: int) -> int:
+    return sample * 1000 // SAMPLE_RATE_HZ
+
+
+def _resolved(value: Hypothesis | None) -> asyncio.Future[Hypothesis | None]:
+    future: asyncio.Future[Hypothesis | None] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+def build_engine(settings: EngineSettings, *, emit_partials: bool = True) -> SpeechEngine:
+    """Load the models named by ``settings`` (offline unless downloads are allowed)."""
+    from bot.pipeline.asr import WhisperRecognizer
+    from bot.pipeline.models import resolve_model
+
+    model = resolve_model(
+        settings.asr_model,
+        cache_dir=settings.model_cache_dir,
+        allow_download=settings.asr_allow_download,
+    )
+    recognizer = WhisperRecognizer(model, settings.asr_options())
+    return SpeechEngine(
+        recognizer,
+        SileroVad(),
+        stream_options=settings.stream_options(emit_partials=emit_partials),
+        max_pending_finals=settings.asr_max_pending_finals,
+        max_batch=settings.asr_max_batch,
+    )

@@ -1,0 +1,194 @@
+"""One shared recognizer, many streams: a priority scheduler in front of a bounded executor.
+
+* **Finals first.** A final decode is always taken before any partial.
+* **Partials thin out under load.** Each stream has at most one pending partial; a newer one
+  replaces it (the replaced request resolves to ``None``), and a final for a stream cancels its
+  pending partial. So when the recognizer falls behind, streams get fewer partials, not later
+  ones, and finals still arrive.
+* **Bounded finals.** At most ``max_pending_finals`` finals wait; ``submit_final`` waits for room,
+  pushing back on the producer instead of growing memory.
+* **Batching.** Up to ``max_batch`` requests of the same kind are decoded in one call.
+
+Decoding runs on one worker thread: the model already uses every core it is given, and one
+thread keeps the priority order exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from bot.errors import AsrError
+from bot.pipeline.asr import DecodeRequest, Hypothesis
+
+logger = logging.getLogger("bot.pipeline")
+
+
+class Recognizer(Protocol):
+    """What the scheduler needs of a speech recognizer."""
+
+    model_name: str
+    multilingual: bool
+
+    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]: ...
+
+
+@dataclass(slots=True)
+class _Job:
+    stream_key: str
+    request: DecodeRequest
+    future: asyncio.Future[Hypothesis | None]
+    submitted: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class SchedulerStats:
+    finals_decoded: int = 0
+    partials_decoded: int = 0
+    partials_dropped: int = 0
+    batches: int = 0
+    errors: int = 0
+    busy_s: float = 0.0
+
+
+class DecodeScheduler:
+    def __init__(
+        self,
+        recognizer: Recognizer,
+        *,
+        max_pending_finals: int = 32,
+        max_batch: int = 4,
+    ) -> None:
+        if max_pending_finals < 1 or max_batch < 1:
+            raise ValueError("max_pending_finals and max_batch must be positive")
+        self.recognizer = recognizer
+        self.max_batch = max_batch
+        self.stats = SchedulerStats()
+        self._finals: deque[_Job] = deque()
+        self._partials: OrderedDict[str, _Job] = OrderedDict()
+        self._final_slots = asyncio.Semaphore(max_pending_finals)
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="asr-scheduler")
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for job in [*self._finals, *self._partials.values()]:
+            if not job.future.done():
+                job.future.cancel()
+        self._finals.clear()
+        self._partials.clear()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    @property
+    def pending_finals(self) -> int:
+        return len(self._finals)
+
+    @property
+    def pending_partials(self) -> int:
+        return len(self._partials)
+
+    # -- submission -----------------------------------------------------------------------------
+    async def submit_final(
+        self, stream_key: str, request: DecodeRequest
+    ) -> asyncio.Future[Hypothesis | None]:
+        """Queue a final decode (waiting for room); returns the future of its hypothesis."""
+        self._check_open()
+        await self._final_slots.acquire()
+        future: asyncio.Future[Hypothesis | None] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(lambda _: self._final_slots.release())
+        self._drop_partial(stream_key)
+        self._finals.append(_Job(stream_key, request, future))
+        self._wake.set()
+        return future
+
+    def submit_partial(
+        self, stream_key: str, request: DecodeRequest
+    ) -> asyncio.Future[Hypothesis | None]:
+        """Queue a partial decode, replacing this stream's pending one (which resolves None)."""
+        self._check_open()
+        self._drop_partial(stream_key)
+        future: asyncio.Future[Hypothesis | None] = asyncio.get_running_loop().create_future()
+        self._partials[stream_key] = _Job(stream_key, request, future)
+        self._wake.set()
+        return future
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise AsrError("the decode scheduler is closed")
+        if self._task is None:
+            self.start()
+
+    def _drop_partial(self, stream_key: str) -> None:
+        old = self._partials.pop(stream_key, None)
+        if old is not None and not old.future.done():
+            old.future.set_result(None)
+            self.stats.partials_dropped += 1
+
+    # -- worker ---------------------------------------------------------------------------------
+    def _next_batch(self) -> list[_Job]:
+        batch: list[_Job] = []
+        if self._finals:
+            while self._finals and len(batch) < self.max_batch:
+                batch.append(self._finals.popleft())
+            return batch
+        while self._partials and len(batch) < self.max_batch:
+            _, job = self._partials.popitem(last=False)
+            batch.append(job)
+        return batch
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while batch := self._next_batch():
+                live = [j for j in batch if not j.future.done()]
+                if not live:
+                    continue
+                is_final = live[0].request.final
+                started = time.perf_counter()
+                try:
+                    hyps = await loop.run_in_executor(
+                        self._executor,
+                        self.recognizer.decode_batch,
+                        [j.request for j in live],
+                    )
+                except Exception as exc:  # one bad batch must not stop the scheduler
+                    self.stats.errors += 1
+                    error = exc if isinstance(exc, AsrError) else AsrError(type(exc).__name__)
+                    logger.warning(
+                        "decode failed", extra={"error": type(exc).__name__, "batch": len(live)}
+                    )
+                    for j in live:
+                        if not j.future.done():
+                            j.future.set_exception(error)
+                    continue
+                finally:
+                    self.stats.busy_s += time.perf_counter() - started
+                self.stats.batches += 1
+                if is_final:
+                    self.stats.finals_decoded += len(live)
+                else:
+                    self.stats.partials_decoded += len(live)
+                for j, h in zip(live, hyps, strict=True):
+                    if not j.future.done():
+                        j.future.set_result(h)

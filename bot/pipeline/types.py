@@ -1,0 +1,42 @@
+"""The values that flow through the speech pipeline: plain, immutable dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SAMPLE_RATE_HZ = 16_000
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    """One recognised word, with times in ms relative to the start of the stream."""
+
+    text: str
+    start_ms: int
+    end_ms: int
+    probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class Caption:
+    """A partial or final caption of one utterance on one audio stream.
+
+    ``text`` is always the full text of the utterance so far (LiveKit's transcription format
+    resends the whole segment with every partial). ``stable_text`` is the prefix that consecutive
+    decodes agreed on: it never changes between partials of one utterance. A final caption's
+    ``stable_text`` equals its ``text``.
+    """
+
+    utterance_id: str
+    text: str
+    is_final: bool
+    start_ms: int
+    end_ms: int
+    language: str
+    confidence: float
+    stable_text: str = ""
+    words: tuple[Word, ...] = field(default=())
+
+    @property
+    def word_count(self) -> int:
+        return len(self.text.split())

@@ -1,0 +1,319 @@
+"""Voice activity detection (Silero, ONNX) and the utterance segmenter built on it.
+
+``SileroVad`` holds the one ONNX session of the process; each stream gets its own
+``VadStream`` (recurrent state + 64-sample context). ``Segmenter`` is a pure, synchronous
+state machine: push 16 kHz float32 samples in, get utterance events out. It keeps
+``pre_roll_ms`` of audio before speech starts (so the first syllable is not clipped), ends an
+utterance after ``min_silence_ms`` of silence, drops blips shorter than ``min_speech_ms``, and
+cuts utterances longer than ``max_utterance_s`` at the quietest recent window.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from bot.errors import ModelUnavailableError
+from bot.pipeline.types import SAMPLE_RATE_HZ
+
+WINDOW_SAMPLES = 512  # 32 ms at 16 kHz: Silero's window
+CONTEXT_SAMPLES = 64
+WINDOW_MS = WINDOW_SAMPLES * 1000 // SAMPLE_RATE_HZ
+
+Float32Array = npt.NDArray[np.float32]
+
+
+def silero_model_path() -> Path:
+    """The ONNX file in the ``silero-vad`` wheel (found without importing it: that needs torch)."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            "VAD model missing: install silero-vad (pip install --no-deps silero-vad==6.2.3)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
+    if not path.is_file():
+        raise ModelUnavailableError(f"VAD model missing: {path} not found")
+    return path
+
+
+class SileroVad:
+    """The process-wide Silero VAD session. Thread-safe; streams keep their own state."""
+
+    def __init__(self, model_path: Path | None = None, *, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(model_path or silero_model_path()),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
+        )
+        self._sr = np.array(SAMPLE_RATE_HZ, dtype=np.int64)
+
+    def stream(self) -> VadStream:
+        return VadStream(self)
+
+    def _run(
+        self, window_with_context: Float32Array, state: Float32Array
+    ) -> tuple[float, Float32Array]:
+        out, new_state = self._session.run(
+            None, {"input": window_with_context[None, :], "state": state, "sr": self._sr}
+        )
+        return float(out[0, 0]), new_state
+
+
+class VadStream:
+    """Speech probability for consecutive 512-sample windows of one stream."""
+
+    def __init__(self, vad: SileroVad) -> None:
+        self._vad = vad
+        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
+
+    def probability(self, window: Float32Array) -> float:
+        if window.shape != (WINDOW_SAMPLES,):
+            raise ValueError(f"VAD window must have {WINDOW_SAMPLES} samples")
+        x = np.concatenate([self._context, window])
+        prob, self._state = self._vad._run(x, self._state)
+        self._context = window[-CONTEXT_SAMPLES:]
+        return prob
+
+
+@dataclass(frozen=True, slots=True)
+class SegmenterOptions:
+    threshold: float = 0.5
+    # Silence is declared below ``threshold - hysteresis`` (Silero's recommended neg threshold).
+    hysteresis: float = 0.15
+    pre_roll_ms: int = 300
+    min_silence_ms: int = 400
+    min_speech_ms: int = 250
+    max_utterance_s: float = 15.0
+    # Audio kept after the last speech window, so word endings are not clipped.
+    post_roll_ms: int = 96
+    # At max length, cut at the quietest window of the last ``cut_search_s`` seconds.
+    cut_search_s: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError("VAD threshold must be between 0 and 1")
+        if self.min_silence_ms < WINDOW_MS or self.max_utterance_s < 1.0:
+            raise ValueError("VAD min silence must be >= 32 ms and max utterance >= 1 s")
+        if self.pre_roll_ms < 0 or self.min_speech_ms < 0 or self.post_roll_ms < 0:
+            raise ValueError("VAD durations must not be negative")
+
+
+class EndReason(Enum):
+    SILENCE = "silence"
+    MAX_LENGTH = "max_length"
+    END_OF_STREAM = "end_of_stream"
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceStarted:
+    index: int
+    start_sample: int
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceEnded:
+    """An utterance is complete. ``audio`` spans ``start_sample``..``end_sample`` of the stream."""
+
+    index: int
+    start_sample: int
+    end_sample: int
+    # Last sample the VAD judged to be speech (the "end of speech" latencies are measured from).
+    speech_end_sample: int
+    audio: Float32Array
+    reason: EndReason
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceDiscarded:
+    """A speech blip shorter than ``min_speech_ms``: no caption must come of it."""
+
+    index: int
+
+
+SegmentEvent = UtteranceStarted | UtteranceEnded | UtteranceDiscarded
+
+
+class Segmenter:
+    """Splits one stream into utterances. Pure and synchronous; one per stream."""
+
+    def __init__(self, vad: VadStream, options: SegmenterOptions | None = None) -> None:
+        self._vad = vad
+        self.options = options or SegmenterOptions()
+        o = self.options
+        self._pre_roll = o.pre_roll_ms * SAMPLE_RATE_HZ // 1000
+        self._min_silence_windows = max(1, o.min_silence_ms // WINDOW_MS)
+        self._min_speech_samples = o.min_speech_ms * SAMPLE_RATE_HZ // 1000
+        self._max_samples = int(o.max_utterance_s * SAMPLE_RATE_HZ)
+        self._post_roll = o.post_roll_ms * SAMPLE_RATE_HZ // 1000
+        self._cut_search_windows = max(1, int(o.cut_search_s * 1000) // WINDOW_MS)
+
+        self._pending = np.zeros(0, dtype=np.float32)  # samples not yet a full window
+        self._history: list[Float32Array] = []  # recent windows for pre-roll
+        self._history_samples = 0
+        self._samples_seen = 0  # samples consumed into windows
+
+        self._index = -1
+        self._in_speech = False
+        self._buffer: list[Float32Array] = []
+        self._probs: list[float] = []  # one per window of the current utterance
+        self._start_sample = 0
+        self._speech_samples = 0
+        self._silence_windows = 0
+        self._last_speech_end = 0
+
+    # -- public API -------------------------------------------------------------------------
+    @property
+    def in_speech(self) -> bool:
+        return self._in_speech
+
+    @property
+    def samples_seen(self) -> int:
+        return self._samples_seen + len(self._pending)
+
+    @property
+    def utterance_index(self) -> int:
+        return self._index
+
+    @property
+    def utterance_start_sample(self) -> int:
+        return self._start_sample
+
+    def utterance_audio(self) -> Float32Array:
+        """The current utterance's audio so far (a copy), empty outside speech."""
+        if not self._in_speech:
+            return np.zeros(0, dtype=np.float32)
+        return np.concatenate(self._buffer) if self._buffer else np.zeros(0, dtype=np.float32)
+
+    def utterance_samples(self) -> int:
+        return sum(len(b) for b in self._buffer) if self._in_speech else 0
+
+    def push(self, samples: Float32Array) -> list[SegmentEvent]:
+        if samples.dtype != np.float32:
+            samples = samples.astype(np.float32)
+        data = np.concatenate([self._pending, samples]) if len(self._pending) else samples
+        events: list[SegmentEvent] = []
+        n_windows = len(data) // WINDOW_SAMPLES
+        for i in range(n_windows):
+            window = data[i * WINDOW_SAMPLES : (i + 1) * WINDOW_SAMPLES]
+            events.extend(self._on_window(window, self._vad.probability(window)))
+        self._pending = data[n_windows * WINDOW_SAMPLES :].copy()
+        return events
+
+    def flush(self) -> list[SegmentEvent]:
+        """End of stream: close the open utterance, if any."""
+        events: list[SegmentEvent] = []
+        if self._in_speech:
+            if len(self._pending):
+                self._buffer.append(self._pending)
+                self._samples_seen += len(self._pending)
+                self._pending = np.zeros(0, dtype=np.float32)
+            events.append(self._end(EndReason.END_OF_STREAM))
+        return events
+
+    # -- state machine ------------------------------------------------------------------------
+    def _on_window(self, window: Float32Array, prob: float) -> list[SegmentEvent]:
+        o = self.options
+        window_start = self._samples_seen
+        self._samples_seen += WINDOW_SAMPLES
+        events: list[SegmentEvent] = []
+        if not self._in_speech:
+            if prob >= o.threshold:
+                self._index += 1
+                self._in_speech = True
+                pre = self._pre_roll_audio()
+                self._buffer = [pre, window] if len(pre) else [window]
+                self._probs = [0.0] * (len(pre) // WINDOW_SAMPLES) + [prob]
+                self._start_sample = window_start - len(pre)
+                self._speech_samples = WINDOW_SAMPLES
+                self._silence_windows = 0
+                self._last_speech_end = self._samples_seen
+                self._history.clear()
+                self._history_samples = 0
+                events.append(UtteranceStarted(self._index, self._start_sample))
+            else:
+                self._remember(window)
+            return events
+
+        self._buffer.append(window)
+        self._probs.append(prob)
+        if prob >= o.threshold - o.hysteresis:
+            if prob >= o.threshold:
+                self._speech_samples += WINDOW_SAMPLES
+            self._silence_windows = 0
+            self._last_speech_end = self._samples_seen
+        else:
+            self._silence_windows += 1
+
+        if self._silence_windows >= self._min_silence_windows:
+            events.append(self._end(EndReason.SILENCE))
+        elif self.utterance_samples() >= self._max_samples:
+            events.extend(self._cut_at_max_length())
+        return events
+
+    def _remember(self, window: Float32Array) -> None:
+        self._history.append(window)
+        self._history_samples += len(window)
+        while self._history and self._history_samples - len(self._history[0]) >= self._pre_roll:
+            self._history_samples -= len(self._history.pop(0))
+
+    def _pre_roll_audio(self) -> Float32Array:
+        if not self._history or self._pre_roll == 0:
+            return np.zeros(0, dtype=np.float32)
+        audio = np.concatenate(self._history)
+        return audio[-self._pre_roll :]
+
+    def _end(self, reason: EndReason) -> SegmentEvent:
+        audio = np.concatenate(self._buffer)
+        index = self._index
+        start = self._start_sample
+        speech_end = self._last_speech_end
+        self._in_speech = False
+        trailing = audio
+        self._buffer, self._probs = [], []
+        if self._speech_samples < self._min_speech_samples and reason is not EndReason.MAX_LENGTH:
+            self._remember_tail(trailing)
+            return UtteranceDiscarded(index)
+        # Keep only ``post_roll`` of the trailing silence.
+        end_sample = min(start + len(audio), speech_end + self._post_roll)
+        kept = audio[: end_sample - start]
+        self._remember_tail(audio[end_sample - start :])
+        return UtteranceEnded(index, start, end_sample, speech_end, kept, reason)
+
+    def _remember_tail(self, audio: Float32Array) -> None:
+        """Trailing silence of an ended utterance becomes pre-roll for the next one."""
+        self._history = [audio[-self._pre_roll :]] if len(audio) and self._pre_roll else []
+        self._history_samples = sum(len(h) for h in self._history)
+
+    def _cut_at_max_length(self) -> list[SegmentEvent]:
+        """Close the utterance at the quietest recent window and carry the rest over."""
+        probs = np.asarray(self._probs)
+        search_from = max(1, len(probs) - self._cut_search_windows)
+        cut_window = search_from + int(np.argmin(probs[search_from:]))
+        audio = np.concatenate(self._buffer)
+        cut = (cut_window + 1) * WINDOW_SAMPLES
+        index, start = self._index, self._start_sample
+        head, tail = audio[:cut], audio[cut:]
+        tail_probs = self._probs[cut_window + 1 :]
+        ended = UtteranceEnded(index, start, start + cut, start + cut, head, EndReason.MAX_LENGTH)
+        # The speech goes on: a new utterance starts right at the cut.
+        self._index += 1
+        self._start_sample = start + cut
+        self._buffer = [tail] if len(tail) else []
+        self._probs = list(tail_probs)
+        self._speech_samples = sum(
+            WINDOW_SAMPLES for p in tail_probs if p >= self.options.threshold
+        )
+        self._silence_windows = 0
+        return [ended, UtteranceStarted(self._index, self._start_sample)]
