@@ -26,6 +26,7 @@ from typing import Any, Literal
 import numpy as np
 
 from bot.errors import AsrError, ModelUnavailableError
+from bot.pipeline.agreement import word_key
 from bot.pipeline.models import ResolvedModel
 from bot.pipeline.types import SAMPLE_RATE_HZ
 from bot.pipeline.vad import Float32Array
@@ -103,6 +104,29 @@ class DecodeRequest:
     want_words: bool = False
     final: bool = False
     previous_text: str | None = None
+
+
+def collapse_repeats(text: str, *, min_words: int = 3) -> str:
+    """Drop immediate repeats of a block of ``min_words`` or more words: a decoder loop.
+
+    People do repeat words ("I, I think"), but a run of three or more words said twice in a row
+    is, in Whisper's output, nearly always the decoder re-reading the same audio.
+    """
+    words = text.split()
+    keys = [word_key(w) for w in words]
+    changed = True
+    while changed:
+        changed = False
+        n = len(keys)
+        for size in range(n // 2, min_words - 1, -1):
+            for i in range(0, n - 2 * size + 1):
+                if keys[i : i + size] == keys[i + size : i + 2 * size]:
+                    del words[i + size : i + 2 * size], keys[i + size : i + 2 * size]
+                    changed = True
+                    break
+            if changed:
+                break
+    return " ".join(words)
 
 
 def compression_ratio(text: str) -> float:
@@ -296,7 +320,7 @@ class WhisperRecognizer:
         for i, res in zip(indices, results, strict=True):
             tok = self._tokenizer(languages[i][0])
             tokens = [t for t in res.sequences_ids[0] if t < tok.eot]
-            text = tok.decode(tokens).strip()
+            text = collapse_repeats(tok.decode(tokens).strip())
             # CTranslate2's score is the cumulative log-prob divided by the token count
             # (length_penalty=1); Whisper's avg_logprob also counts the end-of-text token.
             seq_len = len(tokens)

@@ -167,21 +167,7 @@ class DecodeScheduler:
                 is_final = live[0].request.final
                 started = time.perf_counter()
                 try:
-                    hyps = await loop.run_in_executor(
-                        self._executor,
-                        self.recognizer.decode_batch,
-                        [j.request for j in live],
-                    )
-                except Exception as exc:  # one bad batch must not stop the scheduler
-                    self.stats.errors += 1
-                    error = exc if isinstance(exc, AsrError) else AsrError(type(exc).__name__)
-                    logger.warning(
-                        "decode failed", extra={"error": type(exc).__name__, "batch": len(live)}
-                    )
-                    for j in live:
-                        if not j.future.done():
-                            j.future.set_exception(error)
-                    continue
+                    results = await self._decode(loop, live)
                 finally:
                     self.stats.busy_s += time.perf_counter() - started
                 self.stats.batches += 1
@@ -189,6 +175,29 @@ class DecodeScheduler:
                     self.stats.finals_decoded += len(live)
                 else:
                     self.stats.partials_decoded += len(live)
-                for j, h in zip(live, hyps, strict=True):
-                    if not j.future.done():
-                        j.future.set_result(h)
+                for j, result in zip(live, results, strict=True):
+                    if j.future.done():
+                        continue
+                    if isinstance(result, AsrError):
+                        j.future.set_exception(result)
+                    else:
+                        j.future.set_result(result)
+
+    async def _decode(
+        self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]
+    ) -> list[Hypothesis | AsrError]:
+        """Decode a batch; if it fails, decode its requests one by one to isolate the bad one."""
+        try:
+            hyps = await loop.run_in_executor(
+                self._executor, self.recognizer.decode_batch, [j.request for j in jobs]
+            )
+            return list(hyps)
+        except Exception as exc:  # one bad request must not stop the scheduler
+            if len(jobs) > 1:
+                out: list[Hypothesis | AsrError] = []
+                for job in jobs:
+                    out.extend(await self._decode(loop, [job]))
+                return out
+            self.stats.errors += 1
+            logger.warning("decode failed", extra={"error": type(exc).__name__})
+            return [exc if isinstance(exc, AsrError) else AsrError(type(exc).__name__)]

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import numpy as np
+
+from bot.pipeline.asr import DecodeRequest
+from bot.pipeline.engine import SpeechEngine, StreamOptions
+from bot.pipeline.types import Caption
+from bot.pipeline.vad import SegmenterOptions
+from tests.unit.engine.fakes import AmplitudeVad, ScriptedRecognizer, silence, tone
+
+
+class _FakeSileroVad:
+    def stream(self) -> AmplitudeVad:
+        return AmplitudeVad()
+
+
+def growing_text(request: DecodeRequest) -> str:
+    """More words the longer the audio: like a real decoder on a growing utterance."""
+    words = [
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+    ]
+    n = max(1, int(len(request.audio) / 16_000 * 2))
+    return " ".join(words[:n])
+
+
+async def transcribe(
+    engine: SpeechEngine, audio: np.ndarray, *, realtime_step_s: float = 0.0
+) -> list[Caption]:
+    stream = engine.open_stream("t")
+    captions: list[Caption] = []
+
+    async def consume() -> None:
+        async for c in stream.captions():
+            captions.append(c)
+
+    consumer = asyncio.create_task(consume())
+    for i in range(0, len(audio), 320):
+        await stream.push_audio(audio[i : i + 320])
+        await asyncio.sleep(realtime_step_s)
+    await stream.end_input()
+    await asyncio.wait_for(consumer, 10)
+    await engine.aclose()
+    return captions
+
+
+def make_engine(rec: ScriptedRecognizer, **opts: object) -> SpeechEngine:
+    options = StreamOptions(
+        segmenter=SegmenterOptions(min_silence_ms=400),
+        partial_interval_ms=300,
+        min_partial_audio_ms=500,
+        **opts,  # type: ignore[arg-type]
+    )
+    return SpeechEngine(rec, _FakeSileroVad(), stream_options=options)  # type: ignore[arg-type]
+
+
+async def test_partials_then_a_final_with_the_same_utterance_id() -> None:
+    rec = ScriptedRecognizer(growing_text)
+    audio = np.concatenate([silence(0.5), tone(3.0), silence(1.0), tone(2.0), silence(1.0)])
+    captions = await transcribe(make_engine(rec), audio, realtime_step_s=0.002)
+    finals = [c for c in captions if c.is_final]
+    assert len(finals) == 2
+    assert len({c.utterance_id for c in finals}) == 2
+    for final in finals:
+        mine = [c for c in captions if c.utterance_id == final.utterance_id]
+        assert mine[-1] is final, "the final closes its utterance"
+        assert all(not c.is_final for c in mine[:-1])
+        assert len(mine) >= 2, "partials come before the final"
+        # the stable prefix only grows
+        stables = [c.stable_text for c in mine[:-1]]
+        for a, b in itertools.pairwise(stables):
+            assert b.startswith(a)
+    assert finals[0].end_ms < finals[1].start_ms
+    assert finals[0].words and finals[0].words[0].start_ms >= finals[0].start_ms
+
+
+async def test_fast_feed_without_partials_yields_only_finals() -> None:
+    rec = ScriptedRecognizer(growing_text)
+    audio = np.concatenate([tone(2.0), silence(1.0), tone(2.0)])
+    captions = await transcribe(make_engine(rec, emit_partials=False), audio)
+    assert [c.is_final for c in captions] == [True, True]
+
+
+async def test_silence_yields_no_caption_and_no_decode() -> None:
+    rec = ScriptedRecognizer(growing_text)
+    captions = await transcribe(make_engine(rec), silence(5.0))
+    assert captions == []
+    assert rec.batches == []
+
+
+async def test_rejected_final_closes_shown_partials_with_empty_text() -> None:
+    def script(r: DecodeRequest) -> str:
+        return "" if r.final else "maybe words"
+
+    captions = await transcribe(
+        make_engine(ScriptedRecognizer(script)), tone(2.0), realtime_step_s=0.002
+    )
+    assert captions[-1].is_final and captions[-1].text == ""
+    assert any(not c.is_final and c.text == "maybe words" for c in captions)
+
+
+async def test_a_decode_error_costs_one_utterance_not_the_stream() -> None:
+    rec = ScriptedRecognizer(growing_text)
+    engine = make_engine(rec, emit_partials=False)
+    # the first utterance (the shorter one) always fails to decode
+    rec.fail_when = lambda r: len(r.audio) < 2.0 * 16_000
+    audio = np.concatenate([tone(1.5), silence(1.0), tone(2.5)])
+    stream = engine.open_stream("t")
+    got: list[Caption] = []
+
+    async def consume() -> None:
+        async for c in stream.captions():
+            got.append(c)
+
+    task = asyncio.create_task(consume())
+    for i in range(0, len(audio), 320):
+        await stream.push_audio(audio[i : i + 320])
+    await stream.end_input()
+    await asyncio.wait_for(task, 10)
+    await engine.aclose()
+    assert [c.is_final for c in got] == [True]
+    assert stream.stats.errors == 1
+    assert stream.stats.finals == 1
+
+
+async def test_usage_stats_count_audio_and_speech() -> None:
+    rec = ScriptedRecognizer(growing_text)
+    engine = make_engine(rec, emit_partials=False)
+    stream = engine.open_stream()
+    for chunk in (silence(1.0), tone(2.0), silence(1.0)):
+        await stream.push_audio(chunk)
+    await stream.end_input()
+    async for _ in stream.captions():
+        pass
+    await engine.aclose()
+    assert abs(stream.stats.audio_s - 4.0) < 1e-6
+    assert 2.0 <= stream.stats.speech_s <= 2.8

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from bot.errors import AsrError
+from bot.pipeline.asr import DecodeRequest
+from bot.pipeline.scheduler import DecodeScheduler
+from tests.unit.engine.fakes import ScriptedRecognizer
+
+
+def req(tag: float, *, final: bool) -> DecodeRequest:
+    # the audio's first sample tags the request, so tests can see what ran in which order
+    return DecodeRequest(audio=np.full(160, tag, dtype=np.float32), final=final)
+
+
+def tags(batch: list[DecodeRequest]) -> list[float]:
+    return [float(r.audio[0]) for r in batch]
+
+
+async def test_finals_run_before_partials_queued_earlier() -> None:
+    gate = threading.Event()
+    rec = ScriptedRecognizer(gate=gate)
+    sched = DecodeScheduler(rec, max_batch=1)
+    blocker = sched.submit_partial("s0", req(0, final=False))  # occupies the worker
+    await asyncio.sleep(0.05)
+    partials = [sched.submit_partial(f"s{i}", req(i, final=False)) for i in (1, 2, 3)]
+    finals = [await sched.submit_final(f"s{i}", req(10 + i, final=True)) for i in (4, 5)]
+    gate.set()
+    await asyncio.gather(blocker, *partials, *finals)
+    order = [t for b in rec.batches for t in tags(b)]
+    assert order[0] == 0
+    assert order[1:3] == [14, 15], "finals must jump the queue"
+    assert order[3:] == [1, 2, 3]
+    await sched.aclose()
+
+
+async def test_a_newer_partial_replaces_the_pending_one() -> None:
+    gate = threading.Event()
+    rec = ScriptedRecognizer(gate=gate)
+    sched = DecodeScheduler(rec)
+    busy = sched.submit_partial("other", req(0, final=False))
+    await asyncio.sleep(0.05)
+    old = sched.submit_partial("s", req(1, final=False))
+    new = sched.submit_partial("s", req(2, final=False))
+    gate.set()
+    assert await old is None
+    assert (await new) is not None
+    await busy
+    assert sched.stats.partials_dropped == 1
+    assert 1 not in [t for b in rec.batches for t in tags(b)]
+    await sched.aclose()
+
+
+async def test_a_final_cancels_its_streams_pending_partial() -> None:
+    gate = threading.Event()
+    sched = DecodeScheduler(ScriptedRecognizer(gate=gate))
+    busy = sched.submit_partial("other", req(0, final=False))
+    await asyncio.sleep(0.05)
+    partial = sched.submit_partial("s", req(1, final=False))
+    final = await sched.submit_final("s", req(2, final=True))
+    gate.set()
+    assert await partial is None
+    assert (await final) is not None
+    await busy
+    await sched.aclose()
+
+
+async def test_under_overload_partials_thin_out_and_every_final_arrives() -> None:
+    rec = ScriptedRecognizer(delay_s=0.02)
+    sched = DecodeScheduler(rec, max_batch=2)
+    finals = []
+    partials = []
+    for round_ in range(20):
+        for s in range(6):  # six streams ask for a partial every "tick"
+            partials.append(sched.submit_partial(f"s{s}", req(round_, final=False)))
+        if round_ % 4 == 0:
+            finals.append(await sched.submit_final(f"s{round_ % 6}", req(100 + round_, final=True)))
+        await asyncio.sleep(0.005)
+    results = await asyncio.gather(*finals)
+    assert all(r is not None for r in results)
+    done_partials = await asyncio.gather(*partials)
+    assert sum(r is None for r in done_partials) > 0, "partials must be dropped under load"
+    assert sched.stats.finals_decoded == len(finals)
+    await sched.aclose()
+
+
+async def test_finals_are_bounded_submitters_wait_for_room() -> None:
+    gate = threading.Event()
+    sched = DecodeScheduler(ScriptedRecognizer(gate=gate), max_pending_finals=2, max_batch=1)
+    f1 = await sched.submit_final("a", req(1, final=True))
+    f2 = await sched.submit_final("b", req(2, final=True))
+    third = asyncio.create_task(sched.submit_final("c", req(3, final=True)))
+    await asyncio.sleep(0.1)
+    assert not third.done(), "a third final must wait while two are pending"
+    gate.set()
+    await asyncio.gather(f1, f2)
+    f3 = await asyncio.wait_for(third, 5)
+    assert (await f3) is not None
+    await sched.aclose()
+
+
+async def test_a_failed_batch_fails_its_futures_and_the_scheduler_goes_on() -> None:
+    rec = ScriptedRecognizer()
+    rec.fail_next = True
+    sched = DecodeScheduler(rec, max_batch=1)
+    bad = await sched.submit_final("a", req(1, final=True))
+    with pytest.raises(AsrError):
+        await bad
+    good = await sched.submit_final("a", req(2, final=True))
+    assert (await good) is not None
+    assert sched.stats.errors == 1
+    await sched.aclose()

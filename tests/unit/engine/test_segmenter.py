@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bot.pipeline.vad import (
+    EndReason,
+    Segmenter,
+    SegmenterOptions,
+    UtteranceDiscarded,
+    UtteranceEnded,
+    UtteranceStarted,
+)
+from tests.unit.engine.fakes import AmplitudeVad, silence, tone
+
+SR = 16_000
+
+
+def run(segmenter: Segmenter, *chunks: np.ndarray, flush: bool = True) -> list[object]:
+    events: list[object] = []
+    for chunk in chunks:
+        # feed in odd-sized pieces: the segmenter must not depend on chunk boundaries
+        for i in range(0, len(chunk), 333):
+            events.extend(segmenter.push(chunk[i : i + 333]))
+    if flush:
+        events.extend(segmenter.flush())
+    return events
+
+
+def test_silence_yields_nothing() -> None:
+    assert run(Segmenter(AmplitudeVad()), silence(5.0)) == []  # type: ignore[arg-type]
+
+
+def test_one_utterance_with_pre_roll_and_trimmed_silence() -> None:
+    opts = SegmenterOptions(pre_roll_ms=320, min_silence_ms=480, post_roll_ms=96)
+    seg = Segmenter(AmplitudeVad(), opts)  # type: ignore[arg-type]
+    events = run(seg, silence(1.0), tone(1.5), silence(1.0))
+    started = [e for e in events if isinstance(e, UtteranceStarted)]
+    ended = [e for e in events if isinstance(e, UtteranceEnded)]
+    assert len(started) == 1 and len(ended) == 1
+    end = ended[0]
+    assert end.reason is EndReason.SILENCE
+    # speech starts at 1.0 s; the utterance keeps ~320 ms before it
+    assert abs(end.start_sample - (SR * 1.0 - 0.32 * SR)) <= 512
+    # it ends ~96 ms after the last speech window, not after the whole silence
+    assert abs(end.speech_end_sample - 2.5 * SR) <= 512
+    assert end.end_sample - end.speech_end_sample <= 0.096 * SR + 1
+    assert len(end.audio) == end.end_sample - end.start_sample
+
+
+def test_short_pause_does_not_split_but_long_one_does() -> None:
+    opts = SegmenterOptions(min_silence_ms=500)
+    events = run(
+        Segmenter(AmplitudeVad(), opts),  # type: ignore[arg-type]
+        tone(1.0),
+        silence(0.3),
+        tone(1.0),
+        silence(0.8),
+        tone(1.0),
+    )
+    ended = [e for e in events if isinstance(e, UtteranceEnded)]
+    assert [e.reason for e in ended] == [EndReason.SILENCE, EndReason.END_OF_STREAM]
+    assert [e.index for e in ended] == [0, 1]
+
+
+def test_blip_shorter_than_min_speech_is_discarded() -> None:
+    opts = SegmenterOptions(min_speech_ms=250)
+    events = run(Segmenter(AmplitudeVad(), opts), silence(0.5), tone(0.1), silence(1.0))  # type: ignore[arg-type]
+    assert any(isinstance(e, UtteranceDiscarded) for e in events)
+    assert not any(isinstance(e, UtteranceEnded) for e in events)
+
+
+def test_long_speech_is_cut_at_max_length_at_the_quietest_window() -> None:
+    opts = SegmenterOptions(max_utterance_s=4.0, min_silence_ms=800, cut_search_s=2.0)
+    # a 0.2 s dip (below threshold, shorter than min silence) sits 3 s in: the cut goes there
+    speech = np.concatenate([tone(3.0), tone(0.2, amplitude=0.1), tone(3.0)])
+    events = run(Segmenter(AmplitudeVad(), opts), speech)  # type: ignore[arg-type]
+    ended = [e for e in events if isinstance(e, UtteranceEnded)]
+    assert ended[0].reason is EndReason.MAX_LENGTH
+    assert 3.0 * SR <= ended[0].end_sample <= 3.2 * SR + 512
+    # nothing is lost: the next utterance starts exactly at the cut
+    assert ended[1].start_sample == ended[0].end_sample
+    assert sum(len(e.audio) for e in ended) >= len(speech) - 512
+
+
+def test_utterance_audio_is_available_while_speaking() -> None:
+    seg = Segmenter(AmplitudeVad())  # type: ignore[arg-type]
+    run(seg, tone(1.0), flush=False)
+    assert seg.in_speech
+    assert seg.utterance_samples() == len(seg.utterance_audio()) >= SR * 0.9
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"threshold": 1.5}, {"min_silence_ms": 10}, {"max_utterance_s": 0.5}, {"pre_roll_ms": -1}],
+)
+def test_invalid_options_are_rejected(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        SegmenterOptions(**kwargs)  # type: ignore[arg-type]
