@@ -51,7 +51,7 @@ class StreamOptions:
     emit_partials: bool = True
     partial_interval_ms: int = 600
     # No partial decode before the utterance holds this much audio (pre-roll included).
-    min_partial_audio_ms: int = 1000
+    min_partial_audio_ms: int = 800
     agreement: int = 2
     caption_queue_size: int = 256
 

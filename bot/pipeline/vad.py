@@ -96,6 +96,11 @@ class SegmenterOptions:
     min_silence_ms: int = 400
     min_speech_ms: int = 250
     max_utterance_s: float = 15.0
+    # Past ``soft_max_utterance_s`` a shorter pause (``soft_min_silence_ms``) ends the utterance,
+    # so long monologues are split at breaths as they happen instead of being cut late at
+    # ``max_utterance_s``.
+    soft_max_utterance_s: float = 8.0
+    soft_min_silence_ms: int = 160
     # Audio kept after the last speech window, so word endings are not clipped.
     post_roll_ms: int = 96
     # At max length, cut at the quietest window of the last ``cut_search_s`` seconds.
@@ -106,6 +111,8 @@ class SegmenterOptions:
             raise ValueError("VAD threshold must be between 0 and 1")
         if self.min_silence_ms < WINDOW_MS or self.max_utterance_s < 1.0:
             raise ValueError("VAD min silence must be >= 32 ms and max utterance >= 1 s")
+        if self.soft_min_silence_ms < WINDOW_MS:
+            raise ValueError("VAD soft min silence must be >= 32 ms")
         if self.pre_roll_ms < 0 or self.min_speech_ms < 0 or self.post_roll_ms < 0:
             raise ValueError("VAD durations must not be negative")
 
@@ -154,6 +161,10 @@ class Segmenter:
         o = self.options
         self._pre_roll = o.pre_roll_ms * SAMPLE_RATE_HZ // 1000
         self._min_silence_windows = max(1, o.min_silence_ms // WINDOW_MS)
+        self._soft_silence_windows = max(
+            1, min(o.soft_min_silence_ms, o.min_silence_ms) // WINDOW_MS
+        )
+        self._soft_max_samples = int(o.soft_max_utterance_s * SAMPLE_RATE_HZ)
         self._min_speech_samples = o.min_speech_ms * SAMPLE_RATE_HZ // 1000
         self._max_samples = int(o.max_utterance_s * SAMPLE_RATE_HZ)
         self._post_roll = o.post_roll_ms * SAMPLE_RATE_HZ // 1000
@@ -256,7 +267,10 @@ class Segmenter:
         else:
             self._silence_windows += 1
 
-        if self._silence_windows >= self._min_silence_windows:
+        needed = self._min_silence_windows
+        if self.utterance_samples() >= self._soft_max_samples:
+            needed = self._soft_silence_windows
+        if self._silence_windows >= needed:
             events.append(self._end(EndReason.SILENCE))
         elif self.utterance_samples() >= self._max_samples:
             events.extend(self._cut_at_max_length())

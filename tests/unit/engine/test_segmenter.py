@@ -97,3 +97,15 @@ def test_utterance_audio_is_available_while_speaking() -> None:
 def test_invalid_options_are_rejected(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         SegmenterOptions(**kwargs)  # type: ignore[arg-type]
+
+
+def test_past_the_soft_length_a_short_pause_ends_the_utterance() -> None:
+    opts = SegmenterOptions(
+        min_silence_ms=500, soft_max_utterance_s=3.0, soft_min_silence_ms=160, max_utterance_s=15.0
+    )
+    speech = [tone(2.0), silence(0.25), tone(2.0), silence(0.25), tone(1.0)]
+    events = run(Segmenter(AmplitudeVad(), opts), *speech)  # type: ignore[arg-type]
+    ended = [e for e in events if isinstance(e, UtteranceEnded)]
+    # the first 0.25 s pause comes before the soft length: it does not split; the second does
+    assert [e.reason for e in ended] == [EndReason.SILENCE, EndReason.END_OF_STREAM]
+    assert abs(ended[0].speech_end_sample - 4.25 * SR) <= 600

@@ -1,0 +1,379 @@
+"""Benchmark of the streaming engine (``make bench`` / ``python -m bench.engine``).
+
+Measures, on the shipped eval recordings and on generated hard cases:
+
+* WER of the streaming finals vs an offline ``WhisperModel.transcribe()`` of the same file with
+  the same model (beam 1, like the engine, and faster-whisper's default beam 5);
+* first-partial latency (speech onset -> first caption of the utterance with a word in it) and
+  final latency (end of the utterance's last word -> final emitted), audio fed in real time in
+  20 ms frames. Onset and end come from the final's word timings (forced alignment), not from
+  the VAD, so VAD hangover counts against us;
+* real-time factor and CPU use (cores busy) of the default model, fed as fast as possible;
+* words emitted on 60 s of silence, 60 s of noise and on speech after 60 s of silence;
+* capacity: concurrent real-time streams (each a different stretch of a real recording) one
+  process sustains before final-latency p95 exceeds 2 s.
+
+Writes ``bench/results/engine.json`` and prints a table. The machine is shared: quote medians
+of one run, and compare ratios within a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from bot.config import EngineSettings
+from bot.evaluation import wer
+from bot.pipeline.asr import WhisperRecognizer
+from bot.pipeline.audio import read_file_audio
+from bot.pipeline.engine import SpeechEngine
+from bot.pipeline.models import resolve_model
+from bot.pipeline.types import SAMPLE_RATE_HZ, Caption
+from bot.pipeline.vad import SileroVad
+
+REPO = Path(__file__).resolve().parent.parent
+EVAL = REPO / "assets" / "eval"
+RESULTS = REPO / "bench" / "results"
+FRAME = SAMPLE_RATE_HZ // 50  # 20 ms
+
+WER_ITEMS = [
+    "en_librispeech_1272-128104-0000",
+    "en_ljspeech_LJ050-0131",
+    "en_jfk_inaugural",
+    "en_librivox_sonnet001",
+    "en_librivox_sonnets001-003_long",
+    "ru_deepspeech_sample",
+]
+LATENCY_ITEMS = [
+    "en_librispeech_1272-128104-0000",
+    "en_ljspeech_LJ050-0131",
+    "en_jfk_inaugural",
+    "en_librivox_sonnet001",
+    "ru_deepspeech_sample",
+]
+_ROMAN = {"I": "one", "II": "two", "III": "three"}
+
+
+def reference_text(item: str) -> str:
+    lines = (EVAL / f"{item}.txt").read_text(encoding="utf-8").splitlines()
+    # Sonnet numbers stand alone on a line ("1", "I", "II"): the reader says them as words.
+    return " ".join(_ROMAN.get(line.strip(), line) for line in lines)
+
+
+@dataclass
+class StreamRun:
+    captions: list[tuple[float, Caption]] = field(
+        default_factory=list
+    )  # (seconds since t0, caption)
+    t0: float = 0.0
+    audio_s: float = 0.0
+
+
+async def feed_stream(
+    engine: SpeechEngine, audio: np.ndarray, *, realtime: bool, name: str = "bench"
+) -> StreamRun:
+    stream = engine.open_stream(name)
+    run = StreamRun(audio_s=len(audio) / SAMPLE_RATE_HZ)
+
+    async def consume() -> None:
+        async for c in stream.captions():
+            run.captions.append((time.monotonic() - run.t0, c))
+
+    run.t0 = time.monotonic()
+    consumer = asyncio.create_task(consume())
+    for i in range(0, len(audio), FRAME):
+        await stream.push_audio(audio[i : i + FRAME])
+        if realtime:
+            delay = run.t0 + (i + FRAME) / SAMPLE_RATE_HZ - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        elif i % (FRAME * 50) == 0:
+            await asyncio.sleep(0)
+    await stream.end_input()
+    await consumer
+    return run
+
+
+def latencies(run: StreamRun) -> tuple[list[float], list[float]]:
+    """(first-partial latencies, final latencies) in seconds, one per utterance with words."""
+    first: list[float] = []
+    final: list[float] = []
+    by_utt: dict[str, list[tuple[float, Caption]]] = {}
+    for t, c in run.captions:
+        by_utt.setdefault(c.utterance_id, []).append((t, c))
+    for items in by_utt.values():
+        t_final, fin = items[-1]
+        if not fin.is_final or not fin.words:
+            continue
+        onset_s = fin.words[0].start_ms / 1000
+        end_s = fin.words[-1].end_ms / 1000
+        final.append(t_final - end_s)
+        t_first = next(t for t, c in items if c.text.strip())
+        first.append(t_first - onset_s)
+    return first, final
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return float(np.percentile(values, q))
+
+
+def finals_text(run: StreamRun) -> str:
+    return " ".join(c.text for _, c in run.captions if c.is_final and c.text)
+
+
+def words_emitted(run: StreamRun) -> int:
+    return sum(len(c.text.split()) for _, c in run.captions)
+
+
+async def bench(args: argparse.Namespace) -> dict[str, Any]:
+    settings = EngineSettings(asr_model=args.model)
+    resolved = resolve_model(settings.asr_model, cache_dir=settings.model_cache_dir)
+    recognizer = WhisperRecognizer(resolved, settings.asr_options())
+    vad = SileroVad()
+
+    def engine(partials: bool = True) -> SpeechEngine:
+        return SpeechEngine(
+            recognizer,
+            vad,
+            stream_options=settings.stream_options(emit_partials=partials),
+            max_batch=settings.asr_max_batch,
+        )
+
+    audio = {item: read_file_audio(EVAL / f"{item}.wav") for item in WER_ITEMS}
+    report: dict[str, Any] = {
+        "model": settings.asr_model,
+        "settings": settings.model_dump(mode="json"),
+    }
+    proc = psutil.Process()
+
+    # -- WER: streaming finals vs offline transcribe() --------------------------------------------
+    from faster_whisper import WhisperModel
+
+    offline = WhisperModel(
+        resolved.path_or_hub_name,
+        device="cpu",
+        compute_type="int8",
+        cpu_threads=settings.asr_cpu_threads,
+    )
+    full_recognizer = WhisperRecognizer(resolved, settings.asr_options())
+    wer_rows = []
+    for item in WER_ITEMS:
+        ref = reference_text(item)
+        eng = engine(partials=False)
+        cpu0, t0 = proc.cpu_times(), time.monotonic()
+        run = await feed_stream(eng, audio[item], realtime=False)
+        wall = time.monotonic() - t0
+        cpu1 = proc.cpu_times()
+        await eng.aclose()
+        row: dict[str, Any] = {
+            "item": item,
+            "audio_s": round(run.audio_s, 2),
+            "streaming_wer": round(wer(ref, finals_text(run)), 4),
+            "rtf": round(wall / run.audio_s, 4),
+            "cores_busy": round((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall, 2),
+        }
+        for beam in (1, 5):
+            segments, _ = offline.transcribe(audio[item], beam_size=beam)
+            row[f"offline_wer_beam{beam}"] = round(wer(ref, " ".join(s.text for s in segments)), 4)
+        # The same stream with Whisper's full 30 s window: what trimming costs in accuracy.
+        full_recognizer.options = replace(recognizer.options, encoder_window="full")
+        eng = SpeechEngine(
+            full_recognizer, vad, stream_options=settings.stream_options(emit_partials=False)
+        )
+        full_run = await feed_stream(eng, audio[item], realtime=False)
+        await eng.aclose()
+        row["streaming_wer_full_window"] = round(wer(ref, finals_text(full_run)), 4)
+        wer_rows.append(row)
+        print(f"  wer {item}: {row}", file=sys.stderr)
+    report["wer"] = wer_rows
+    del offline, full_recognizer
+
+    # -- hard cases -----------------------------------------------------------------------------
+    rng = np.random.default_rng(1)
+    n60 = 60 * SAMPLE_RATE_HZ
+    hard = {
+        "silence_60s": np.zeros(n60, dtype=np.float32),
+        "white_noise_60s": rng.normal(0, 0.1, n60).astype(np.float32),
+        "babble_like_noise_60s": (
+            np.convolve(rng.normal(0, 0.3, n60), np.hanning(64) / 32, mode="same")
+        ).astype(np.float32),
+    }
+    hard_rows = []
+    for name, signal in hard.items():
+        eng = engine(partials=True)
+        run = await feed_stream(eng, signal, realtime=False)
+        await eng.aclose()
+        hard_rows.append(
+            {"case": name, "words_emitted": words_emitted(run), "captions": len(run.captions)}
+        )
+    speech = audio["en_librispeech_1272-128104-0000"]
+    eng = engine(partials=False)
+    run = await feed_stream(
+        eng, np.concatenate([np.zeros(n60, dtype=np.float32), speech]), realtime=False
+    )
+    await eng.aclose()
+    hard_rows.append(
+        {
+            "case": "speech_after_60s_silence",
+            "wer": round(
+                wer(reference_text("en_librispeech_1272-128104-0000"), finals_text(run)), 4
+            ),
+            "first_final_start_s": min(
+                (c.start_ms / 1000 for _, c in run.captions if c.is_final), default=None
+            ),
+        }
+    )
+    report["hard_cases"] = hard_rows
+    print(f"  hard cases: {hard_rows}", file=sys.stderr)
+
+    # -- latency, one real-time stream ------------------------------------------------------------
+    first_all: list[float] = []
+    final_all: list[float] = []
+    cpu0, t0 = proc.cpu_times(), time.monotonic()
+    for item in LATENCY_ITEMS:
+        eng = engine(partials=True)
+        pad = np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)
+        run = await feed_stream(eng, np.concatenate([pad, audio[item], pad]), realtime=True)
+        await eng.aclose()
+        first, final = latencies(run)
+        first_all += first
+        final_all += final
+        print(
+            f"  latency {item}: first={np.round(first, 2)} final={np.round(final, 2)}",
+            file=sys.stderr,
+        )
+    wall = time.monotonic() - t0
+    cpu1 = proc.cpu_times()
+    report["latency_one_stream"] = {
+        "utterances": len(final_all),
+        "first_partial_p50_s": round(pct(first_all, 50), 3),
+        "first_partial_p95_s": round(pct(first_all, 95), 3),
+        "final_p50_s": round(pct(final_all, 50), 3),
+        "final_p95_s": round(pct(final_all, 95), 3),
+        "cores_busy_realtime": round((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall, 2),
+    }
+
+    # -- capacity -------------------------------------------------------------------------------
+    long_audio = audio["en_librivox_sonnets001-003_long"]
+    seconds = args.capacity_seconds
+    capacity_rows = []
+    sustained = 0
+    for n in range(1, args.capacity_max + 1):
+        eng = engine(partials=True)
+        starts = [int((k * 157 / max(n, 1)) % 100 * SAMPLE_RATE_HZ) for k in range(n)]
+        clips = [long_audio[s : s + seconds * SAMPLE_RATE_HZ] for s in starts]
+        cpu0, t0 = proc.cpu_times(), time.monotonic()
+        runs = await asyncio.gather(
+            *(feed_stream(eng, clip, realtime=True, name=f"s{k}") for k, clip in enumerate(clips))
+        )
+        wall = time.monotonic() - t0
+        cpu1 = proc.cpu_times()
+        stats = eng.scheduler.stats
+        await eng.aclose()
+        finals = [x for r in runs for x in latencies(r)[1]]
+        firsts = [x for r in runs for x in latencies(r)[0]]
+        row = {
+            "streams": n,
+            "final_p50_s": round(pct(finals, 50), 3),
+            "final_p95_s": round(pct(finals, 95), 3),
+            "first_partial_p50_s": round(pct(firsts, 50), 3),
+            "partials_dropped": stats.partials_dropped,
+            "partials_decoded": stats.partials_decoded,
+            "cores_busy": round((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall, 2),
+        }
+        capacity_rows.append(row)
+        print(f"  capacity {row}", file=sys.stderr)
+        if row["final_p95_s"] > 2.0:
+            break
+        sustained = n
+    report["capacity"] = {
+        "rows": capacity_rows,
+        "sustained_streams": sustained,
+        "seconds_per_stream": seconds,
+    }
+    return report
+
+
+def _row(cells: list[tuple[object, str]]) -> str:
+    return " ".join(format(value, spec) for value, spec in cells)
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print(f"\nStreaming engine benchmark, model {report['model']}")
+    head = ["item", "audio s", "stream WER", "offl b1", "offl b5", "full win", "RTF", "cores"]
+    specs = ["36", ">8", ">10", ">8", ">8", ">8", ">6", ">6"]
+    print(_row(list(zip(head, specs, strict=True))))
+    keys = ["item", "audio_s", "streaming_wer", "offline_wer_beam1", "offline_wer_beam5"]
+    keys += ["streaming_wer_full_window", "rtf"]
+    value_specs = ["36", "8.1f", "10.3f", "8.3f", "8.3f", "8.3f", "6.3f", "6.2f"]
+    for r in report["wer"]:
+        values = [r[k] for k in keys] + [r["cores_busy"]]
+        print(_row(list(zip(values, value_specs, strict=True))))
+    en = [r for r in report["wer"] if r["item"].startswith("en_")]
+    if en:
+        total = sum(r["audio_s"] for r in en)
+
+        def weighted(key: str) -> float:
+            return float(sum(r[key] * r["audio_s"] for r in en) / total)
+
+        values = ["English, duration-weighted", total] + [weighted(k) for k in keys[2:5]]
+        print(_row(list(zip(values, value_specs[:5], strict=True))))
+    print("\nHard cases:")
+    for r in report["hard_cases"]:
+        print("  " + ", ".join(f"{k}={v}" for k, v in r.items()))
+    lat = report["latency_one_stream"]
+    print(f"\nOne real-time stream, {lat['utterances']} utterances:")
+    print(f"  first partial p50 {lat['first_partial_p50_s']} s, p95 {lat['first_partial_p95_s']} s")
+    print(f"  final p50 {lat['final_p50_s']} s, p95 {lat['final_p95_s']} s")
+    print(f"  cores busy {lat['cores_busy_realtime']}")
+    print("\nCapacity (concurrent real-time streams):")
+    head = [
+        "streams",
+        "final p50",
+        "final p95",
+        "first p50",
+        "partials dropped",
+        "decoded",
+        "cores",
+    ]
+    specs = [">7", ">9", ">9", ">9", ">16", ">8", ">6"]
+    print("  " + _row(list(zip(head, specs, strict=True))))
+    keys = ["streams", "final_p50_s", "final_p95_s", "first_partial_p50_s"]
+    keys += ["partials_dropped", "partials_decoded", "cores_busy"]
+    value_specs = ["7d", "9.3f", "9.3f", "9.3f", "16d", "8d", "6.2f"]
+    for r in report["capacity"]["rows"]:
+        print("  " + _row(list(zip([r[k] for k in keys], value_specs, strict=True))))
+    print(f"  sustained with final p95 <= 2 s: {report['capacity']['sustained_streams']} streams")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.engine", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument("--model", default=EngineSettings().asr_model)
+    parser.add_argument("--capacity-max", type=int, default=6)
+    parser.add_argument("--capacity-seconds", type=int, default=45)
+    parser.add_argument("--output", type=Path, default=RESULTS / "engine.json")
+    args = parser.parse_args(argv)
+    report = asyncio.run(bench(args))
+    report["machine"] = {"cpus": psutil.cpu_count(), "load_avg_1m_at_end": psutil.getloadavg()[0]}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    print_table(report)
+    print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
