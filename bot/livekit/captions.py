@@ -1,0 +1,115 @@
+"""Captions on the wire, in the three forms LiveKit clients read, all from one ``Caption``.
+
+1. LiveKit's own transcription text stream: topic ``lk.transcription``, ``sender_identity`` =
+   the transcribed participant, attributes ``lk.segment_id`` (one per utterance),
+   ``lk.transcribed_track_id`` and ``lk.transcription_final``; every partial resends the whole
+   text. LiveKit keeps a foreign ``sender_identity`` only for agents, so the bot joins as one.
+   Stock clients (``useTranscriptions``) show these with no custom code.
+2. The legacy ``Transcription`` packet, for older clients.
+3. A JSON data packet (topic ``transcript``) for custom clients.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from livekit import rtc
+
+from bot.pipeline.types import Caption
+
+logger = logging.getLogger("bot.livekit")
+
+TRANSCRIPTION_TOPIC = "lk.transcription"
+JSON_TOPIC = "transcript"
+ATTR_SEGMENT_ID = "lk.segment_id"
+ATTR_TRACK_ID = "lk.transcribed_track_id"
+ATTR_FINAL = "lk.transcription_final"
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """Who a track's captions belong to."""
+
+    identity: str
+    name: str
+    track_sid: str
+    label: str  # what to show: the name, or a diarization label when one mic has several people
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenCaption:
+    caption: Caption
+    speaker: Speaker
+
+
+def json_packet(item: SpokenCaption) -> bytes:
+    c, s = item.caption, item.speaker
+    return json.dumps(
+        {
+            "type": "transcript",
+            "speakerId": s.identity,
+            "speakerName": s.name,
+            "speakerLabel": s.label,
+            "trackSid": s.track_sid,
+            "utteranceId": c.utterance_id,
+            "text": c.text,
+            "isFinal": c.is_final,
+            "language": c.language,
+            "startMs": c.start_ms,
+            "endMs": c.end_ms,
+        },
+        ensure_ascii=False,
+    ).encode("utf-8")
+
+
+def stream_attributes(item: SpokenCaption) -> dict[str, str]:
+    return {
+        ATTR_SEGMENT_ID: item.caption.utterance_id,
+        ATTR_TRACK_ID: item.speaker.track_sid,
+        ATTR_FINAL: "true" if item.caption.is_final else "false",
+    }
+
+
+class CaptionSink(Protocol):
+    async def publish(self, item: SpokenCaption) -> None: ...
+
+
+class RoomCaptionPublisher:
+    """Publishes captions into a room as the bot's local participant."""
+
+    def __init__(self, participant: rtc.LocalParticipant, *, legacy: bool = True) -> None:
+        self._participant = participant
+        self._legacy = legacy
+
+    async def publish(self, item: SpokenCaption) -> None:
+        c, s = item.caption, item.speaker
+        writer = await self._participant.stream_text(
+            topic=TRANSCRIPTION_TOPIC,
+            attributes=stream_attributes(item),
+            sender_identity=s.identity,
+        )
+        await writer.write(c.text)
+        await writer.aclose()
+        if self._legacy:
+            await self._participant.publish_transcription(
+                rtc.Transcription(
+                    participant_identity=s.identity,
+                    track_sid=s.track_sid,
+                    segments=[
+                        rtc.TranscriptionSegment(
+                            id=c.utterance_id,
+                            text=c.text,
+                            start_time=c.start_ms,
+                            end_time=c.end_ms,
+                            language=c.language,
+                            final=c.is_final,
+                        )
+                    ],
+                )
+            )
+        await self._participant.publish_data(
+            json_packet(item), reliable=c.is_final, topic=JSON_TOPIC
+        )
