@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -81,3 +83,42 @@ class EngineSettings(BaseSettings):
             emit_partials=emit_partials,
             partial_interval_ms=self.partial_interval_ms,
         )
+
+
+class BotSettings(EngineSettings):
+    """Settings of the worker process (``transcriber bot``): the engine's plus these.
+
+    The database is configured by ``api.db.settings.DatabaseSettings`` (``DATABASE_URL``, or the
+    embedded server when it is unset), shared with the API.
+    """
+
+    livekit_url: str = "ws://localhost:7880"
+    livekit_api_key: str = "devkey"
+    livekit_api_secret: str = "secret"
+    worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    bot_identity: str = "transcriber"
+    bot_name: str = "Transcriber"
+    max_rooms: int = Field(default=4, ge=1, le=256)
+    room_max_tracks: int = Field(default=16, ge=1, le=256)
+    room_empty_timeout_s: float = Field(default=20.0, ge=0)
+    job_lease_s: float = Field(default=30.0, ge=3)
+    job_poll_s: float = Field(default=5.0, gt=0)
+    usage_checkpoint_s: float = Field(default=5.0, gt=0)
+    livekit_connect_attempts: int = Field(default=5, ge=1)
+    spool_dir: Path = Path(".data/spool")
+    transcription_cost_per_minute: Decimal = Field(default=Decimal("0.01"), ge=0)
+    transcription_currency: str = "USD"
+    max_tracks_per_session: int | None = Field(default=None, ge=1)
+    max_tracks_per_user: int | None = Field(default=None, ge=1)
+    monthly_minutes_quota: int | None = Field(default=None, ge=0)
+    bot_http_host: str = "0.0.0.0"
+    bot_http_port: int = Field(default=8081, ge=0, le=65535)
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    log_format: Literal["json", "text"] = "text"
+
+    @field_validator("livekit_url")
+    @classmethod
+    def _livekit_url(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://", "http://", "https://")):
+            raise ValueError("LIVEKIT_URL must start with ws://, wss://, http:// or https://")
+        return value

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from livekit import rtc
@@ -43,6 +44,8 @@ class Speaker:
 class SpokenCaption:
     caption: Caption
     speaker: Speaker
+    # Wall-clock time of the stream's first sample: caption times are offsets from it.
+    stream_started_at: datetime
 
 
 def json_packet(item: SpokenCaption) -> bytes:

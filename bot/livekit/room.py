@@ -18,12 +18,14 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
 from livekit import rtc
 
+from bot import metrics
 from bot.livekit.captions import RoomCaptionPublisher, Speaker, SpokenCaption
 from bot.pipeline.engine import SpeechEngine, StreamStats, StreamTranscriber
 from bot.pipeline.types import SAMPLE_RATE_HZ
@@ -38,7 +40,9 @@ class RoomObserver(Protocol):
 
     async def participant_left(self, identity: str) -> None: ...
 
-    async def track_started(self, speaker: Speaker) -> None: ...
+    async def track_started(self, speaker: Speaker) -> bool:
+        """Whether the track may be transcribed (limits and quota)."""
+        ...
 
     async def track_stopped(self, speaker: Speaker) -> None: ...
 
@@ -290,13 +294,23 @@ class RoomTranscriber:
         stream: StreamTranscriber,
         usage: TrackUsage,
     ) -> None:
-        await self.observer.track_started(speaker)
+        if not await self.observer.track_started(speaker):
+            logger.info(
+                "track not transcribed: limit reached", extra={"track_sid": speaker.track_sid}
+            )
+            await audio.aclose()
+            await stream.aclose()
+            if self._pipelines.get(speaker.track_sid, (None,))[0] is asyncio.current_task():
+                self._pipelines.pop(speaker.track_sid, None)
+            usage.live = None
+            return
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._feed(audio, stream), name=f"feed:{speaker.track_sid}")
                 tg.create_task(self._emit(stream, speaker), name=f"emit:{speaker.track_sid}")
         except* Exception:
             self.pipeline_failures += 1
+            metrics.PIPELINE_FAILURES.inc()
             stream.stats.errors += 1
             logger.exception("track pipeline failed", extra={"track_sid": speaker.track_sid})
         finally:
@@ -316,8 +330,9 @@ class RoomTranscriber:
 
     async def _emit(self, stream: StreamTranscriber, speaker: Speaker) -> None:
         assert self._publisher is not None
+        started_at = datetime.now(UTC)
         async for caption in stream.captions():
-            item = SpokenCaption(caption, speaker)
+            item = SpokenCaption(caption, speaker, started_at)
             try:
                 await self._publisher.publish(item)
             except Exception:  # the room may be going away; persistence must still get it

@@ -1,0 +1,102 @@
+"""``python -m bot`` / ``transcriber bot``: the LiveKit transcription worker.
+
+Reads ``BotSettings`` and ``DatabaseSettings`` from the environment, opens the database
+(``DATABASE_URL``, else the embedded server; migrations applied), loads the models once, serves
+``/health``, ``/ready`` and ``/metrics`` on ``BOT_HTTP_PORT``, and runs the worker until SIGTERM
+or Ctrl-C, then drains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from bot.config import BotSettings
+from bot.errors import TranscriberError
+from bot.logs import configure_logging
+
+logger = logging.getLogger("bot")
+
+
+def health_app(worker: object) -> web.Application:
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def ready(_: web.Request) -> web.Response:
+        ok = bool(getattr(worker, "ready", False))
+        return web.json_response({"ready": ok}, status=200 if ok else 503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        body = generate_latest()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
+    from api.db.database import open_database
+    from api.db.settings import DatabaseSettings
+    from bot.pipeline.engine import build_engine
+    from bot.spool import FinalSpool, running
+    from bot.worker import Worker
+
+    engine = build_engine(settings)
+    async with open_database(DatabaseSettings(), application_name="transcriber-bot") as db:
+        spool = FinalSpool(db.repository, settings.spool_dir, settings.worker_id)
+        async with running(spool):
+            worker = Worker(settings, db.repository, engine, spool, db.url)
+            runner = web.AppRunner(health_app(worker), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, settings.bot_http_host, settings.bot_http_port)
+            await site.start()
+            logger.info(
+                "worker started",
+                extra={"worker_id": settings.worker_id, "http_port": settings.bot_http_port},
+            )
+            try:
+                await worker.run(stop)
+            finally:
+                await runner.cleanup()
+                await engine.aclose()
+    logger.info("worker stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="transcriber bot", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.parse_args(argv)
+    try:
+        settings = BotSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(f"transcriber bot: invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    try:
+        asyncio.run(run())
+    except TranscriberError as exc:
+        print(f"transcriber bot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,25 @@
+"""Prometheus metrics of the worker (``/metrics`` on ``BOT_HTTP_PORT``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ACTIVE_ROOMS = Gauge("transcriber_active_rooms", "Rooms this worker is in")
+ACTIVE_TRACKS = Gauge("transcriber_active_tracks", "Tracks being transcribed")
+CAPTIONS = Counter("transcriber_captions_total", "Captions published", ["kind"])
+CAPTION_LATENCY = Histogram(
+    "transcriber_caption_latency_seconds",
+    "End of speech to final caption published",
+    buckets=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0),
+)
+PARTIALS_DROPPED = Gauge("transcriber_partials_dropped", "Partial decodes dropped under load")
+DECODE_QUEUE = Gauge("transcriber_decode_queue_depth", "Decodes waiting", ["kind"])
+SPOOL_PENDING = Gauge("transcriber_spool_pending", "Final segments not yet in the database")
+DB_WRITE_FAILURES = Counter(
+    "transcriber_db_write_failures_total", "Database writes that failed", ["kind"]
+)
+PIPELINE_FAILURES = Counter("transcriber_pipeline_failures_total", "Track pipelines that failed")
+TRACKS_REFUSED = Counter("transcriber_tracks_refused_total", "Tracks refused by limits or quota")
+LIVEKIT_CONNECT_FAILURES = Counter(
+    "transcriber_livekit_connect_failures_total", "Failed room joins"
+)
