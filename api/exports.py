@@ -163,14 +163,14 @@ def render_docx(header: ExportHeader, segments: Iterable[ExportSegment]) -> byte
     return buffer.getvalue()
 
 
-def encode_chunks(chunks: Iterable[str], *, min_bytes: int = 64 * 1024) -> Iterator[bytes]:
-    """UTF-8 bytes in blocks of at least ``min_bytes`` (fewer writes when streaming)."""
+def encode_chunks(chunks: Iterable[str], *, min_chars: int = 64 * 1024) -> Iterator[bytes]:
+    """UTF-8 bytes in blocks of at least ``min_chars`` characters (fewer writes when streaming)."""
     pending: list[str] = []
     size = 0
     for chunk in chunks:
         pending.append(chunk)
         size += len(chunk)
-        if size >= min_bytes:
+        if size >= min_chars:
             yield "".join(pending).encode("utf-8")
             pending, size = [], 0
     if pending:
