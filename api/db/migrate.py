@@ -14,7 +14,9 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable
+import weakref
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
@@ -62,6 +64,21 @@ def head_revision() -> str:
     return head
 
 
+# Alembic keeps its migration context in module globals, so two migrations must not interleave
+# in one process (their greenlets would); across processes the advisory lock in env.py serialises.
+_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@asynccontextmanager
+async def _exclusive() -> AsyncIterator[None]:
+    loop = asyncio.get_running_loop()
+    lock = _LOCKS.setdefault(loop, asyncio.Lock())
+    async with lock:
+        yield
+
+
 def _on_connection(connection: Connection, action: Callable[[Config], None]) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
@@ -71,14 +88,14 @@ def _on_connection(connection: Connection, action: Callable[[Config], None]) -> 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """``alembic upgrade <revision>`` on ``engine``, in one transaction."""
     _log.info("applying migrations", extra={"revision": revision})
-    async with engine.begin() as conn:
+    async with _exclusive(), engine.begin() as conn:
         await conn.run_sync(_on_connection, lambda cfg: command.upgrade(cfg, revision))
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
     """``alembic downgrade <revision>`` on ``engine`` (``"base"`` drops everything)."""
     _log.info("reverting migrations", extra={"revision": revision})
-    async with engine.begin() as conn:
+    async with _exclusive(), engine.begin() as conn:
         await conn.run_sync(_on_connection, lambda cfg: command.downgrade(cfg, revision))
 
 

@@ -42,13 +42,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_sessions"),
         sa.UniqueConstraint("slug", name="uq_sessions_slug"),
         sa.CheckConstraint(
-            "status IN ('CREATED', 'LIVE', 'ENDED', 'EXPIRED')", name="ck_sessions_session_status"
+            "status IN ('CREATED', 'LIVE', 'ENDED', 'EXPIRED')",
+            name=op.f("ck_sessions_session_status"),
         ),
         sa.CheckConstraint(
-            "status <> 'LIVE' OR started_at IS NOT NULL", name="ck_sessions_live_has_started_at"
+            "status <> 'LIVE' OR started_at IS NOT NULL",
+            name=op.f("ck_sessions_live_has_started_at"),
         ),
         sa.CheckConstraint(
-            "status <> 'ENDED' OR ended_at IS NOT NULL", name="ck_sessions_ended_has_ended_at"
+            "status <> 'ENDED' OR ended_at IS NOT NULL", name=op.f("ck_sessions_ended_has_ended_at")
         ),
     )
     op.create_index("ix_sessions_space_id_created_at", "sessions", ["space_id", "created_at", "id"])
@@ -86,7 +88,9 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.UniqueConstraint("session_id", "identity", name="uq_participants_session_id_identity"),
-        sa.CheckConstraint("role IN ('HOST', 'GUEST')", name="ck_participants_participant_role"),
+        sa.CheckConstraint(
+            "role IN ('HOST', 'GUEST')", name=op.f("ck_participants_participant_role")
+        ),
     )
 
     op.create_table(
@@ -124,9 +128,12 @@ def upgrade() -> None:
         sa.UniqueConstraint(
             "session_id", "utterance_id", name="uq_segments_session_id_utterance_id"
         ),
-        sa.CheckConstraint("start_ms >= 0 AND end_ms >= start_ms", name="ck_segments_timeline"),
         sa.CheckConstraint(
-            "confidence IS NULL OR (confidence >= 0 AND confidence <= 1)", name="ck_segments_conf"
+            "start_ms >= 0 AND end_ms >= start_ms", name=op.f("ck_segments_timeline")
+        ),
+        sa.CheckConstraint(
+            "confidence IS NULL OR (confidence >= 0 AND confidence <= 1)",
+            name=op.f("ck_segments_conf"),
         ),
     )
     op.create_index("ix_segments_session_id_start_ms", "segments", ["session_id", "start_ms", "id"])
@@ -155,13 +162,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("session_id", name="uq_transcription_jobs_session_id"),
         sa.CheckConstraint(
             "status IN ('REQUESTED', 'RUNNING', 'STOPPED')",
-            name="ck_transcription_jobs_job_status",
+            name=op.f("ck_transcription_jobs_job_status"),
         ),
         sa.CheckConstraint(
             "status <> 'RUNNING' OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL)",
-            name="ck_transcription_jobs_running_is_leased",
+            name=op.f("ck_transcription_jobs_running_is_leased"),
         ),
-        sa.CheckConstraint("attempts >= 0", name="ck_transcription_jobs_attempts"),
+        sa.CheckConstraint("attempts >= 0", name=op.f("ck_transcription_jobs_attempts")),
     )
     op.create_index(
         "ix_transcription_jobs_requested_at",

@@ -70,10 +70,10 @@ def upgrade() -> None:
         sa.CheckConstraint(
             "audio_seconds >= 0 AND speech_seconds >= 0 AND partial_count >= 0"
             " AND final_count >= 0 AND error_count >= 0",
-            name="ck_track_usage_non_negative",
+            name=op.f("ck_track_usage_non_negative"),
         ),
-        sa.CheckConstraint("cost_per_minute >= 0", name="ck_track_usage_price"),
-        sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name="ck_track_usage_currency"),
+        sa.CheckConstraint("cost_per_minute >= 0", name=op.f("ck_track_usage_price")),
+        sa.CheckConstraint("currency ~ '^[A-Z]{3}$'", name=op.f("ck_track_usage_currency")),
     )
     op.create_index("ix_track_usage_space_id_started_at", "track_usage", ["space_id", "started_at"])
     op.create_index(
@@ -103,7 +103,7 @@ def upgrade() -> None:
         sa.Column("updated_at", TZ, server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("space_id", name="pk_space_quotas"),
         sa.CheckConstraint(
-            "monthly_minutes IS NULL OR monthly_minutes >= 0", name="ck_space_quotas_minutes"
+            "monthly_minutes IS NULL OR monthly_minutes >= 0", name=op.f("ck_space_quotas_minutes")
         ),
     )
 
