@@ -110,7 +110,10 @@ from api.db.records import (
     WordTiming,
 )
 
-__all__ = ["JOB_CHANNEL", "Repository", "new_slug"]
+__all__ = ["JOB_CHANNEL", "Repository", "SessionWithJob", "new_slug"]
+
+# a session and its transcription job (None when never requested)
+SessionWithJob = tuple[SessionRecord, JobRecord | None]
 
 _SLUG_ALPHABET: Final = "abcdefghijkmnpqrstuvwxyz23456789"  # no l, o, 0, 1
 _SLUG_LEN: Final = 12
@@ -322,25 +325,58 @@ class Repository:
         space_id: str | None = None,
         created_by: str | None = None,
         status: SessionStatus | None = None,
+        include_expired: bool = True,
         before: SessionCursor | None = None,
         limit: int = 50,
     ) -> list[SessionRecord]:
-        """Sessions newest first; pass the last row as ``before`` for the next page."""
-        stmt = select(*_SESSION_COLS)
-        if space_id is not None:
-            stmt = stmt.where(Session.space_id == space_id)
-        if created_by is not None:
-            stmt = stmt.where(Session.created_by == created_by)
-        if status is not None:
-            stmt = stmt.where(Session.status == status)
-        if before is not None:
-            stmt = stmt.where(
-                tuple_(Session.created_at, Session.id) < tuple_(before.created_at, before.id)
-            )
-        stmt = stmt.order_by(Session.created_at.desc(), Session.id.desc()).limit(limit)
+        """Sessions newest first; pass the last row as ``before`` for the next page. Served by
+        the (space_id | created_by, created_at, id) indexes."""
+        stmt = _filter_sessions(
+            select(*_SESSION_COLS),
+            space_id=space_id,
+            created_by=created_by,
+            status=status,
+            include_expired=include_expired,
+            before=before,
+        ).limit(limit)
         async with self._tx() as s:
             rows = (await s.execute(stmt)).all()
         return [_rec(SessionRecord, row) for row in rows]
+
+    async def list_sessions_with_jobs(
+        self,
+        *,
+        space_id: str | None = None,
+        created_by: str | None = None,
+        status: SessionStatus | None = None,
+        include_expired: bool = True,
+        before: SessionCursor | None = None,
+        limit: int = 50,
+    ) -> list[SessionWithJob]:
+        """:meth:`list_sessions` with each session's job, in one query."""
+        stmt = _filter_sessions(
+            select(*_SESSION_COLS, *_JOB_COLS).outerjoin(
+                TranscriptionJob, TranscriptionJob.session_id == Session.id
+            ),
+            space_id=space_id,
+            created_by=created_by,
+            status=status,
+            include_expired=include_expired,
+            before=before,
+        ).limit(limit)
+        async with self._tx() as s:
+            rows = (await s.execute(stmt)).all()
+        return [_session_with_job(row) for row in rows]
+
+    async def get_session_with_job(self, slug: str) -> SessionWithJob | None:
+        stmt = (
+            select(*_SESSION_COLS, *_JOB_COLS)
+            .outerjoin(TranscriptionJob, TranscriptionJob.session_id == Session.id)
+            .where(Session.slug == slug)
+        )
+        async with self._tx() as s:
+            row = (await s.execute(stmt)).first()
+        return _session_with_job(row) if row is not None else None
 
     async def update_session(
         self, session_id: int, *, title: str | None = None, language: Any = _UNSET
@@ -1432,6 +1468,37 @@ class Repository:
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _filter_sessions(
+    stmt: _AnySelect,
+    *,
+    space_id: str | None,
+    created_by: str | None,
+    status: SessionStatus | None,
+    include_expired: bool,
+    before: SessionCursor | None,
+) -> _AnySelect:
+    if space_id is not None:
+        stmt = stmt.where(Session.space_id == space_id)
+    if created_by is not None:
+        stmt = stmt.where(Session.created_by == created_by)
+    if status is not None:
+        stmt = stmt.where(Session.status == status)
+    if not include_expired:
+        stmt = stmt.where(Session.status != SessionStatus.EXPIRED)
+    if before is not None:
+        stmt = stmt.where(
+            tuple_(Session.created_at, Session.id) < tuple_(before.created_at, before.id)
+        )
+    return stmt.order_by(Session.created_at.desc(), Session.id.desc())
+
+
+def _session_with_job(row: Any) -> SessionWithJob:
+    n = len(_SESSION_COLS)
+    session = _rec(SessionRecord, row[:n])
+    job = _rec(JobRecord, row[n:]) if row[n] is not None else None
+    return session, job
 
 
 def _lock_key(name: str) -> ColumnElement[int]:

@@ -51,6 +51,28 @@ async def test_list_sessions_newest_first_keyset(repo: Repository) -> None:
     assert await repo.list_sessions(status=SessionStatus.LIVE) == []
 
 
+async def test_sessions_with_jobs(repo: Repository) -> None:
+    plain = await repo.create_session(space_id="a", created_by="u", now=T0)
+    asked = await repo.create_session(space_id="a", created_by="u", now=T0 + timedelta(1))
+    job = await repo.request_transcription(asked.id)
+    gone = await repo.create_session(space_id="a", created_by="u", now=T0 - timedelta(days=9))
+    await repo.sweep_sessions(
+        inactive_after=timedelta(hours=1), expire_after=timedelta(days=1), now=T0
+    )
+    rows = await repo.list_sessions_with_jobs(space_id="a", include_expired=False)
+    assert [(s.id, j) for s, j in rows] == [(asked.id, job), (plain.id, None)]
+    everything = await repo.list_sessions_with_jobs(space_id="a")
+    assert [s.id for s, _ in everything] == [asked.id, plain.id, gone.id]
+    assert everything[2][0].status is SessionStatus.EXPIRED
+    assert [s.id for s in await repo.list_sessions(space_id="a", include_expired=False)] == [
+        asked.id,
+        plain.id,
+    ]
+    assert await repo.get_session_with_job(asked.slug) == (asked, job)
+    assert await repo.get_session_with_job(plain.slug) == (plain, None)
+    assert await repo.get_session_with_job("nope") is None
+
+
 async def test_update_session(repo: Repository) -> None:
     s = await repo.create_session(space_id="sp", created_by="u", language="ru")
     updated = await repo.update_session(s.id, title="New")
