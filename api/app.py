@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import Authenticator
 from api.context import CONTEXT, ApiContext
+from api.db.repository import Repository
 from api.errors import error_middleware
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
 from api.openapi import Operation, build_document
-from api.routes import system
+from api.routes import sessions, system, transcripts, usage, webhooks
 from api.settings import ApiSettings
 
 TITLE = "livekit-transcriber API"
@@ -27,7 +28,13 @@ VERSION = "0.1.0"
 
 def operations() -> Sequence[Operation]:
     """Every route of the API, in documentation order."""
-    return [*system.OPERATIONS]
+    return [
+        *sessions.OPERATIONS,
+        *transcripts.OPERATIONS,
+        *usage.OPERATIONS,
+        *webhooks.OPERATIONS,
+        *system.OPERATIONS,
+    ]
 
 
 def create_app(
@@ -39,6 +46,7 @@ def create_app(
     ctx = ApiContext(
         settings=settings,
         sessionmaker=sessionmaker,
+        repository=Repository(sessionmaker),
         authenticator=Authenticator(
             settings.api_jwt_secret.get_secret_value() if settings.api_jwt_secret else None,
             settings.api_admin_key.get_secret_value() if settings.api_admin_key else None,

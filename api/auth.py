@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import jwt
 from aiohttp import web
 
+from api.db.models import SPACE_ID_LEN, USER_ID_LEN
 from api.errors import BadRequest, Forbidden, Unauthorized
 
-MAX_ID_LENGTH = 128
 SERVICE_USER = "service"
 
 
@@ -88,8 +88,8 @@ class Authenticator:
         if self._is_admin_key(credential):
             return Principal(
                 role=Role.SERVICE,
-                user_id=_header_id(request, "X-User-Id"),
-                space_id=_header_id(request, "X-Space-Id"),
+                user_id=_header_id(request, "X-User-Id", USER_ID_LEN),
+                space_id=_header_id(request, "X-Space-Id", SPACE_ID_LEN),
             )
         return self._decode_jwt(credential)
 
@@ -124,7 +124,8 @@ class Authenticator:
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid or expired token") from exc
         sub, space, role = claims.get("sub"), claims.get("space"), claims.get("role")
-        if not (_valid_id(sub) and _valid_id(space)) or role not in ("member", "admin"):
+        valid = _valid_id(sub, USER_ID_LEN) and _valid_id(space, SPACE_ID_LEN)
+        if not valid or role not in ("member", "admin"):
             raise Unauthorized("token claims are invalid")
         assert isinstance(sub, str) and isinstance(space, str)
         return Principal(
@@ -132,16 +133,16 @@ class Authenticator:
         )
 
 
-def _valid_id(value: object) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH and value.isprintable()
+def _valid_id(value: object, max_length: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= max_length and value.isprintable()
 
 
-def _header_id(request: web.Request, name: str) -> str | None:
+def _header_id(request: web.Request, name: str, max_length: int) -> str | None:
     value = request.headers.get(name)
     if value is None or value == "":
         return None
-    if not _valid_id(value):
-        raise BadRequest(f"{name} must be 1-{MAX_ID_LENGTH} printable characters")
+    if not _valid_id(value, max_length):
+        raise BadRequest(f"{name} must be 1-{max_length} printable characters")
     return value
 
 

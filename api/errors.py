@@ -21,6 +21,10 @@ The tree::
     +-- LimitExceeded         429 track_limit_exceeded / quota_exceeded
     +-- ServiceUnavailable    503 unavailable / livekit_not_configured
 
+Storage errors (:mod:`api.db.errors`) map once, here: unavailable -> 503, not found -> 404,
+invalid state -> 409 ``session_not_active``, a refused write -> 409, a limit -> 429 with the
+limit's code (``session_track_limit``, ``user_track_limit``, ``quota_exceeded``).
+
 Choices: a body that is not JSON is ``400 invalid_json``; JSON (or a query string) that parses but
 breaks the schema is ``422 validation_error``. aiohttp's own 404/405/413 become the same body. Any
 other exception is logged (without request data) and answered ``500 internal_error``.
@@ -35,8 +39,9 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
-logger = logging.getLogger("api")
+from api.db import errors as storage
 
+logger = logging.getLogger("api")
 
 
 class ApiError(Exception):
@@ -122,6 +127,40 @@ def validation_message(exc: ValidationError) -> str:
     return "; ".join(parts) or "invalid input"
 
 
+_LIMIT_CODES = {
+    "session_tracks": "session_track_limit",
+    "user_tracks": "user_track_limit",
+    "monthly_quota": "quota_exceeded",
+}
+
+
+def from_storage(exc: storage.StorageError) -> ApiError:
+    """The API error a storage error means to a client."""
+    if isinstance(exc, storage.LimitExceeded):
+        reason = exc.check.reason.value if exc.check.reason is not None else "limit"
+        return LimitExceeded(limit_message(reason), code=limit_code(reason))
+    if isinstance(exc, storage.NotFound):
+        return NotFound("not found")
+    if isinstance(exc, storage.InvalidState):
+        return Conflict("the session has ended", code="session_not_active")
+    if isinstance(exc, storage.ConflictError):
+        return Conflict("the request conflicts with stored data")
+    return ServiceUnavailable("database unavailable")
+
+
+def limit_code(reason: str) -> str:
+    """The error code of a :class:`api.db.records.LimitReason` value."""
+    return _LIMIT_CODES.get(reason, "limit_exceeded")
+
+
+def limit_message(reason: str) -> str:
+    return {
+        "session_tracks": "the session transcribes its maximum number of tracks",
+        "user_tracks": "the user's sessions transcribe their maximum number of tracks",
+        "monthly_quota": "the space's monthly transcription minutes are used up",
+    }.get(reason, "a transcription limit is reached")
+
+
 # aiohttp's own HTTP exceptions (router misses, body too large, ...) -> our codes
 _HTTP_CODES: dict[int, str] = {
     400: "bad_request",
@@ -157,6 +196,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message)
+    except storage.StorageError as exc:
+        api_error = from_storage(exc)
+        if api_error.status >= 500:
+            logger.warning(
+                "storage unavailable", extra={"route": _route_name(request), "error": repr(exc)}
+            )
+        return error_response(api_error.status, api_error.code, api_error.message)
     except ValidationError as exc:
         return error_response(422, "validation_error", validation_message(exc))
     except web.HTTPException as exc:

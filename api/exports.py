@@ -136,13 +136,27 @@ def segment_dict(segment: ExportSegment) -> dict[str, Any]:
     }
 
 
+JSON_SUFFIX = "]}\n"
+
+
+def json_prefix(header: ExportHeader) -> str:
+    session = {"slug": header.slug, "title": header.title, "space_id": header.space_id}
+    return '{"session": ' + json.dumps(session, ensure_ascii=False) + ', "segments": ['
+
+
+def render_json_items(segments: Iterable[ExportSegment], *, first: bool = True) -> Iterator[str]:
+    """The segments of a JSON export; ``first=False`` continues after earlier items."""
+    for n, segment in enumerate(segments):
+        yield ("," if n or not first else "") + json.dumps(
+            segment_dict(segment), ensure_ascii=False
+        )
+
+
 def render_json(header: ExportHeader, segments: Iterable[ExportSegment]) -> Iterator[str]:
     """One JSON document ``{"session": {...}, "segments": [...]}``, yielded piecewise."""
-    session = {"slug": header.slug, "title": header.title, "space_id": header.space_id}
-    yield '{"session": ' + json.dumps(session, ensure_ascii=False) + ', "segments": ['
-    for n, segment in enumerate(segments):
-        yield ("," if n else "") + json.dumps(segment_dict(segment), ensure_ascii=False)
-    yield "]}\n"
+    yield json_prefix(header)
+    yield from render_json_items(segments)
+    yield JSON_SUFFIX
 
 
 def render_docx(header: ExportHeader, segments: Iterable[ExportSegment]) -> bytes:

@@ -24,6 +24,8 @@ class WebhookParticipant:
     name: str
     sid: str
     is_person: bool  # False for agents (our bot), egress and other machinery
+    # a client with a token (ours carry the user id as identity), not SIP or ingress
+    is_standard: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +101,11 @@ class LiveKitGateway:
         if event.HasField("participant") and event.participant.identity:
             p = event.participant
             participant = WebhookParticipant(
-                identity=p.identity, name=p.name, sid=p.sid, is_person=p.kind in _COUNTED_KINDS
+                identity=p.identity,
+                name=p.name,
+                sid=p.sid,
+                is_person=p.kind in _COUNTED_KINDS,
+                is_standard=p.kind == ParticipantInfo.Kind.STANDARD,
             )
         created = (
             dt.datetime.fromtimestamp(event.created_at, dt.UTC)

@@ -53,6 +53,8 @@ class Reply:
     status: int
     description: str
     model: type[BaseModel] | None = None
+    # other JSON shapes the response may have instead of ``model`` (documented as anyOf)
+    alternatives: tuple[type[BaseModel], ...] = ()
     # other media types this response may have, each with a JSON schema (e.g. text/csv: string)
     media: dict[str, dict[str, Any]] = field(default_factory=dict)
     headers: tuple[str, ...] = ()
@@ -143,7 +145,7 @@ _ACTING_HEADERS = [
         "in": "header",
         "required": False,
         "description": "Admin key only: the space the call acts in (ignored for user JWTs).",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[!-~]+$"},
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[!-~]+$"},
     },
     {
         "name": "X-User-Id",
@@ -192,9 +194,11 @@ def build_document(operations: Sequence[Operation], *, title: str, version: str)
         for reply in op.replies:
             content: dict[str, Any] = {}
             if reply.model is not None:
-                content["application/json"] = {
-                    "schema": components.ref(reply.model, "serialization")
-                }
+                schema = components.ref(reply.model, "serialization")
+                if reply.alternatives:
+                    refs = [components.ref(m, "serialization") for m in reply.alternatives]
+                    schema = {"anyOf": [schema, *refs]}
+                content["application/json"] = {"schema": schema}
             for media_type, schema in reply.media.items():
                 content[media_type] = {"schema": schema}
             response: dict[str, Any] = {"description": reply.description}
