@@ -1,0 +1,99 @@
+"""``python -m api`` / ``transcriber api``: serve the HTTP API and run the lifecycle sweeper.
+
+Builds the one settings object, resolves the database (``DATABASE_URL`` or the embedded server),
+applies migrations, serves until SIGTERM/SIGINT, then stops cleanly: the listener closes, in-flight
+requests finish, the sweeper is cancelled, the engine and (if ours) the embedded server stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from api import logs
+from api.app import create_app
+from api.context import CONTEXT
+from api.db.database import open_database
+from api.db.settings import DatabaseSettings
+from api.settings import ApiSettings
+from api.sweeper import run_sweeper
+
+logger = logging.getLogger("api")
+
+
+async def serve(settings: ApiSettings, db_settings: DatabaseSettings, *, migrate: bool) -> None:
+    async with open_database(
+        db_settings, migrate=migrate, application_name="transcriber-api"
+    ) as database:
+        app = create_app(settings, database.sessionmaker)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, settings.api_host, settings.api_port)
+            await site.start()
+            logger.info(
+                "api listening", extra={"host": settings.api_host, "port": settings.api_port}
+            )
+            ctx = app[CONTEXT]
+            sweeper = asyncio.create_task(
+                run_sweeper(ctx.repository, settings, ctx.metrics), name="session-sweeper"
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            try:
+                await stop.wait()
+                logger.info("stopping")
+            finally:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+        finally:
+            await runner.cleanup()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="transcriber api", description="Run the HTTP API.")
+    parser.add_argument("--host", help="listen address (default: API_HOST or 0.0.0.0)")
+    parser.add_argument("--port", type=int, help="listen port (default: API_PORT or 8080)")
+    parser.add_argument(
+        "--no-migrate", action="store_true", help="do not apply migrations at startup"
+    )
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logs.configure(args.log_level)
+
+    settings = ApiSettings()
+    if args.host is not None:
+        settings = settings.model_copy(update={"api_host": args.host})
+    if args.port is not None:
+        settings = settings.model_copy(update={"api_port": args.port})
+    if settings.api_jwt_secret is None and settings.api_admin_key is None:
+        print(
+            "transcriber api: set API_JWT_SECRET and/or API_ADMIN_KEY (no caller could sign in)",
+            file=sys.stderr,
+        )
+        return 2
+    # DATABASE_URL is read by both settings objects; the database side also reads pool sizes
+    db_settings = DatabaseSettings()
+    try:
+        asyncio.run(serve(settings, db_settings, migrate=not args.no_migrate))
+    except KeyboardInterrupt:
+        pass
+    except Exception:
+        logger.exception("api stopped on an error")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

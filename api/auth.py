@@ -1,0 +1,155 @@
+"""Who is calling: user JWTs and the service admin key.
+
+Two kinds of credentials, both in ``Authorization: Bearer <credential>``:
+
+* a **user JWT** signed HS256 with ``API_JWT_SECRET``, claims ``sub`` (user id), ``space``
+  (workspace id) and ``role`` (``member`` or ``admin``); ``exp``/``nbf`` are checked when present.
+  The caller sees its own space only.
+* the **admin key** ``API_ADMIN_KEY`` (also accepted as ``X-Api-Key: <key>``), compared in
+  constant time, for service-to-service calls. It acts across spaces with the role ``service``
+  (everything an ``admin`` may do). Because it names no user or space itself, the caller says on
+  whose behalf it acts with two headers: ``X-Space-Id`` (required by operations that work inside a
+  space: create/list sessions, the space usage report; optional elsewhere, and when given a session
+  of another space is a 404 as for users) and ``X-User-Id`` (the identity for join tokens and
+  participant registration; sessions it creates are owned by that user, or by ``service``).
+
+Missing or wrong credentials are 401, a role too low for the operation is 403.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import time
+from dataclasses import dataclass
+
+import jwt
+from aiohttp import web
+
+from api.db.models import SPACE_ID_LEN, USER_ID_LEN
+from api.errors import BadRequest, Forbidden, Unauthorized
+
+SERVICE_USER = "service"
+
+
+class Role(enum.IntEnum):
+    """Roles in increasing power; comparisons mean "at least"."""
+
+    MEMBER = 1
+    ADMIN = 2
+    SERVICE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller of one request."""
+
+    role: Role
+    user_id: str | None
+    space_id: str | None
+
+    @property
+    def is_service(self) -> bool:
+        return self.role is Role.SERVICE
+
+    def require(self, role: Role) -> None:
+        if self.role < role:
+            raise Forbidden(f"this operation needs the {role.name.lower()} role")
+
+    def require_space(self) -> str:
+        """The space the request acts in; the admin key must name it with ``X-Space-Id``."""
+        if self.space_id is None:
+            raise BadRequest(
+                "the admin key must name a space with X-Space-Id", code="space_required"
+            )
+        return self.space_id
+
+    def require_user(self) -> str:
+        """The user the request acts for; the admin key must name it with ``X-User-Id``."""
+        if self.user_id is None:
+            raise BadRequest("the admin key must name a user with X-User-Id", code="user_required")
+        return self.user_id
+
+    def can_see_space(self, space_id: str) -> bool:
+        return self.space_id is None or self.space_id == space_id
+
+
+class Authenticator:
+    """Checks credentials of one request; built once per app from the settings."""
+
+    def __init__(self, jwt_secret: str | None, admin_key: str | None) -> None:
+        self._jwt_secret = jwt_secret or None
+        self._admin_key = admin_key.encode() if admin_key else None
+
+    def authenticate(self, request: web.Request) -> Principal:
+        credential = self._credential(request)
+        if credential is None:
+            raise Unauthorized("missing credentials")
+        if self._is_admin_key(credential):
+            return Principal(
+                role=Role.SERVICE,
+                user_id=_header_id(request, "X-User-Id", USER_ID_LEN),
+                space_id=_header_id(request, "X-Space-Id", SPACE_ID_LEN),
+            )
+        return self._decode_jwt(credential)
+
+    @staticmethod
+    def _credential(request: web.Request) -> str | None:
+        api_key = request.headers.get("X-Api-Key")
+        if api_key:
+            return api_key
+        header = request.headers.get("Authorization")
+        if not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise Unauthorized("expected Authorization: Bearer <token>")
+        return value.strip()
+
+    def _is_admin_key(self, credential: str) -> bool:
+        if self._admin_key is None:
+            return False
+        return hmac.compare_digest(credential.encode("utf-8", "surrogateescape"), self._admin_key)
+
+    def _decode_jwt(self, token: str) -> Principal:
+        if self._jwt_secret is None:
+            raise Unauthorized("invalid credentials")
+        try:
+            claims = jwt.decode(
+                token,
+                self._jwt_secret,
+                algorithms=["HS256"],
+                options={"require": ["sub", "space", "role"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthorized("invalid or expired token") from exc
+        sub, space, role = claims.get("sub"), claims.get("space"), claims.get("role")
+        valid = _valid_id(sub, USER_ID_LEN) and _valid_id(space, SPACE_ID_LEN)
+        if not valid or role not in ("member", "admin"):
+            raise Unauthorized("token claims are invalid")
+        assert isinstance(sub, str) and isinstance(space, str)
+        return Principal(
+            role=Role.ADMIN if role == "admin" else Role.MEMBER, user_id=sub, space_id=space
+        )
+
+
+def _valid_id(value: object, max_length: int) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= max_length and value.isprintable()
+
+
+def _header_id(request: web.Request, name: str, max_length: int) -> str | None:
+    value = request.headers.get(name)
+    if value is None or value == "":
+        return None
+    if not _valid_id(value, max_length):
+        raise BadRequest(f"{name} must be 1-{max_length} printable characters")
+    return value
+
+
+def issue_user_token(
+    secret: str, *, user_id: str, space_id: str, role: str = "member", ttl_seconds: int = 3600
+) -> str:
+    """A user JWT as the product's identity provider would mint it (tests, the demo, tools)."""
+    now = int(time.time())
+    claims = {"sub": user_id, "space": space_id, "role": role, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(claims, secret, algorithm="HS256")

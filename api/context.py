@@ -1,0 +1,55 @@
+"""What every handler needs, built once per app and stored under :data:`CONTEXT`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.auth import Authenticator, Principal
+from api.db.records import TranscriptionLimits
+from api.db.repository import Repository
+from api.livekit import LiveKitGateway
+from api.metrics import ApiMetrics
+from api.settings import ApiSettings
+
+
+@dataclass(slots=True)
+class ApiContext:
+    settings: ApiSettings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    repository: Repository
+    authenticator: Authenticator
+    livekit: LiveKitGateway
+    metrics: ApiMetrics
+    openapi: dict[str, Any]
+
+    @property
+    def limits(self) -> TranscriptionLimits:
+        """The settings' limits (0 = none) as the repository takes them."""
+        s = self.settings
+        return TranscriptionLimits(
+            max_tracks_per_session=s.max_tracks_per_session or None,
+            max_tracks_per_user=s.max_tracks_per_user or None,
+            monthly_minutes_quota=s.space_monthly_minutes_quota or None,
+        )
+
+
+CONTEXT: web.AppKey[ApiContext] = web.AppKey("api_context", ApiContext)
+_PRINCIPAL = "api_principal"
+
+
+def context(request: web.Request) -> ApiContext:
+    return request.app[CONTEXT]
+
+
+def principal(request: web.Request) -> Principal:
+    """The authenticated caller (authenticated once per request, on first use)."""
+    cached = request.get(_PRINCIPAL)
+    if isinstance(cached, Principal):
+        return cached
+    found = context(request).authenticator.authenticate(request)
+    request[_PRINCIPAL] = found
+    return found

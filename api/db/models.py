@@ -1,0 +1,313 @@
+"""SQLAlchemy 2 models: the schema the Alembic chain in ``migrations/`` creates.
+
+Every table, constraint and index here exists in a migration; ``tests/integration/db`` compares the
+two after ``alembic upgrade head``. Timestamps are ``timestamptz``; money is ``NUMERIC``.
+
+Times on the transcript timeline (``start_ms``/``end_ms``) are milliseconds from the session's
+start, so segments of different tracks sort into one transcript; wall-clock times are separate.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Computed,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from api.db.enums import JobStatus, ParticipantRole, SessionStatus
+
+__all__ = [
+    "SEARCH_CONFIG",
+    "Base",
+    "Participant",
+    "Segment",
+    "Session",
+    "SpaceQuota",
+    "TrackUsage",
+    "TranscriptionJob",
+]
+
+# Text search configuration of ``segments.search_vector``: PostgreSQL's ``russian`` configuration
+# stems Cyrillic words with the Russian Snowball stemmer and ASCII words with the English one, so
+# one vector serves both languages the product is evaluated on (see repository.transcript_page).
+SEARCH_CONFIG = "russian"
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+SLUG_LEN = 64
+SPACE_ID_LEN = 64
+USER_ID_LEN = 128
+IDENTITY_LEN = 256
+NAME_LEN = 256
+TRACK_SID_LEN = 64
+MODEL_LEN = 128
+LANGUAGE_LEN = 16
+
+
+def _enum(cls: type[SessionStatus | ParticipantRole | JobStatus], name: str) -> Enum:
+    # VARCHAR + CHECK instead of a native ENUM type: adding a value later is a plain migration.
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True)}
+
+
+class Session(Base):
+    """A meeting: one LiveKit room, named by the slug."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(SLUG_LEN), unique=True)
+    title: Mapped[str] = mapped_column(String(500), server_default="")
+    space_id: Mapped[str] = mapped_column(String(SPACE_ID_LEN))
+    created_by: Mapped[str] = mapped_column(String(USER_ID_LEN))
+    status: Mapped[SessionStatus] = mapped_column(
+        _enum(SessionStatus, "session_status"), server_default=SessionStatus.CREATED.value
+    )
+    # BCP-47-ish language code, or NULL for automatic detection
+    language: Mapped[str | None] = mapped_column(String(LANGUAGE_LEN))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    last_activity_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("status <> 'LIVE' OR started_at IS NOT NULL", name="live_has_started_at"),
+        CheckConstraint("status <> 'ENDED' OR ended_at IS NOT NULL", name="ended_has_ended_at"),
+        # list sessions of a space / of a creator, newest first (keyset on created_at, id)
+        Index("ix_sessions_space_id_created_at", "space_id", "created_at", "id"),
+        Index("ix_sessions_created_by_created_at", "created_by", "created_at", "id"),
+        # the lifecycle sweeper
+        Index(
+            "ix_sessions_live_last_activity_at",
+            "last_activity_at",
+            postgresql_where=text("status = 'LIVE'"),
+        ),
+        Index(
+            "ix_sessions_created_created_at",
+            "created_at",
+            postgresql_where=text("status = 'CREATED'"),
+        ),
+    )
+
+
+class Participant(Base):
+    """A LiveKit participant of one session (unique per session and identity)."""
+
+    __tablename__ = "participants"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    identity: Mapped[str] = mapped_column(String(IDENTITY_LEN))
+    name: Mapped[str] = mapped_column(String(NAME_LEN), server_default="")
+    user_id: Mapped[str | None] = mapped_column(String(USER_ID_LEN))
+    role: Mapped[ParticipantRole] = mapped_column(
+        _enum(ParticipantRole, "participant_role"), server_default=ParticipantRole.GUEST.value
+    )
+    joined_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    left_at: Mapped[datetime | None]
+
+    __table_args__ = (UniqueConstraint("session_id", "identity"),)
+
+
+class Segment(Base):
+    """A final transcript segment (one utterance), unique per session and utterance id."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participants.id", ondelete="SET NULL")
+    )
+    utterance_id: Mapped[str] = mapped_column(String(128))
+    track_sid: Mapped[str] = mapped_column(String(TRACK_SID_LEN))
+    speaker_label: Mapped[str] = mapped_column(String(NAME_LEN), server_default="")
+    text: Mapped[str] = mapped_column(Text)
+    language: Mapped[str | None] = mapped_column(String(LANGUAGE_LEN))
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    # [{"word": str, "start_ms": int, "end_ms": int, "probability": float}, ...]
+    words: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    model: Mapped[str] = mapped_column(String(MODEL_LEN), server_default="")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    search_vector: Mapped[str] = mapped_column(
+        TSVECTOR, Computed(f"to_tsvector('{SEARCH_CONFIG}'::regconfig, text)", persisted=True)
+    )
+
+    __table_args__ = (
+        UniqueConstraint("session_id", "utterance_id"),
+        CheckConstraint("start_ms >= 0 AND end_ms >= start_ms", name="timeline"),
+        CheckConstraint("confidence IS NULL OR (confidence >= 0 AND confidence <= 1)", name="conf"),
+        # transcript pages, exports and search: one session's segments in timeline order
+        Index("ix_segments_session_id_start_ms", "session_id", "start_ms", "id"),
+        # ON DELETE SET NULL from participants looks segments up by participant
+        Index("ix_segments_participant_id", "participant_id"),
+    )
+
+
+class TrackUsage(Base):
+    """Usage and cost of one transcribed participant track.
+
+    ``billed_minutes`` and ``total_cost`` are generated by PostgreSQL from ``audio_seconds`` and
+    ``cost_per_minute`` (the price when the track started), so they can never disagree.
+    ``space_id`` and ``user_id`` are copied from the session and participant: reports read one
+    table, and the rows outlive a deleted session as billing history (session_id and
+    participant_id then become NULL).
+    """
+
+    __tablename__ = "track_usage"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id", ondelete="SET NULL"))
+    participant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("participants.id", ondelete="SET NULL")
+    )
+    space_id: Mapped[str] = mapped_column(String(SPACE_ID_LEN))
+    user_id: Mapped[str | None] = mapped_column(String(USER_ID_LEN))
+    track_sid: Mapped[str] = mapped_column(String(TRACK_SID_LEN))
+    model: Mapped[str] = mapped_column(String(MODEL_LEN), server_default="")
+    audio_seconds: Mapped[Decimal] = mapped_column(Numeric(14, 3), server_default="0")
+    speech_seconds: Mapped[Decimal] = mapped_column(Numeric(14, 3), server_default="0")
+    partial_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    final_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    error_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    billed_minutes: Mapped[int] = mapped_column(
+        Integer, Computed("(ceil(audio_seconds / 60))::integer", persisted=True)
+    )
+    cost_per_minute: Mapped[Decimal] = mapped_column(Numeric(12, 6))
+    total_cost: Mapped[Decimal] = mapped_column(
+        Numeric(18, 6), Computed("ceil(audio_seconds / 60) * cost_per_minute", persisted=True)
+    )
+    currency: Mapped[str] = mapped_column(String(3), server_default="USD")
+    started_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    ended_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        UniqueConstraint("session_id", "track_sid"),
+        CheckConstraint(
+            "audio_seconds >= 0 AND speech_seconds >= 0 AND partial_count >= 0"
+            " AND final_count >= 0 AND error_count >= 0",
+            name="non_negative",
+        ),
+        CheckConstraint("cost_per_minute >= 0", name="price"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency"),
+        # usage reports over a date range, per space and per user
+        Index("ix_track_usage_space_id_started_at", "space_id", "started_at"),
+        Index(
+            "ix_track_usage_user_id_started_at",
+            "user_id",
+            "started_at",
+            postgresql_where=text("user_id IS NOT NULL"),
+        ),
+        Index("ix_track_usage_participant_id", "participant_id"),
+        # concurrency limits: tracks being transcribed now, per session and per user
+        Index(
+            "ix_track_usage_active_session_id",
+            "session_id",
+            postgresql_where=text("ended_at IS NULL"),
+        ),
+        Index(
+            "ix_track_usage_active_user_id",
+            "user_id",
+            postgresql_where=text("ended_at IS NULL AND user_id IS NOT NULL"),
+        ),
+    )
+
+
+class TranscriptionJob(Base):
+    """The bot's work item for one session: requested, leased by a worker, stopped."""
+
+    __tablename__ = "transcription_jobs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    session_id: Mapped[int] = mapped_column(
+        ForeignKey("sessions.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[JobStatus] = mapped_column(
+        _enum(JobStatus, "job_status"), server_default=JobStatus.REQUESTED.value
+    )
+    worker_id: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None]
+    heartbeat_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    requested_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    claimed_at: Mapped[datetime | None]
+    stopped_at: Mapped[datetime | None]
+    stop_reason: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (
+        CheckConstraint(
+            "status <> 'RUNNING' OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL)",
+            name="running_is_leased",
+        ),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        # claim: oldest requested job first; reclaim: running jobs whose lease expired
+        Index(
+            "ix_transcription_jobs_requested_at",
+            "requested_at",
+            postgresql_where=text("status = 'REQUESTED'"),
+        ),
+        Index(
+            "ix_transcription_jobs_lease_expires_at",
+            "lease_expires_at",
+            postgresql_where=text("status = 'RUNNING'"),
+        ),
+    )
+
+
+class SpaceQuota(Base):
+    """Per-space override of the monthly transcription quota (NULL minutes = unlimited)."""
+
+    __tablename__ = "space_quotas"
+
+    space_id: Mapped[str] = mapped_column(String(SPACE_ID_LEN), primary_key=True)
+    monthly_minutes: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("monthly_minutes IS NULL OR monthly_minutes >= 0", name="minutes"),
+    )

@@ -1,0 +1,361 @@
+"""Plain values the repository takes and returns.
+
+Reads return frozen dataclasses, not ORM objects: nothing lazy-loads after the transaction closed,
+and the API's schemas and the bot depend on these shapes only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from api.db.enums import JobStatus, ParticipantRole, SessionStatus
+
+__all__ = [
+    "FinalSegment",
+    "JobLease",
+    "JobNotification",
+    "JobRecord",
+    "LimitCheck",
+    "LimitReason",
+    "ParticipantRecord",
+    "SegmentCursor",
+    "SegmentRecord",
+    "SessionCursor",
+    "SessionRecord",
+    "SessionUsage",
+    "SweepResult",
+    "TranscriptPage",
+    "TranscriptionLimits",
+    "UpsertOutcome",
+    "UsageCheckpoint",
+    "UsageGroup",
+    "UsageGroupBy",
+    "UsageRecord",
+    "UsageReport",
+    "UsageTotals",
+    "WordTiming",
+]
+
+
+# -- sessions and participants -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: int
+    slug: str
+    title: str
+    space_id: str
+    created_by: str
+    status: SessionStatus
+    language: str | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    last_activity_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCursor:
+    """Position in a newest-first session listing: the last row's ``(created_at, id)``."""
+
+    created_at: datetime
+    id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantRecord:
+    id: int
+    session_id: int
+    identity: str
+    name: str
+    user_id: str | None
+    role: ParticipantRole
+    joined_at: datetime
+    left_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    """Slugs of the sessions the lifecycle sweeper ended (inactive) and expired (never started)."""
+
+    ended: list[str]
+    expired: list[str]
+
+
+# -- segments ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WordTiming:
+    word: str
+    start_ms: int
+    end_ms: int
+    probability: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FinalSegment:
+    """A final caption as the bot persists it.
+
+    ``start_ms``/``end_ms`` are on the session timeline (milliseconds from the session's start);
+    ``started_at``/``ended_at`` are wall-clock times. ``participant_identity`` links the segment
+    to the participant row when one exists.
+    """
+
+    session_id: int
+    utterance_id: str
+    track_sid: str
+    text: str
+    start_ms: int
+    end_ms: int
+    participant_identity: str | None = None
+    speaker_label: str = ""
+    language: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    words: Sequence[WordTiming] = ()
+    confidence: float | None = None
+    model: str = ""
+
+
+class UpsertOutcome(StrEnum):
+    INSERTED = "inserted"
+    UPDATED = "updated"  # same utterance re-sent with different content: replaced
+    UNCHANGED = "unchanged"  # exact duplicate: nothing written
+    CONFLICT = "conflict"  # utterance id already used by another track: kept the first
+    SESSION_MISSING = "session_missing"  # session deleted meanwhile: dropped
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRecord:
+    id: int
+    session_id: int
+    utterance_id: str
+    participant_id: int | None
+    participant_identity: str | None
+    participant_name: str | None
+    track_sid: str
+    speaker_label: str
+    text: str
+    language: str | None
+    start_ms: int
+    end_ms: int
+    started_at: datetime | None
+    ended_at: datetime | None
+    confidence: float | None
+    model: str
+    words: tuple[WordTiming, ...] | None = None  # None when not requested or not stored
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentCursor:
+    """Keyset position in a transcript: the last row's ``(start_ms, id)``."""
+
+    start_ms: int
+    id: int
+
+    def encode(self) -> str:
+        raw = f"{self.start_ms}:{self.id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> SegmentCursor:
+        """Parse :meth:`encode`'s output; ``ValueError`` on anything else."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            start_text, id_text = raw.split(":")
+            start_ms, id_ = int(start_text), int(id_text)
+        except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError("invalid cursor") from exc
+        if start_ms < 0 or id_ < 0:
+            raise ValueError("invalid cursor")
+        return cls(start_ms, id_)
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptPage:
+    items: list[SegmentRecord]
+    next_cursor: SegmentCursor | None  # None on the last page
+
+
+# -- usage and limits ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UsageCheckpoint:
+    """Increments since the previous checkpoint of one track (deltas, so a worker that takes a
+    session over after a crash simply adds its own counts); ``ended`` closes the track."""
+
+    session_id: int
+    track_sid: str
+    audio_seconds: Decimal = Decimal(0)
+    speech_seconds: Decimal = Decimal(0)
+    partial_count: int = 0
+    final_count: int = 0
+    error_count: int = 0
+    ended: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    id: int
+    session_id: int | None  # None once the session was deleted (billing history)
+    participant_id: int | None
+    participant_identity: str | None
+    participant_name: str | None
+    space_id: str
+    user_id: str | None
+    track_sid: str
+    model: str
+    audio_seconds: Decimal
+    speech_seconds: Decimal
+    partial_count: int
+    final_count: int
+    error_count: int
+    billed_minutes: int
+    cost_per_minute: Decimal
+    total_cost: Decimal
+    currency: str
+    started_at: datetime
+    ended_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    """Sums over usage rows of one currency; ``billed_minutes`` sums per-track billed minutes."""
+
+    currency: str
+    tracks: int
+    audio_seconds: Decimal
+    speech_seconds: Decimal
+    partial_count: int
+    final_count: int
+    error_count: int
+    billed_minutes: int
+    total_cost: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUsage:
+    rows: list[UsageRecord]
+    totals: list[UsageTotals]  # one entry per currency (normally exactly one, or none)
+
+
+class UsageGroupBy(StrEnum):
+    DAY = "day"
+    PARTICIPANT = "participant"
+    USER = "user"
+    SESSION = "session"
+    SPACE = "space"
+
+
+@dataclass(frozen=True, slots=True)
+class UsageGroup:
+    """One line of a usage report. Only the key fields of the grouping are set: ``day`` for DAY;
+    ``participant_*`` plus ``session_*`` for PARTICIPANT; ``user_id`` for USER (None = anonymous);
+    ``session_*`` for SESSION; ``space_id`` for SPACE. Rows of deleted sessions group under
+    ``session_id=None``/``participant_id=None``."""
+
+    totals: UsageTotals
+    day: date | None = None
+    space_id: str | None = None
+    user_id: str | None = None
+    session_id: int | None = None
+    session_slug: str | None = None
+    session_title: str | None = None
+    participant_id: int | None = None
+    participant_identity: str | None = None
+    participant_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    group_by: UsageGroupBy
+    start: datetime
+    end: datetime
+    groups: list[UsageGroup]
+    totals: list[UsageTotals]  # one entry per currency
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionLimits:
+    """Limits checked when a track's transcription starts; None means no limit.
+
+    ``monthly_minutes_quota`` is the default for spaces without a ``space_quotas`` row. A track
+    counts as active until it is closed, unless its last checkpoint is older than ``stale_after``
+    (its worker died without closing it).
+    """
+
+    max_tracks_per_session: int | None = None
+    max_tracks_per_user: int | None = None
+    monthly_minutes_quota: int | None = None
+    stale_after: timedelta = field(default=timedelta(minutes=2))
+
+
+class LimitReason(StrEnum):
+    SESSION_TRACKS = "session_tracks"
+    USER_TRACKS = "user_tracks"
+    MONTHLY_QUOTA = "monthly_quota"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitCheck:
+    reason: LimitReason | None  # the first limit that refuses, None when allowed
+    session_tracks: int
+    user_tracks: int | None  # None when no user is involved
+    used_minutes: int  # billed minutes of the space in the current UTC month
+    quota_minutes: int | None  # None = unlimited
+
+    @property
+    def allowed(self) -> bool:
+        return self.reason is None
+
+
+# -- transcription jobs --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    id: int
+    session_id: int
+    status: JobStatus
+    worker_id: str | None
+    lease_expires_at: datetime | None
+    heartbeat_at: datetime | None
+    attempts: int
+    requested_at: datetime
+    claimed_at: datetime | None
+    stopped_at: datetime | None
+    stop_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobLease:
+    """A worker's hold on a job. ``attempt`` fences it: once another claim bumped the job's
+    attempts, every call with this lease fails, even from the same worker id."""
+
+    job_id: int
+    session_id: int
+    session_slug: str
+    worker_id: str
+    attempt: int
+    lease_expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class JobNotification:
+    """Payload of a ``NOTIFY`` on :data:`api.db.notify.JOB_CHANNEL`. ``event`` is "requested"
+    (claim now) or "stopped" (the worker holding it should leave; its next heartbeat fails)."""
+
+    event: str
+    job_id: int
+    session_id: int
+    session_slug: str

@@ -1,0 +1,220 @@
+"""Errors of the HTTP API and the one JSON body every error response carries.
+
+Every failure a client can see is an :class:`ApiError` with a stable ``code`` and an HTTP
+``status``; the :func:`error_middleware` turns it, and everything else that can go wrong while
+serving a request, into::
+
+    {"error": {"code": "<code>", "message": "<human readable>"}}
+
+The tree::
+
+    ApiError
+    +-- BadRequest            400 bad_request / invalid_json
+    +-- Unauthorized          401 unauthorized
+    +-- Forbidden             403 forbidden
+    +-- NotFound              404 not_found
+    +-- MethodNotAllowed      405 method_not_allowed
+    +-- Conflict              409 conflict (session_ended, session_expired, ...)
+    +-- PayloadTooLarge       413 payload_too_large
+    +-- UnsupportedMediaType  415 unsupported_media_type
+    +-- ValidationFailed      422 validation_error
+    +-- LimitExceeded         429 track_limit_exceeded / quota_exceeded
+    +-- ServiceUnavailable    503 unavailable / livekit_not_configured
+
+Storage errors (:mod:`api.db.errors`) map once, here: unavailable -> 503, not found -> 404,
+invalid state -> 409 ``session_not_active``, a refused write -> 409, a limit -> 429 with the
+limit's code (``session_track_limit``, ``user_track_limit``, ``quota_exceeded``).
+
+Choices: a body that is not JSON is ``400 invalid_json``; JSON (or a query string) that parses but
+breaks the schema is ``422 validation_error``. aiohttp's own 404/405/413 become the same body. Any
+other exception is logged (without request data) and answered ``500 internal_error``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import ValidationError
+
+from api.db import errors as storage
+
+logger = logging.getLogger("api")
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a stable machine-readable code."""
+
+    status: ClassVar[int] = 500
+    default_code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+class BadRequest(ApiError):
+    status = 400
+    default_code = "bad_request"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    default_code = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    default_code = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    default_code = "not_found"
+
+
+class MethodNotAllowed(ApiError):
+    status = 405
+    default_code = "method_not_allowed"
+
+
+class Conflict(ApiError):
+    status = 409
+    default_code = "conflict"
+
+
+class PayloadTooLarge(ApiError):
+    status = 413
+    default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    default_code = "unsupported_media_type"
+
+
+class ValidationFailed(ApiError):
+    status = 422
+    default_code = "validation_error"
+
+
+class LimitExceeded(ApiError):
+    status = 429
+    default_code = "limit_exceeded"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    default_code = "unavailable"
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def validation_message(exc: ValidationError) -> str:
+    """A short, input-free summary of a pydantic error: ``field: problem; ...``."""
+    parts: list[str] = []
+    for err in exc.errors(include_url=False, include_input=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts) or "invalid input"
+
+
+_LIMIT_CODES = {
+    "session_tracks": "session_track_limit",
+    "user_tracks": "user_track_limit",
+    "monthly_quota": "quota_exceeded",
+}
+
+
+def from_storage(exc: storage.StorageError) -> ApiError:
+    """The API error a storage error means to a client."""
+    if isinstance(exc, storage.LimitExceeded):
+        reason = exc.check.reason.value if exc.check.reason is not None else "limit"
+        return LimitExceeded(limit_message(reason), code=limit_code(reason))
+    if isinstance(exc, storage.NotFound):
+        return NotFound("not found")
+    if isinstance(exc, storage.InvalidState):
+        return Conflict("the session has ended", code="session_not_active")
+    if isinstance(exc, storage.ConflictError):
+        return Conflict("the request conflicts with stored data")
+    return ServiceUnavailable("database unavailable")
+
+
+def limit_code(reason: str) -> str:
+    """The error code of a :class:`api.db.records.LimitReason` value."""
+    return _LIMIT_CODES.get(reason, "limit_exceeded")
+
+
+def limit_message(reason: str) -> str:
+    return {
+        "session_tracks": "the session transcribes its maximum number of tracks",
+        "user_tracks": "the user's sessions transcribe their maximum number of tracks",
+        "monthly_quota": "the space's monthly transcription minutes are used up",
+    }.get(reason, "a transcription limit is reached")
+
+
+# aiohttp's own HTTP exceptions (router misses, body too large, ...) -> our codes
+_HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _from_http_exception(exc: web.HTTPException) -> web.StreamResponse:
+    if exc.status < 400:
+        # redirects and the like pass through unchanged
+        raise exc
+    code = _HTTP_CODES.get(exc.status, "bad_request" if exc.status < 500 else "internal_error")
+    message = exc.reason or code.replace("_", " ")
+    if exc.status == 413:
+        message = "request body too large"
+    response = error_response(exc.status, code, message)
+    if exc.status == 405:
+        allow = exc.headers.get("Allow")
+        if allow:
+            response.headers["Allow"] = allow
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost middleware: every failure becomes the JSON error body."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except storage.StorageError as exc:
+        api_error = from_storage(exc)
+        if api_error.status >= 500:
+            logger.warning(
+                "storage unavailable", extra={"route": _route_name(request), "error": repr(exc)}
+            )
+        return error_response(api_error.status, api_error.code, api_error.message)
+    except ValidationError as exc:
+        return error_response(422, "validation_error", validation_message(exc))
+    except web.HTTPException as exc:
+        return _from_http_exception(exc)
+    except Exception:
+        logger.exception(
+            "unhandled error while serving a request",
+            extra={"method": request.method, "route": _route_name(request)},
+        )
+        return error_response(500, "internal_error", "internal server error")
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"

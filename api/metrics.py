@@ -1,0 +1,74 @@
+"""Prometheus metrics of one app, in a registry of its own (tests build many apps)."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ApiMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "transcriber_http_requests",
+            "HTTP requests served, by route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "transcriber_http_request_duration_seconds",
+            "Time to produce an HTTP response, by route template.",
+            ["method", "route"],
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.webhooks = Counter(
+            "transcriber_webhooks",
+            "LiveKit webhook deliveries, by event and outcome.",
+            ["event", "outcome"],
+            registry=self.registry,
+        )
+        self.sweeps = Counter(
+            "transcriber_sessions_swept",
+            "Sessions the lifecycle sweeper ended or expired.",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def middleware(self) -> Middleware:
+        """Outermost middleware: counts and times every response, errors included."""
+
+        @web.middleware
+        async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500  # stays so if the request is cancelled or an error escapes
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                route = route_template(request)
+                self.requests.labels(request.method, route, str(status)).inc()
+                self.duration.labels(request.method, route).observe(time.perf_counter() - started)
+
+        return metrics_middleware
+
+    def render(self) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (``/api/sessions/{slug}``), never the raw path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"

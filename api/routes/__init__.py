@@ -1,0 +1,1 @@
+"""Handlers, one module per area; each exports ``OPERATIONS`` (see ``api.openapi``)."""

@@ -1,0 +1,237 @@
+"""Sessions, join tokens, participant registration and transcription control."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+
+from aiohttp import web
+
+from api import transcription
+from api.auth import SERVICE_USER, Role
+from api.context import context, principal
+from api.db.enums import ParticipantRole
+from api.db.records import ParticipantRecord, SessionCursor
+from api.errors import ValidationFailed
+from api.http import json_model, parse_body, parse_query
+from api.openapi import Operation, Reply
+from api.queries import list_sessions_with_jobs
+from api.routes.common import scoped_session, session_out
+from api.schemas import (
+    JoinOut,
+    JoinTokenOut,
+    ParticipantJoin,
+    ParticipantList,
+    ParticipantOut,
+    SessionCreate,
+    SessionListQuery,
+    SessionOut,
+    SessionPage,
+    TokenQuery,
+)
+
+_MAX_ID = 2**63 - 1
+
+
+def encode_cursor(cursor: SessionCursor) -> str:
+    raw = f"{cursor.created_at.isoformat()}|{cursor.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(token: str) -> SessionCursor:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        stamp, id_text = raw.split("|")
+        created_at, id_ = dt.datetime.fromisoformat(stamp), int(id_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ValidationFailed("cursor: invalid cursor") from exc
+    if created_at.tzinfo is None or not 0 <= id_ <= _MAX_ID:
+        raise ValidationFailed("cursor: invalid cursor")
+    return SessionCursor(created_at, id_)
+
+
+async def create_session(request: web.Request) -> web.Response:
+    who = principal(request)
+    space_id = who.require_space()
+    body = await parse_body(request, SessionCreate)
+    session = await context(request).repository.create_session(
+        space_id=space_id,
+        created_by=who.user_id or SERVICE_USER,
+        title=body.title,
+        language=body.language,
+    )
+    return json_model(session_out(session, None), status=201)
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    who = principal(request)
+    space_id = who.require_space()
+    query = parse_query(request, SessionListQuery)
+    before = decode_cursor(query.cursor) if query.cursor else None
+    rows = await list_sessions_with_jobs(
+        context(request).sessionmaker,
+        space_id=space_id,
+        status=query.status,
+        include_expired=query.include_expired,
+        before=before,
+        limit=query.limit + 1,
+    )
+    page = rows[: query.limit]
+    next_cursor = None
+    if len(rows) > query.limit:
+        last = page[-1][0]
+        next_cursor = encode_cursor(SessionCursor(last.created_at, last.id))
+    return json_model(
+        SessionPage(items=[session_out(s, j) for s, j in page], next_cursor=next_cursor)
+    )
+
+
+async def get_session(request: web.Request) -> web.Response:
+    scoped = await scoped_session(request)
+    return json_model(session_out(scoped.session, scoped.job))
+
+
+async def end_session(request: web.Request) -> web.Response:
+    scoped = await scoped_session(request)
+    scoped.require_owner_or(Role.ADMIN)
+    repo = context(request).repository
+    ended = await repo.end_session(scoped.session.id, reason="ended_by_api")
+    if ended is None:
+        return json_model(session_out(scoped.session, scoped.job))  # deleted meanwhile
+    return json_model(session_out(ended, await repo.get_job(ended.id)))
+
+
+async def delete_session(request: web.Request) -> web.Response:
+    scoped = await scoped_session(request)
+    scoped.require_owner_or(Role.ADMIN)
+    await context(request).repository.delete_session(scoped.session.id)
+    return web.Response(status=204)
+
+
+async def join_token(request: web.Request) -> web.Response:
+    scoped = await scoped_session(request)
+    scoped.require_active()
+    identity = scoped.who.require_user()
+    query = parse_query(request, TokenQuery)
+    ctx = context(request)
+    token = ctx.livekit.join_token(
+        room=scoped.session.slug, identity=identity, name=query.name or "", role=scoped.who.role
+    )
+    return json_model(
+        JoinTokenOut(token=token, url=ctx.livekit.url, room=scoped.session.slug, identity=identity)
+    )
+
+
+async def register_participant(request: web.Request) -> web.Response:
+    scoped = await scoped_session(request)
+    scoped.require_active()
+    identity = scoped.who.require_user()
+    body = await parse_body(request, ParticipantJoin)
+    ctx = context(request)
+    repo = ctx.repository
+    participant = await repo.participant_joined(
+        scoped.session.id,
+        identity,
+        name=body.name or None,
+        user_id=identity,
+        role=ParticipantRole.HOST
+        if identity == scoped.session.created_by
+        else ParticipantRole.GUEST,
+    )
+    session = await repo.get_session_by_id(scoped.session.id) or scoped.session
+    job, refused = await transcription.on_join(
+        repo, session, scoped.job, limits=ctx.limits, user_id=identity
+    )
+    return json_model(
+        JoinOut(
+            participant=_participant_out(participant),
+            session=session_out(session, job),
+            transcription_refused=refused,
+        )
+    )
+
+
+def _participant_out(p: ParticipantRecord) -> ParticipantOut:
+    return ParticipantOut.model_validate(p, from_attributes=True)
+
+
+async def list_participants(request: web.Request) -> web.Response:
+    scoped = await scoped_session(request)
+    rows = await context(request).repository.list_participants(scoped.session.id)
+    return json_model(ParticipantList(items=[_participant_out(p) for p in rows]))
+
+
+async def start_transcription(request: web.Request) -> web.Response:
+    scoped = await scoped_session(request)
+    scoped.require_active()
+    ctx = context(request)
+    job = await transcription.start(
+        ctx.repository, scoped.session, limits=ctx.limits, user_id=scoped.who.user_id
+    )
+    return json_model(session_out(scoped.session, job))
+
+
+async def stop_transcription(request: web.Request) -> web.Response:
+    scoped = await scoped_session(request)
+    job = await context(request).repository.stop_transcription(
+        scoped.session.id, reason=transcription.STOPPED_BY_USER
+    )
+    return json_model(session_out(scoped.session, job))
+
+
+_S = "/api/sessions/{slug}"
+_SESSION = Reply(200, "The session", SessionOut)
+
+OPERATIONS = [
+    Operation(
+        "POST", "/api/sessions", create_session, "createSession", "Create a session", "sessions",
+        replies=(Reply(201, "Created; the slug is the LiveKit room name", SessionOut),),
+        body=SessionCreate,
+    ),
+    Operation(
+        "GET", "/api/sessions", list_sessions, "listSessions",
+        "List the space's sessions, newest first", "sessions",
+        replies=(Reply(200, "One page", SessionPage),), query=SessionListQuery,
+    ),
+    Operation(
+        "GET", _S, get_session, "getSession", "Get a session", "sessions", replies=(_SESSION,)
+    ),
+    Operation(
+        "POST", f"{_S}/end", end_session, "endSession",
+        "End a session (creator or admin); stops transcription", "sessions",
+        replies=(Reply(200, "The ended session (unchanged if already over)", SessionOut),),
+    ),
+    Operation(
+        "DELETE", _S, delete_session, "deleteSession",
+        "Delete a session with its participants and transcript (creator or admin)", "sessions",
+        replies=(Reply(204, "Deleted; usage rows stay as billing history"),),
+        description="Participants, segments and the job are deleted. Usage rows are kept, "
+        "detached from the session, so space and user usage reports do not change.",
+    ),
+    Operation(
+        "GET", f"{_S}/token", join_token, "getJoinToken", "LiveKit join token for the caller",
+        "sessions", replies=(Reply(200, "Token, server URL and room", JoinTokenOut),),
+        query=TokenQuery, errors=(409, 503),
+    ),
+    Operation(
+        "POST", f"{_S}/participants/join", register_participant, "registerParticipant",
+        "Register the caller as a participant: session LIVE, transcription requested", "sessions",
+        replies=(Reply(200, "The participant and the session", JoinOut),),
+        body=ParticipantJoin, errors=(409,),
+    ),
+    Operation(
+        "GET", f"{_S}/participants", list_participants, "listParticipants",
+        "The session's participants", "sessions",
+        replies=(Reply(200, "Participants in join order", ParticipantList),),
+    ),
+    Operation(
+        "POST", f"{_S}/transcription/start", start_transcription, "startTranscription",
+        "Request the bot for this session (limits and quota checked)", "transcription",
+        replies=(_SESSION,), errors=(409, 429),
+    ),
+    Operation(
+        "POST", f"{_S}/transcription/stop", stop_transcription, "stopTranscription",
+        "Stop the session's transcription", "transcription", replies=(_SESSION,),
+    ),
+]  # fmt: skip

@@ -1,0 +1,155 @@
+"""Transcripts: a paginated, searchable JSON page, or a whole download (SRT/VTT/TXT/DOCX/JSON)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from api import exports
+from api.context import context
+from api.db.records import SegmentCursor, SegmentRecord, SessionRecord
+from api.db.repository import Repository
+from api.errors import ValidationFailed
+from api.exports import ExportFormat, ExportHeader, ExportSegment
+from api.http import json_model, parse_query
+from api.openapi import Operation, Reply
+from api.routes.common import scoped_session
+from api.schemas import SegmentOut, TranscriptExport, TranscriptPage, TranscriptQuery
+
+# rows fetched per query while streaming an export
+EXPORT_BATCH = 2000
+
+
+def speaker_name(segment: SegmentRecord) -> str:
+    return segment.participant_name or segment.speaker_label or segment.participant_identity or ""
+
+
+def _segment_out(segment: SegmentRecord) -> SegmentOut:
+    return SegmentOut(
+        id=segment.id,
+        utterance_id=segment.utterance_id,
+        speaker=speaker_name(segment),
+        speaker_identity=segment.participant_identity,
+        text=segment.text,
+        language=segment.language,
+        start_ms=segment.start_ms,
+        end_ms=segment.end_ms,
+        confidence=segment.confidence,
+    )
+
+
+def _export_segment(segment: SegmentRecord) -> ExportSegment:
+    return ExportSegment(
+        start_ms=segment.start_ms,
+        end_ms=segment.end_ms,
+        speaker=speaker_name(segment),
+        text=segment.text,
+        speaker_identity=segment.participant_identity or "",
+        language=segment.language,
+    )
+
+
+async def _batches(repo: Repository, session_id: int) -> AsyncIterator[list[ExportSegment]]:
+    cursor: SegmentCursor | None = None
+    while True:
+        page = await repo.transcript_page(session_id, after=cursor, limit=EXPORT_BATCH)
+        yield [_export_segment(s) for s in page.items]
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+async def transcript(request: web.Request) -> web.StreamResponse:
+    scoped = await scoped_session(request)
+    query = parse_query(request, TranscriptQuery)
+    repo = context(request).repository
+    if query.format is not None:
+        return await _download(request, repo, scoped.session, ExportFormat(query.format.value))
+    after = None
+    if query.cursor:
+        try:
+            after = SegmentCursor.decode(query.cursor)
+        except ValueError as exc:
+            raise ValidationFailed("cursor: invalid cursor") from exc
+    page = await repo.transcript_page(scoped.session.id, q=query.q, after=after, limit=query.limit)
+    return json_model(
+        TranscriptPage(
+            items=[_segment_out(s) for s in page.items],
+            next_cursor=page.next_cursor.encode() if page.next_cursor else None,
+        )
+    )
+
+
+async def _download(
+    request: web.Request, repo: Repository, session: SessionRecord, fmt: ExportFormat
+) -> web.StreamResponse:
+    header = ExportHeader(slug=session.slug, title=session.title, space_id=session.space_id)
+    headers = {
+        "Content-Type": exports.CONTENT_TYPES[fmt],
+        "Content-Disposition": exports.content_disposition(session.slug, fmt),
+    }
+    if fmt is ExportFormat.DOCX:
+        segments = [s async for batch in _batches(repo, session.id) for s in batch]
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(None, exports.render_docx, header, segments)
+        return web.Response(body=body, headers=headers)
+
+    # text formats stream: one query per batch of rows, UTF-8 chunks written as they are made
+    response = web.StreamResponse(headers=headers)
+    first = True
+    index = 1
+    async for batch in _batches(repo, session.id):
+        if fmt is ExportFormat.SRT:
+            chunks = exports.render_srt(batch, first_index=index)
+            index += len(batch)
+        elif fmt is ExportFormat.VTT:
+            chunks = exports.render_vtt(batch, header=first)
+        elif fmt is ExportFormat.TXT:
+            chunks = exports.render_txt(batch)
+        else:
+            chunks = exports.render_json_items(batch, first=first)
+            if first:
+                chunks = itertools.chain([exports.json_prefix(header)], chunks)
+        data = b"".join(exports.encode_chunks(chunks))
+        if first:
+            await response.prepare(request)  # only now: a failed first query is still a JSON error
+            first = False
+        if data:
+            await response.write(data)
+    if fmt is ExportFormat.JSON:
+        await response.write(exports.JSON_SUFFIX.encode())
+    await response.write_eof()
+    return response
+
+
+_FILE_MEDIA = {
+    "application/x-subrip": {"type": "string"},
+    "text/vtt": {"type": "string"},
+    "text/plain": {"type": "string"},
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": {
+        "type": "string",
+        "format": "binary",
+    },
+}
+
+OPERATIONS = [
+    Operation(
+        "GET", "/api/sessions/{slug}/transcript", transcript, "getTranscript",
+        "Transcript page (JSON, searchable with q) or a download with ?format=", "transcripts",
+        replies=(
+            Reply(
+                200,
+                "A page of segments; with ?format= the whole transcript as a file "
+                "(Content-Disposition: attachment), speaker names and timestamps included",
+                TranscriptPage,
+                alternatives=(TranscriptExport,),
+                media=_FILE_MEDIA,
+                headers=("Content-Disposition",),
+            ),
+        ),
+        query=TranscriptQuery,
+    ),
+]  # fmt: skip

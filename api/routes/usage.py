@@ -1,0 +1,212 @@
+"""Usage and cost: per session (rows + totals), and reports of a space or a user by day,
+participant, user or session over a date range; JSON or CSV.
+
+Billing follows storage (``api.db.money``): each participant track bills
+``ceil(audio_seconds / 60)`` minutes at the price it started with; totals are sums of rows.
+Usage of deleted sessions stays in space and user reports (billing history).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Iterable, Sequence
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from api.auth import Role
+from api.context import context, principal
+from api.db import records
+from api.errors import Forbidden, ValidationFailed
+from api.http import json_model, parse_body, parse_query
+from api.openapi import Operation, Reply
+from api.queries import space_quota_override
+from api.routes.common import scoped_session
+from api.schemas import (
+    MAX_REPORT_DAYS,
+    GroupBy,
+    QuotaOut,
+    QuotaUpdate,
+    SessionUsage,
+    TrackUsageOut,
+    UsageFormatQuery,
+    UsageGroupOut,
+    UsageReport,
+    UsageReportQuery,
+    UsageTotals,
+)
+
+_CSV = {"text/csv": {"type": "string"}}
+
+
+def _totals(items: Iterable[records.UsageTotals]) -> list[UsageTotals]:
+    return [UsageTotals.model_validate(t, from_attributes=True) for t in items]
+
+
+def csv_response(rows: Sequence[BaseModel], model: type[BaseModel], name: str) -> web.Response:
+    """Rows as RFC 4180 CSV with a header line, UTF-8."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    columns = list(model.model_fields)
+    writer.writerow(columns)
+    for row in rows:
+        data = row.model_dump(mode="json")
+        writer.writerow(["" if data[c] is None else data[c] for c in columns])
+    return web.Response(
+        body=buffer.getvalue().encode("utf-8"),
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{name}"',
+        },
+    )
+
+
+async def session_usage(request: web.Request) -> web.Response:
+    scoped = await scoped_session(request)
+    query = parse_query(request, UsageFormatQuery)
+    usage = await context(request).repository.session_usage(scoped.session.id)
+    rows = [TrackUsageOut.model_validate(r, from_attributes=True) for r in usage.rows]
+    if query.format == "csv":
+        return csv_response(rows, TrackUsageOut, f"{scoped.session.slug}-usage.csv")
+    return json_model(
+        SessionUsage(slug=scoped.session.slug, rows=rows, totals=_totals(usage.totals))
+    )
+
+
+def report_range(query: UsageReportQuery, today: dt.date) -> tuple[dt.date, dt.date]:
+    """Inclusive UTC days; defaults: this month so far, or the month of the given end."""
+    date_to = query.date_to or max(today, query.date_from or today)
+    date_from = query.date_from or date_to.replace(day=1)
+    if date_to < date_from:
+        raise ValidationFailed("to: is before from")
+    if (date_to - date_from).days >= MAX_REPORT_DAYS:
+        raise ValidationFailed(f"to: the range is longer than {MAX_REPORT_DAYS} days")
+    return date_from, date_to
+
+
+def _group_out(group_by: GroupBy, group: records.UsageGroup) -> UsageGroupOut:
+    key = {
+        GroupBy.DAY: group.day.isoformat() if group.day else None,
+        GroupBy.USER: group.user_id,
+        GroupBy.SESSION: group.session_slug,
+        GroupBy.PARTICIPANT: group.participant_identity,
+    }[group_by]
+    t = group.totals
+    return UsageGroupOut(
+        key=key or "",
+        day=group.day,
+        user_id=group.user_id,
+        session_slug=group.session_slug,
+        session_title=group.session_title,
+        participant_identity=group.participant_identity,
+        participant_name=group.participant_name,
+        currency=t.currency,
+        tracks=t.tracks,
+        audio_seconds=t.audio_seconds,
+        speech_seconds=t.speech_seconds,
+        billed_minutes=t.billed_minutes,
+        total_cost=t.total_cost,
+    )
+
+
+async def usage_report(request: web.Request) -> web.Response:
+    who = principal(request)
+    space_id = who.require_space()
+    query = parse_query(request, UsageReportQuery)
+    user_id = query.user_id
+    if who.role < Role.ADMIN:
+        # members see their own usage only
+        if user_id is not None and user_id != who.user_id:
+            raise Forbidden("members may only see their own usage")
+        user_id = who.user_id
+    date_from, date_to = report_range(query, dt.datetime.now(dt.UTC).date())
+    start = dt.datetime.combine(date_from, dt.time(), dt.UTC)
+    end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(), dt.UTC)
+    report = await context(request).repository.usage_report(
+        start=start,
+        end=end,
+        group_by=records.UsageGroupBy(query.group_by.value),
+        space_id=space_id,
+        user_id=user_id,
+    )
+    rows = [_group_out(query.group_by, g) for g in report.groups]
+    if query.format == "csv":
+        name = f"usage-{date_from.isoformat()}-{date_to.isoformat()}-{query.group_by.value}.csv"
+        return csv_response(rows, UsageGroupOut, name)
+    return json_model(
+        UsageReport(
+            space_id=space_id,
+            date_from=date_from,
+            date_to=date_to,
+            group_by=query.group_by,
+            user_id=user_id,
+            rows=rows,
+            totals=_totals(report.totals),
+        )
+    )
+
+
+async def _quota(request: web.Request, space_id: str) -> QuotaOut:
+    ctx = context(request)
+    own, minutes = await space_quota_override(ctx.sessionmaker, space_id)
+    return QuotaOut(
+        space_id=space_id,
+        monthly_minutes=minutes if own else ctx.limits.monthly_minutes_quota,
+        source="space" if own else "default",
+        used_minutes=await ctx.repository.monthly_minutes_used(space_id),
+    )
+
+
+async def get_quota(request: web.Request) -> web.Response:
+    space_id = principal(request).require_space()
+    return json_model(await _quota(request, space_id))
+
+
+async def put_quota(request: web.Request) -> web.Response:
+    who = principal(request)
+    who.require(Role.SERVICE)
+    space_id = who.require_space()
+    body = await parse_body(request, QuotaUpdate)
+    await context(request).repository.set_space_quota(space_id, body.monthly_minutes)
+    return json_model(await _quota(request, space_id))
+
+
+async def delete_quota(request: web.Request) -> web.Response:
+    who = principal(request)
+    who.require(Role.SERVICE)
+    space_id = who.require_space()
+    await context(request).repository.clear_space_quota(space_id)
+    return json_model(await _quota(request, space_id))
+
+
+OPERATIONS = [
+    Operation(
+        "GET", "/api/sessions/{slug}/usage", session_usage, "getSessionUsage",
+        "Usage and cost of one session: a row per track, totals; ?format=csv", "usage",
+        replies=(Reply(200, "Rows and totals (or CSV rows)", SessionUsage, media=_CSV),),
+        query=UsageFormatQuery,
+    ),
+    Operation(
+        "GET", "/api/usage", usage_report, "getUsageReport",
+        "Usage report of the space (admins) or the caller (members), grouped, over dates",
+        "usage", replies=(Reply(200, "Groups and totals (or CSV rows)", UsageReport, media=_CSV),),
+        query=UsageReportQuery,
+    ),
+    Operation(
+        "GET", "/api/quota", get_quota, "getQuota",
+        "The space's monthly transcription quota and this month's use", "usage",
+        replies=(Reply(200, "Quota and use", QuotaOut),),
+    ),
+    Operation(
+        "PUT", "/api/quota", put_quota, "setQuota",
+        "Set the space's own monthly quota (admin key only)", "usage",
+        replies=(Reply(200, "Quota and use", QuotaOut),), body=QuotaUpdate,
+    ),
+    Operation(
+        "DELETE", "/api/quota", delete_quota, "clearQuota",
+        "Return the space to the default quota (admin key only)", "usage",
+        replies=(Reply(200, "Quota and use", QuotaOut),),
+    ),
+]  # fmt: skip

@@ -1,0 +1,121 @@
+"""LiveKit webhooks: ``POST /webhooks/livekit``.
+
+Verified with livekit-api's ``WebhookReceiver`` (JWT signed with the LiveKit API secret, carrying
+the body's sha256): a bad signature or body hash is a 401 and nothing changes. The room name is
+the session slug. Handled events:
+
+* ``participant_joined``: participant upsert (the first join turns the session LIVE) and a
+  transcription request (limits permitting). Agents (our bot), egress and other machinery are
+  neither participants nor a reason to transcribe.
+* ``participant_left``: ``left_at``.
+* ``room_finished``: the session ENDS; its job stops and open usage closes.
+
+Everything else, unknown rooms and rooms of ended sessions are acknowledged (200) and ignored, so
+LiveKit does not retry them. Redelivery is harmless: writes are upserts keyed by session and
+identity, times are the event's own, and a join older than the participant's recorded leave is
+ignored as stale.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from api import transcription
+from api.context import ApiContext, context
+from api.db.models import IDENTITY_LEN, NAME_LEN, USER_ID_LEN
+from api.livekit import WebhookNotice
+from api.openapi import Operation, Reply
+from api.queries import get_session_with_job
+from api.routes.common import ACTIVE, SLUG_RE
+
+logger = logging.getLogger("api")
+
+
+class WebhookAck(BaseModel):
+    event: str
+    outcome: str
+
+
+class WebhookEventIn(BaseModel):
+    """A LiveKit ``WebhookEvent`` in protobuf JSON (only the fields the API reads)."""
+
+    event: str
+    id: str | None = None
+    createdAt: str | int | None = None  # LiveKit's own (camelCase) field name
+
+
+def _clean(value: str, limit: int) -> str:
+    return value.replace("\x00", "")[:limit]
+
+
+async def _handle(ctx: ApiContext, notice: WebhookNotice) -> str:
+    if notice.event not in ("participant_joined", "participant_left", "room_finished"):
+        return "ignored"
+    if not SLUG_RE.match(notice.room_name):
+        return "unknown_room"
+    found = await get_session_with_job(ctx.sessionmaker, notice.room_name)
+    if found is None:
+        return "unknown_room"
+    session, job = found
+    repo = ctx.repository
+    when = notice.created_at
+
+    if notice.event == "room_finished":
+        await repo.end_session(session.id, reason="room_finished", now=when)
+        return "session_ended"
+
+    person = notice.participant
+    if person is None or not person.is_person:
+        return "not_a_person"
+    identity = _clean(person.identity, IDENTITY_LEN)
+    if not identity:
+        return "not_a_person"
+
+    if notice.event == "participant_left":
+        left = await repo.participant_left(session.id, identity, now=when)
+        return "left" if left is not None else "unknown_participant"
+
+    # participant_joined
+    if session.status not in ACTIVE:
+        return "session_over"
+    known = {p.identity: p for p in await repo.list_participants(session.id)}
+    previous = known.get(identity)
+    if previous is not None and previous.left_at is not None and previous.left_at > when:
+        return "stale"
+    # join tokens from this API carry the user id as identity; SIP/ingress identities are not users
+    user_id = identity if person.is_standard and len(identity) <= USER_ID_LEN else None
+    await repo.participant_joined(
+        session.id, identity, name=_clean(person.name, NAME_LEN) or None, user_id=user_id, now=when
+    )
+    _, refused = await transcription.on_join(repo, session, job, limits=ctx.limits, user_id=user_id)
+    return f"joined_{refused}" if refused else "joined"
+
+
+async def livekit_webhook(request: web.Request) -> web.Response:
+    ctx = context(request)
+    body = await request.read()
+    try:
+        notice = ctx.livekit.receive(body, request.headers.get("Authorization"))
+    except Exception:
+        ctx.metrics.webhooks.labels("unverified", "rejected").inc()
+        raise
+    outcome = await _handle(ctx, notice)
+    ctx.metrics.webhooks.labels(notice.event or "unknown", outcome).inc()
+    logger.info(
+        "livekit webhook", extra={"event": notice.event, "outcome": outcome, "id": notice.event_id}
+    )
+    return web.json_response({"event": notice.event, "outcome": outcome})
+
+
+OPERATIONS = [
+    Operation(
+        "POST", "/webhooks/livekit", livekit_webhook, "livekitWebhook",
+        "LiveKit webhook receiver (signed by the LiveKit API secret)", "webhooks",
+        replies=(Reply(200, "Acknowledged; outcome says what it did", WebhookAck),),
+        security="webhook", body=WebhookEventIn, body_media_type="application/webhook+json",
+        acting_headers=False,
+    ),
+]  # fmt: skip

@@ -1,0 +1,45 @@
+"""Configuration of the API process, read once from the environment in ``api.__main__``."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    """Every variable the API reads; names are the environment variable names (upper case)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+
+    api_host: str = "0.0.0.0"
+    api_port: int = Field(default=8080, ge=0, le=65535)
+    # HS256 secret for user JWTs (claims sub, space, role); unset: user JWTs are refused
+    api_jwt_secret: SecretStr | None = None
+    # shared key for service-to-service calls (Authorization: Bearer <key> or X-Api-Key); unset: off
+    api_admin_key: SecretStr | None = None
+    # largest accepted request body, bytes
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # lifetime of LiveKit join tokens issued by GET /api/sessions/{slug}/token
+    api_join_token_ttl_minutes: int = Field(default=360, ge=1)
+
+    # postgresql+asyncpg://... ; unset: the embedded PostgreSQL of api.db
+    database_url: str | None = None
+
+    # LiveKit's own variable names
+    livekit_url: str = "ws://127.0.0.1:7880"
+    livekit_api_key: str | None = None
+    livekit_api_secret: SecretStr | None = None
+
+    # lifecycle sweeper
+    session_inactive_minutes: int = Field(default=30, ge=1)
+    session_expire_hours: int = Field(default=24, ge=1)
+    session_sweep_interval_seconds: float = Field(default=60.0, gt=0)
+
+    # usage and cost
+    transcription_cost_per_minute: Decimal = Field(default=Decimal("0.01"), ge=0)
+    # limits checked when transcription starts; 0 means no limit
+    max_tracks_per_session: int = Field(default=16, ge=0)
+    max_tracks_per_user: int = Field(default=32, ge=0)
+    space_monthly_minutes_quota: int = Field(default=0, ge=0)

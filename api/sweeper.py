@@ -1,0 +1,63 @@
+"""The lifecycle sweeper: LIVE sessions inactive for ``SESSION_INACTIVE_MINUTES`` end, CREATED
+sessions older than ``SESSION_EXPIRE_HOURS`` expire (their jobs stop, open usage closes).
+
+One task per API process, every ``SESSION_SWEEP_INTERVAL_SECONDS``; several replicas may sweep at
+once (the repository skips rows another sweeper holds). A failing database only delays a sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from api.db.errors import StorageError
+from api.db.records import SweepResult
+from api.db.repository import Repository
+from api.metrics import ApiMetrics
+from api.settings import ApiSettings
+
+logger = logging.getLogger("api.sweeper")
+
+BATCH_SIZE = 500
+
+
+async def sweep_once(
+    repo: Repository,
+    settings: ApiSettings,
+    *,
+    metrics: ApiMetrics | None = None,
+    now: dt.datetime | None = None,
+) -> SweepResult:
+    """Sweep until nothing is left; returns every slug it ended or expired."""
+    ended: list[str] = []
+    expired: list[str] = []
+    while True:
+        result = await repo.sweep_sessions(
+            inactive_after=dt.timedelta(minutes=settings.session_inactive_minutes),
+            expire_after=dt.timedelta(hours=settings.session_expire_hours),
+            now=now,
+            batch_size=BATCH_SIZE,
+        )
+        ended += result.ended
+        expired += result.expired
+        if metrics is not None:
+            metrics.sweeps.labels("ended").inc(len(result.ended))
+            metrics.sweeps.labels("expired").inc(len(result.expired))
+        if len(result.ended) < BATCH_SIZE and len(result.expired) < BATCH_SIZE:
+            return SweepResult(ended=ended, expired=expired)
+
+
+async def run_sweeper(repo: Repository, settings: ApiSettings, metrics: ApiMetrics) -> None:
+    """Sweep forever (until cancelled)."""
+    while True:
+        try:
+            result = await sweep_once(repo, settings, metrics=metrics)
+            if result.ended or result.expired:
+                logger.info(
+                    "sessions swept",
+                    extra={"ended": len(result.ended), "expired": len(result.expired)},
+                )
+        except StorageError as exc:
+            logger.warning("session sweep failed", extra={"error": type(exc).__name__})
+        await asyncio.sleep(settings.session_sweep_interval_seconds)

@@ -1,0 +1,70 @@
+"""``python -m devserver`` / ``transcriber devserver``: serve until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from .config import DevServerConfig, build_arg_parser
+from .errors import ConfigError
+from .server import DevServer
+
+logger = logging.getLogger("devserver")
+
+# attributes that logging itself puts on every record; anything else came from `extra=`
+_STANDARD_ATTRS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+
+
+class _KeyValueFormatter(logging.Formatter):
+    """Static messages with their ``extra=`` details appended as ``key=value``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
+        if extras:
+            text += " " + " ".join(f"{k}={v}" for k, v in sorted(extras.items()))
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    level_name = (build_arg_parser().parse_args(args).log_level or "INFO").upper()
+    handler = logging.StreamHandler()
+    handler.setFormatter(_KeyValueFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("devserver").setLevel(getattr(logging, level_name, logging.INFO))
+    try:
+        config = DevServerConfig.from_env(os.environ).with_args(args)
+    except ConfigError as exc:
+        print(f"devserver: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config))
+    except OSError as exc:
+        print(f"devserver: cannot listen on {config.bind}:{config.port}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(config: DevServerConfig) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    server = DevServer(config)
+    await server.start()
+    try:
+        await stop.wait()
+        logger.info("stopping")
+    finally:
+        await server.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

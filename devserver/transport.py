@@ -1,0 +1,617 @@
+"""One participant's WebRTC side: aiortc peer connections, negotiation, slots, data channels.
+
+Two shapes, matching the SDK's two signalling modes:
+
+- :class:`SinglePcTransport` (``/rtc/v1``): one peer connection. The client always offers and
+  the server answers. To send media the server needs ``recvonly`` m-lines in the client's offer:
+  the SDK offers three audio ones up front; when more are needed, or when the server wants a
+  fresh offer to attach or detach a track, it sends ``MediaSectionsRequirement`` and the SDK
+  re-offers. The answer maps m-line ids to track sids (``mid_to_track_id``).
+- :class:`DualPcTransport` (``/rtc``): the client's publisher connection (client offers) and
+  a subscriber connection on which the server offers, with the server's data channels.
+
+A *slot* is one outbound audio transceiver with a permanent :class:`DownTrack`; subscribing
+attaches a publisher's :class:`AudioFanout` to a free slot. A released slot is reused only
+after the negotiation that turned it off has completed, so the client never sees one m-line
+switch tracks inside a single description.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from aiortc import (
+    RTCBundlePolicy,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+from livekit.protocol import models, rtc
+
+from . import ids
+from .media import AudioFanout, DownTrack
+
+logger = logging.getLogger("devserver")
+
+RELIABLE_LABEL = "_reliable"
+LOSSY_LABEL = "_lossy"
+_RELIABLE = models.DataPacket.RELIABLE
+_LOSSY = models.DataPacket.LOSSY
+# data queued per channel while it is not open yet, and the send buffer a client may fall behind
+_PENDING_DATA_MESSAGES = 256
+_MAX_BUFFERED_BYTES: dict[int, int] = {_RELIABLE: 8 * 1024 * 1024, _LOSSY: 256 * 1024}
+_ANSWER_TIMEOUT_S = 15.0
+_OFFER_REQUEST_RETRY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class InboundAudio:
+    """A media section the client sends on: a track it publishes."""
+
+    mid: str
+    track_id: str  # the msid track id, which is the AddTrackRequest's cid
+    kind: str
+    payload_type: int | None  # the negotiated Opus payload type, None for other media
+    receiver: RTCRtpReceiver
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherMedia:
+    started: tuple[InboundAudio, ...]
+    stopped: tuple[str, ...]  # mids that no longer send
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardSource:
+    """A published track a subscriber should receive."""
+
+    participant_sid: str
+    track_sid: str
+    fanout: AudioFanout
+
+
+class TransportEvents(Protocol):
+    """What a transport reports to its participant. All calls are synchronous."""
+
+    def send_signal(self, response: rtc.SignalResponse) -> None: ...
+    def on_publisher_media(self, media: PublisherMedia) -> None: ...
+    def on_data(self, kind: int, payload: bytes) -> None: ...
+    def on_connected(self) -> None: ...
+    def on_failed(self) -> None: ...
+    def on_forwarding(self, track_sid: str) -> None: ...
+
+
+def _new_peer_connection() -> RTCPeerConnection:
+    # no ICE servers: aiortc would otherwise add a public STUN server and contact it
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+
+
+def _opus_payload_type(media: object) -> int | None:
+    for codec in getattr(getattr(media, "rtp", None), "codecs", ()):
+        if codec.mimeType.lower() == "audio/opus":
+            return int(codec.payloadType)
+    return None
+
+
+def _opus_preferences() -> list[object]:
+    return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
+
+
+@dataclass(eq=False, slots=True)
+class _Slot:
+    transceiver: RTCRtpTransceiver
+    track: DownTrack
+    source: ForwardSource | None = None
+    released_generation: int = -1  # generation of the negotiation that may still show the old track
+    reported: bool = False  # the participant was told this slot forwards its source
+
+    @property
+    def mid(self) -> str | None:
+        return self.transceiver.mid
+
+
+class _DataChannels:
+    """The channels a participant's data leaves on, with a bounded queue until they open."""
+
+    def __init__(self) -> None:
+        self._channels: dict[int, RTCDataChannel] = {}
+        self._pending: dict[int, collections.deque[bytes]] = {
+            int(kind): collections.deque(maxlen=_PENDING_DATA_MESSAGES)
+            for kind in (_RELIABLE, _LOSSY)
+        }
+        self.dropped_messages = 0
+
+    def use(self, kind: int, channel: RTCDataChannel) -> None:
+        self._channels[kind] = channel
+        if channel.readyState == "open":
+            self._flush(kind)
+        else:
+            channel.on("open", lambda: self._flush(kind))
+
+    def send(self, kind: int, payload: bytes) -> None:
+        channel = self._channels.get(kind)
+        if channel is None or channel.readyState != "open":
+            pending = self._pending[kind]
+            if len(pending) == pending.maxlen:
+                self.dropped_messages += 1
+            pending.append(payload)
+            return
+        if channel.bufferedAmount > _MAX_BUFFERED_BYTES[kind]:
+            self.dropped_messages += 1  # the client is not reading; do not grow without bound
+            return
+        channel.send(payload)
+
+    def _flush(self, kind: int) -> None:
+        channel = self._channels.get(kind)
+        pending = self._pending[kind]
+        while channel is not None and channel.readyState == "open" and pending:
+            channel.send(pending.popleft())
+
+
+def _listen_for_data(channel: RTCDataChannel, on_data: Callable[[int, bytes], None]) -> int | None:
+    kind = {RELIABLE_LABEL: _RELIABLE, LOSSY_LABEL: _LOSSY}.get(channel.label)
+    if kind is None:
+        return None  # e.g. the data-track channel: not supported here
+
+    def on_message(message: bytes | str) -> None:
+        if isinstance(message, bytes):
+            on_data(kind, message)
+
+    channel.on("message", on_message)
+    return kind
+
+
+class _PublisherSide:
+    """A peer connection on which the client offers: it learns what the client publishes."""
+
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        self.pc = pc
+        self.inbound_mids: set[str] = set()  # mids that carry the client's published media
+        self.offer_mids: set[str] = set()  # mids that were ever sending: never reused as slots
+        self._early_candidates: list[str] = []
+
+    def read_offer_media(self, offer: SessionDescription) -> PublisherMedia:
+        """Compare an applied offer with the previous one: which media started or stopped."""
+        transceivers = {t.mid: t for t in self.pc.getTransceivers()}
+        started: list[InboundAudio] = []
+        sending: set[str] = set()
+        for media in offer.media:
+            mid = media.rtp.muxId
+            if media.kind not in ("audio", "video") or mid is None:
+                continue
+            if media.port == 0 or media.direction not in ("sendonly", "sendrecv"):
+                continue
+            sending.add(mid)
+            self.offer_mids.add(mid)
+            if mid in self.inbound_mids or mid not in transceivers:
+                continue
+            msid = (media.msid or "").split()
+            started.append(
+                InboundAudio(
+                    mid=mid,
+                    track_id=msid[1] if len(msid) > 1 else (msid[0] if msid else ""),
+                    kind=media.kind,
+                    payload_type=_opus_payload_type(media) if media.kind == "audio" else None,
+                    receiver=transceivers[mid].receiver,
+                )
+            )
+        stopped = tuple(sorted(self.inbound_mids - sending))
+        self.inbound_mids = sending
+        return PublisherMedia(started=tuple(started), stopped=stopped)
+
+    async def add_candidate(self, candidate_init: str) -> None:
+        if self.pc.remoteDescription is None:
+            self._early_candidates.append(candidate_init)
+            return
+        await _add_candidate(self.pc, candidate_init)
+
+    async def flush_candidates(self) -> None:
+        early, self._early_candidates = self._early_candidates, []
+        for candidate_init in early:
+            await _add_candidate(self.pc, candidate_init)
+
+
+async def _add_candidate(pc: RTCPeerConnection, candidate_init: str) -> None:
+    """Add a trickled candidate (LiveKit's JSON ``candidateInit``) to the bundle transport."""
+    try:
+        init = json.loads(candidate_init)
+        text = str(init.get("candidate") or "")
+    except (ValueError, AttributeError):
+        logger.debug("ignoring malformed ICE candidate")
+        return
+    if not text:
+        return  # end of candidates
+    text = text.removeprefix("candidate:")
+    try:
+        candidate = candidate_from_sdp(text)
+    except (ValueError, IndexError):
+        logger.debug("ignoring unparsable ICE candidate")
+        return
+    if candidate.protocol.lower() != "udp" or candidate.ip.endswith(".local"):
+        return  # aioice speaks UDP only; mDNS names would need multicast lookups
+    remote = pc.remoteDescription
+    first = SessionDescription.parse(remote.sdp).media[0] if remote is not None else None
+    # with max-bundle every m-line shares the first one's transport
+    candidate.sdpMid = first.rtp.muxId if first is not None else "0"
+    candidate.sdpMLineIndex = 0
+    await pc.addIceCandidate(candidate)
+
+
+class RtcTransport:
+    """Shared slot bookkeeping; subclasses own the peer connections and the negotiation."""
+
+    def __init__(self, events: TransportEvents, *, forward_queue_packets: int) -> None:
+        self._events = events
+        self._forward_queue_packets = forward_queue_packets
+        self._wanted: dict[str, ForwardSource] = {}
+        self._paused: set[str] = set()
+        self._slots: list[_Slot] = []
+        self._generation = 0  # completed negotiations of the sending connection
+        self._dirty = False  # subscriptions changed since the last description was made
+        self._lock = asyncio.Lock()
+        self._connected = False
+        self._closed = False
+        self._data = _DataChannels()
+
+    # -- signalling (subclasses) ------------------------------------------------------------
+
+    def start(self, name: str) -> None:
+        """Called once the client has its JoinResponse."""
+
+    async def handle_offer(self, sdp: str) -> None:
+        raise NotImplementedError
+
+    async def handle_answer(self, sdp: str) -> None:
+        raise NotImplementedError
+
+    async def add_ice_candidate(self, target: int, candidate_init: str) -> None:
+        raise NotImplementedError
+
+    # -- the participant's requests ---------------------------------------------------------
+
+    def subscribe(self, source: ForwardSource) -> None:
+        if self._closed or source.track_sid in self._wanted:
+            return
+        self._wanted[source.track_sid] = source
+        self._changed()
+
+    def unsubscribe(self, track_sid: str) -> None:
+        if self._wanted.pop(track_sid, None) is None:
+            return
+        self._paused.discard(track_sid)
+        for slot in self._slots:
+            if slot.source is not None and slot.source.track_sid == track_sid:
+                self._release(slot)  # stop the audio now; the m-line goes inactive next time
+        self._changed()
+
+    def set_paused(self, track_sid: str, paused: bool) -> None:
+        if paused:
+            self._paused.add(track_sid)
+        else:
+            self._paused.discard(track_sid)
+        for slot in self._slots:
+            if slot.source is not None and slot.source.track_sid == track_sid:
+                slot.track.set_paused(paused)
+
+    def subscribed_track_sids(self) -> set[str]:
+        return set(self._wanted)
+
+    def send_data(self, kind: int, payload: bytes) -> None:
+        if not self._closed:
+            self._data.send(kind, payload)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def subscriber_primary(self) -> bool:
+        """Whether the client must wait for the server's subscriber offer (dual mode)."""
+        return False
+
+    async def close(self) -> None:
+        self._closed = True
+        for slot in self._slots:
+            if slot.source is not None:
+                slot.source.fanout.remove_sink(slot.track)
+            slot.track.stop()
+        self._wanted.clear()
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self._dirty = True
+
+    def _release(self, slot: _Slot) -> None:
+        if slot.source is not None:
+            slot.source.fanout.remove_sink(slot.track)
+        slot.source = None
+        slot.released_generation = self._generation
+        slot.transceiver.direction = "inactive"
+
+    def _free_slots(self) -> list[_Slot]:
+        return [
+            s for s in self._slots if s.source is None and s.released_generation < self._generation
+        ]
+
+    def _apply_subscriptions(self) -> int:
+        """Attach wanted tracks to free slots; returns how many found no slot."""
+        self._dirty = False
+        attached = {s.source.track_sid for s in self._slots if s.source is not None}
+        missing = [source for sid, source in self._wanted.items() if sid not in attached]
+        free = self._free_slots()
+        for slot, source in zip(free, missing, strict=False):
+            self._assign(slot, source)
+        return max(0, len(missing) - len(free))
+
+    def _assign(self, slot: _Slot, source: ForwardSource) -> None:
+        slot.source = source
+        slot.reported = False
+        slot.track.set_label(source.track_sid)
+        sender = slot.transceiver.sender
+        sender.replaceTrack(slot.track)  # same track object; refreshes the SDP track id
+        # aiortc has no setter for the msid stream id; the SDK parses "PA_x|TR_y" from it
+        sender._stream_id = ids.stream_id(source.participant_sid, source.track_sid)
+        slot.transceiver.direction = "sendonly"
+        source.fanout.add_sink(slot.track)
+        slot.track.set_paused(source.track_sid in self._paused)
+
+    def _mid_to_track_id(self) -> dict[str, str]:
+        return {
+            slot.mid: slot.source.track_sid
+            for slot in self._slots
+            if slot.source is not None and slot.mid is not None
+        }
+
+    def _new_slot(self, transceiver: RTCRtpTransceiver) -> _Slot:
+        track = DownTrack(queue_packets=self._forward_queue_packets)
+        transceiver.sender.replaceTrack(track)  # permanent: the sender never polls for a track
+        slot = _Slot(transceiver=transceiver, track=track)
+        self._slots.append(slot)
+        return slot
+
+    def _report_forwarding(self, slots: Iterable[_Slot]) -> None:
+        for slot in slots:
+            if slot.source is not None and not slot.reported:
+                slot.reported = True
+                self._events.on_forwarding(slot.source.track_sid)
+
+    def _watch_connection(self, pc: RTCPeerConnection, *, primary: bool) -> None:
+        @pc.on("connectionstatechange")
+        def on_state_change() -> None:
+            state = pc.connectionState
+            if state == "connected" and primary and not self._connected:
+                self._connected = True
+                self._events.on_connected()
+            elif state == "failed" and not self._closed:
+                self._events.on_failed()
+
+
+class SinglePcTransport(RtcTransport):
+    """``/rtc/v1``: one peer connection; the client offers, the server answers."""
+
+    def __init__(self, events: TransportEvents, *, forward_queue_packets: int) -> None:
+        super().__init__(events, forward_queue_packets=forward_queue_packets)
+        self._pc = _new_peer_connection()
+        self._publisher = _PublisherSide(self._pc)
+        self._offer_requested_at: float | None = None
+        self._watch_connection(self._pc, primary=True)
+
+        @self._pc.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            kind = _listen_for_data(channel, self._events.on_data)
+            if kind is not None:
+                # in single-PC mode the client's own channels carry data both ways
+                self._data.use(kind, channel)
+
+    async def handle_offer(self, sdp: str) -> None:
+        async with self._lock:
+            if self._closed:
+                return
+            offer = SessionDescription.parse(sdp)
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            self._events.on_publisher_media(self._publisher.read_offer_media(offer))
+            self._add_offered_slots(offer)
+            missing = self._apply_subscriptions()
+            answer = await self._pc.createAnswer()
+            await self._pc.setLocalDescription(answer)
+            self._generation += 1
+            self._offer_requested_at = None
+            response = rtc.SignalResponse()
+            response.answer.type = "answer"
+            response.answer.sdp = self._pc.localDescription.sdp
+            response.answer.mid_to_track_id.update(self._mid_to_track_id())
+            self._events.send_signal(response)
+            self._report_forwarding(self._slots)
+            await self._publisher.flush_candidates()
+            if missing or self._dirty:
+                self._request_offer()
+
+    async def handle_answer(self, sdp: str) -> None:
+        logger.debug("ignoring an answer in single peer connection mode")
+
+    async def add_ice_candidate(self, target: int, candidate_init: str) -> None:
+        await self._publisher.add_candidate(candidate_init)
+
+    async def close(self) -> None:
+        await super().close()
+        await self._pc.close()
+
+    def _changed(self) -> None:
+        super()._changed()
+        if self._pc.remoteDescription is not None and not self._lock.locked():
+            self._request_offer()
+        # during a negotiation the flag makes handle_offer ask for the next offer
+
+    def _request_offer(self) -> None:
+        """Ask the client for a new offer, with extra audio m-lines if slots are short."""
+        now_s = time.monotonic()
+        if self._closed or (
+            self._offer_requested_at is not None
+            and now_s - self._offer_requested_at < _OFFER_REQUEST_RETRY_S
+        ):
+            return  # the offer already asked for will pick the change up
+        attached = sum(1 for s in self._slots if s.source is not None)
+        missing = len(self._wanted) - attached
+        needed = max(0, missing - len(self._free_slots()))
+        self._offer_requested_at = now_s
+        response = rtc.SignalResponse()
+        response.media_sections_requirement.num_audios = needed
+        self._events.send_signal(response)
+
+    def _add_offered_slots(self, offer: SessionDescription) -> None:
+        known = {id(s.transceiver) for s in self._slots}
+        transceivers = {t.mid: t for t in self._pc.getTransceivers()}
+        for media in offer.media:
+            mid = media.rtp.muxId
+            transceiver = transceivers.get(mid)
+            if (
+                media.kind == "audio"
+                and media.port != 0
+                and media.direction in ("recvonly", "inactive")
+                and mid not in self._publisher.offer_mids
+                and transceiver is not None
+                and id(transceiver) not in known
+            ):
+                slot = self._new_slot(transceiver)
+                slot.transceiver.direction = "inactive"
+
+
+class DualPcTransport(RtcTransport):
+    """``/rtc``: a publisher connection (client offers) and a subscriber one (server offers)."""
+
+    def __init__(self, events: TransportEvents, *, forward_queue_packets: int) -> None:
+        super().__init__(events, forward_queue_packets=forward_queue_packets)
+        self._publisher_pc = _new_peer_connection()
+        self._subscriber_pc = _new_peer_connection()
+        self._publisher = _PublisherSide(self._publisher_pc)
+        self._subscriber_candidates: list[str] = []
+        self._answer: asyncio.Future[str] | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._watch_connection(self._subscriber_pc, primary=True)
+        self._watch_connection(self._publisher_pc, primary=False)
+
+        @self._publisher_pc.on("datachannel")
+        def on_datachannel(channel: RTCDataChannel) -> None:
+            _listen_for_data(channel, self._events.on_data)
+
+        reliable = self._subscriber_pc.createDataChannel(RELIABLE_LABEL, ordered=True)
+        lossy = self._subscriber_pc.createDataChannel(LOSSY_LABEL, ordered=False, maxRetransmits=0)
+        self._data.use(_RELIABLE, reliable)
+        self._data.use(_LOSSY, lossy)
+
+    @property
+    def subscriber_primary(self) -> bool:
+        return True
+
+    def start(self, name: str) -> None:
+        """Begin negotiating the subscriber connection (its first offer goes out now)."""
+        self._dirty = True
+        self._task = asyncio.create_task(self._negotiate(), name=f"negotiate:{name}")
+        self._wake.set()
+
+    async def handle_offer(self, sdp: str) -> None:
+        """The client's publisher offer."""
+        if self._closed:
+            return
+        offer = SessionDescription.parse(sdp)
+        pc = self._publisher_pc
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        self._events.on_publisher_media(self._publisher.read_offer_media(offer))
+        answer = await pc.createAnswer()
+        await pc.setLocalDescription(answer)
+        response = rtc.SignalResponse()
+        response.answer.type = "answer"
+        response.answer.sdp = pc.localDescription.sdp
+        self._events.send_signal(response)
+        await self._publisher.flush_candidates()
+
+    async def handle_answer(self, sdp: str) -> None:
+        """The client's answer to the subscriber offer."""
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result(sdp)
+        else:
+            logger.debug("ignoring an answer that no offer waits for")
+
+    async def add_ice_candidate(self, target: int, candidate_init: str) -> None:
+        if target == rtc.PUBLISHER:
+            await self._publisher.add_candidate(candidate_init)
+        elif self._subscriber_pc.remoteDescription is None:
+            self._subscriber_candidates.append(candidate_init)
+        else:
+            await _add_candidate(self._subscriber_pc, candidate_init)
+
+    async def close(self) -> None:
+        await super().close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._subscriber_pc.close()
+        await self._publisher_pc.close()
+
+    def _changed(self) -> None:
+        super()._changed()
+        self._wake.set()
+
+    async def _negotiate(self) -> None:
+        """Send subscriber offers whenever subscriptions changed, one at a time."""
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._dirty:
+                continue
+            try:
+                await self._offer_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("subscriber negotiation failed")
+
+    async def _offer_once(self) -> None:
+        async with self._lock:
+            pc = self._subscriber_pc
+            missing = self._apply_subscriptions()
+            for _ in range(missing):
+                transceiver = pc.addTransceiver("audio", direction="inactive")
+                transceiver.setCodecPreferences(_opus_preferences())  # type: ignore[arg-type]
+                self._new_slot(transceiver)
+            if missing:
+                self._apply_subscriptions()
+            offer = await pc.createOffer()
+            await pc.setLocalDescription(offer)
+            self._answer = asyncio.get_running_loop().create_future()
+            response = rtc.SignalResponse()
+            response.offer.type = "offer"
+            response.offer.sdp = pc.localDescription.sdp
+            response.offer.mid_to_track_id.update(self._mid_to_track_id())
+            self._events.send_signal(response)
+            try:
+                sdp = await asyncio.wait_for(self._answer, _ANSWER_TIMEOUT_S)
+            except TimeoutError:
+                logger.warning("client did not answer the subscriber offer")
+                return
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+            early, self._subscriber_candidates = self._subscriber_candidates, []
+            for candidate_init in early:
+                await _add_candidate(pc, candidate_init)
+            self._generation += 1
+            self._report_forwarding(self._slots)
+            if self._dirty:
+                self._wake.set()

@@ -1,0 +1,1 @@
+"""Alembic migration chain (async env.py, date-prefixed revision files)."""

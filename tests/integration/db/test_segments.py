@@ -1,0 +1,199 @@
+"""Final segments: idempotent upsert, transcript pages, full-text search (Russian + English)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from api.db.records import FinalSegment, SegmentCursor, UpsertOutcome, WordTiming
+from api.db.repository import Repository
+
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
+
+
+async def _session(repo: Repository) -> int:
+    s = await repo.create_session(space_id="sp", created_by="u", now=T0)
+    await repo.participant_joined(s.id, "alice", name="Alice", now=T0)
+    return s.id
+
+
+def _seg(session_id: int, n: int, text: str, *, track: str = "TR_a", **kw: object) -> FinalSegment:
+    return FinalSegment(
+        session_id=session_id,
+        utterance_id=f"{track}-{n}",
+        track_sid=track,
+        text=text,
+        start_ms=n * 1000,
+        end_ms=n * 1000 + 900,
+        participant_identity="alice",
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+async def test_upsert_is_idempotent(repo: Repository) -> None:
+    sid = await _session(repo)
+    words = (WordTiming("Привет", 0, 400, 0.93), WordTiming("всем", 400, 900, None))
+    seg = _seg(sid, 0, "Привет всем", words=words, confidence=0.9, model="base", language="ru")
+    assert await repo.upsert_final_segment(seg) is UpsertOutcome.INSERTED
+    assert await repo.upsert_final_segment(seg) is UpsertOutcome.UNCHANGED  # replay
+    assert await repo.upsert_final_segments([seg, seg]) == [UpsertOutcome.UNCHANGED] * 2
+
+    page = await repo.transcript_page(sid, include_words=True)
+    (stored,) = page.items
+    assert stored.text == "Привет всем" and stored.words == words
+    assert stored.participant_identity == "alice" and stored.participant_name == "Alice"
+    assert stored.confidence == pytest.approx(0.9) and stored.language == "ru"
+
+    # same utterance, same track, new content (a corrected decode): replaced in place
+    fixed = _seg(sid, 0, "Привет всем!", words=words, confidence=0.95, model="base")
+    assert await repo.upsert_final_segment(fixed) is UpsertOutcome.UPDATED
+    (updated,) = (await repo.transcript_page(sid)).items
+    assert updated.id == stored.id and updated.text == "Привет всем!"
+
+    # another track claiming the same utterance id does not overwrite it
+    clash = FinalSegment(sid, "TR_a-0", "TR_b", "чужой текст", 0, 10)
+    assert await repo.upsert_final_segment(clash) is UpsertOutcome.CONFLICT
+    assert (await repo.transcript_page(sid)).items[0].text == "Привет всем!"
+    assert await repo.count_segments(sid) == 1
+
+
+async def test_batch_upsert_outcomes_in_order(repo: Repository) -> None:
+    sid = await _session(repo)
+    await repo.upsert_final_segment(_seg(sid, 1, "one"))
+    batch = [
+        _seg(sid, 1, "one"),  # unchanged
+        _seg(sid, 2, "two"),  # new
+        _seg(sid, 3, "three draft"),  # new; repeated below, the last one wins
+        _seg(sid, 3, "three"),
+        FinalSegment(10**9, "x", "TR_z", "gone", 0, 1),  # session deleted meanwhile
+    ]
+    outcomes = await repo.upsert_final_segments(batch)
+    assert outcomes == [
+        UpsertOutcome.UNCHANGED,
+        UpsertOutcome.INSERTED,
+        UpsertOutcome.INSERTED,
+        UpsertOutcome.INSERTED,
+        UpsertOutcome.SESSION_MISSING,
+    ]
+    assert [s.text for s in (await repo.transcript_page(sid)).items] == ["one", "two", "three"]
+
+
+async def test_large_replay_batch(repo: Repository) -> None:
+    """A reconnecting bot flushes its queue: more rows than one INSERT chunk, then again."""
+    sid = await _session(repo)
+    batch = [_seg(sid, n, f"utterance {n}") for n in range(1200)]
+    assert set(await repo.upsert_final_segments(batch)) == {UpsertOutcome.INSERTED}
+    assert set(await repo.upsert_final_segments(batch)) == {UpsertOutcome.UNCHANGED}
+    assert await repo.count_segments(sid) == 1200
+
+
+async def test_unknown_participant_and_late_link(repo: Repository) -> None:
+    sid = await _session(repo)
+    seg = FinalSegment(sid, "u1", "TR_c", "who?", 0, 5, participant_identity="carol")
+    assert await repo.upsert_final_segment(seg) is UpsertOutcome.INSERTED
+    assert (await repo.transcript_page(sid)).items[0].participant_id is None
+    await repo.participant_joined(sid, "carol", name="Carol")
+    assert await repo.upsert_final_segment(seg) is UpsertOutcome.UPDATED  # now linkable
+    assert (await repo.transcript_page(sid)).items[0].participant_name == "Carol"
+    # a re-send that does not know the participant keeps the link
+    anon = FinalSegment(sid, "u1", "TR_c", "who?", 0, 5)
+    assert await repo.upsert_final_segment(anon) is UpsertOutcome.UNCHANGED
+
+
+async def test_invalid_timeline_rejected(repo: Repository) -> None:
+    sid = await _session(repo)
+    with pytest.raises(ValueError, match="timeline"):
+        await repo.upsert_final_segment(FinalSegment(sid, "u", "TR", "x", 10, 5))
+
+
+async def test_keyset_pages_follow_the_timeline(repo: Repository) -> None:
+    sid = await _session(repo)
+    # two tracks interleaved, inserted out of order, with a tie on start_ms
+    segs = [_seg(sid, n, f"a{n}") for n in (4, 0, 2)] + [
+        _seg(sid, n, f"b{n}", track="TR_b") for n in (1, 3, 2)
+    ]
+    await repo.upsert_final_segments(segs)
+    seen: list[str] = []
+    cursor: SegmentCursor | None = None
+    while True:
+        page = await repo.transcript_page(sid, after=cursor, limit=4)
+        seen += [s.text for s in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = SegmentCursor.decode(page.next_cursor.encode())
+    assert seen == ["a0", "b1", "a2", "b2", "b3", "a4"]
+    assert [s.text async for s in repo.iter_segments(sid, batch_size=2)] == seen
+
+
+def test_cursor_encoding_rejects_garbage() -> None:
+    assert SegmentCursor.decode(SegmentCursor(12, 34).encode()) == SegmentCursor(12, 34)
+    for bad in ("", "!!!", "MTI", "LTE6Mg"):  # "12" / "-1:2"
+        with pytest.raises(ValueError):
+            SegmentCursor.decode(bad)
+
+
+TEXTS = [
+    "Встреча по планированию начнётся в десять",
+    "Мы обсудили встречи с клиентами и бюджет",
+    "ПРИВЕТ всем участникам",
+    "The meetings were scheduled for Monday",
+    "Our budget meeting is tomorrow",
+    "Transcription quality improved by 50%",
+    "Ёжик в тумане и ёлка",
+    "under_score and 100% sure",
+    "Транскрипция работает отлично",
+]
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        # Russian morphology: any form finds the others (russian stemmer)
+        ("встреча", {0, 1}),
+        ("встречами", {0, 1}),
+        ("планирование", {0}),
+        # English stemming through the same configuration
+        ("meeting", {3, 4}),
+        ("schedule", {3}),
+        # case-insensitive Cyrillic, incl. Ё
+        ("привет", {2}),
+        ("ЁЖИК", {6}),
+        # substrings: partial words and stop words are found too
+        ("транскри", {8}),
+        ("ТРАНСКРИПЦИИ", {8}),
+        ("Transcri", {5}),
+        ("the", {3}),
+        # websearch syntax: phrases and exclusion
+        ('"budget meeting"', {4}),
+        ("meeting -monday", {4}),
+        # LIKE wildcards are literal
+        ("50%", {5}),
+        ("100%", {7}),
+        ("_score", {7}),
+        ("%", {5, 7}),
+        ("nothing-like-this", set()),
+    ],
+)
+async def test_search_russian_and_english(repo: Repository, q: str, expected: set[int]) -> None:
+    sid = await _session(repo)
+    await repo.upsert_final_segments([_seg(sid, n, text) for n, text in enumerate(TEXTS)])
+    other = await repo.create_session(space_id="sp", created_by="u")
+    await repo.upsert_final_segment(FinalSegment(other.id, "x", "TR", TEXTS[0], 0, 1))
+    page = await repo.transcript_page(sid, q=q)
+    assert {TEXTS.index(s.text) for s in page.items} == expected
+    assert await repo.count_segments(sid, q=q) == len(expected)
+
+
+async def test_blank_query_means_no_filter(repo: Repository) -> None:
+    sid = await _session(repo)
+    await repo.upsert_final_segments([_seg(sid, n, t) for n, t in enumerate(TEXTS[:3])])
+    assert len((await repo.transcript_page(sid, q="   ")).items) == 3
+
+
+async def test_finals_count_as_activity(repo: Repository) -> None:
+    sid = await _session(repo)
+    later = T0 + timedelta(minutes=10)
+    await repo.upsert_final_segment(_seg(sid, 0, "hi"), now=later)
+    s = await repo.get_session_by_id(sid)
+    assert s is not None and s.last_activity_at == later
