@@ -73,13 +73,18 @@ async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="transcriber bot", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="transcriber bot", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.parse_args(argv)
     try:
         settings = BotSettings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        print(f"transcriber bot: invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
+        print(
+            f"transcriber bot: invalid setting {'.'.join(map(str, first['loc']))}: {first['msg']}",
+            file=sys.stderr,
+        )
         return 2
     configure_logging(settings.log_format)
 

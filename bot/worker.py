@@ -18,20 +18,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from livekit import api as lkapi
+from livekit import rtc
+
 from api.db.errors import LimitExceeded, StorageError
 from api.db.notify import JobListener
 from api.db.records import (
     FinalSegment,
     JobLease,
+    JobNotification,
     SessionRecord,
     TranscriptionLimits,
     UsageCheckpoint,
     WordTiming,
 )
 from api.db.repository import Repository
-from livekit import api as lkapi
-from livekit import rtc
-
 from bot import metrics
 from bot.config import BotSettings
 from bot.livekit.captions import Speaker, SpokenCaption
@@ -278,7 +279,7 @@ class Worker:
                 backoff = min(30.0, backoff * 2)
         await self.drain()
 
-    async def _wait(self, listener: JobListener, stop: asyncio.Event) -> object:
+    async def _wait(self, listener: JobListener, stop: asyncio.Event) -> JobNotification | None:
         waiter = asyncio.ensure_future(listener.wait(timeout_s=self.settings.job_poll_s))
         stopper = asyncio.ensure_future(stop.wait())
         try:

@@ -320,7 +320,9 @@ class WhisperRecognizer:
         for i, res in zip(indices, results, strict=True):
             tok = self._tokenizer(languages[i][0])
             tokens = [t for t in res.sequences_ids[0] if t < tok.eot]
-            text = collapse_repeats(tok.decode(tokens).strip())
+            # A partial ends mid-speech, where Whisper loops most: collapse even 2-word repeats.
+            min_words = 3 if requests[i].final else 2
+            text = collapse_repeats(tok.decode(tokens).strip(), min_words=min_words)
             # CTranslate2's score is the cumulative log-prob divided by the token count
             # (length_penalty=1); Whisper's avg_logprob also counts the end-of-text token.
             seq_len = len(tokens)

@@ -87,6 +87,7 @@ async def test_a_killed_worker_loses_nothing(tmp_path: Path) -> None:
     async with running(FinalSpool(store, tmp_path, "w1")) as again:
         assert await again.flushed(5)
     assert len(store.rows) == 7
+    dead._file.close()
 
 
 async def test_orphans_of_dead_workers_are_replayed_but_live_ones_are_not(tmp_path: Path) -> None:
