@@ -326,9 +326,8 @@ async def demo() -> None:
                 f"{row.get('total_cost')} {row.get('currency')}"
             )
         for total in usage.get("totals", []):
-            _say(
-                f"  total: {total.get('billed_minutes')} min = {total.get('total_cost')} {total.get('currency')}"
-            )
+            minutes, cost = total.get("billed_minutes"), total.get("total_cost")
+            _say(f"  total: {minutes} min = {cost} {total.get('currency')}")
         _say(f"  (audio sent per participant: {', '.join(f'{s:.1f} s' for s in sent)})")
 
 
