@@ -38,7 +38,7 @@ class ApiContext:
 
 
 CONTEXT: web.AppKey[ApiContext] = web.AppKey("api_context", ApiContext)
-_PRINCIPAL = "api_principal"
+_PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("api_principal", Principal)
 
 
 def context(request: web.Request) -> ApiContext:
@@ -47,9 +47,8 @@ def context(request: web.Request) -> ApiContext:
 
 def principal(request: web.Request) -> Principal:
     """The authenticated caller (authenticated once per request, on first use)."""
-    cached = request.get(_PRINCIPAL)
-    if isinstance(cached, Principal):
-        return cached
+    if _PRINCIPAL in request:
+        return request[_PRINCIPAL]
     found = context(request).authenticator.authenticate(request)
     request[_PRINCIPAL] = found
     return found

@@ -27,12 +27,13 @@ def parse_query(request: web.Request, model: type[ModelT]) -> ModelT:
 
 
 async def parse_body(request: web.Request, model: type[ModelT]) -> ModelT:
-    """Read (size-limited by the app's ``client_max_size``) and validate a JSON body."""
-    if request.content_type not in JSON_TYPES and not request.content_type.endswith("+json"):
-        raise UnsupportedMediaType("request body must be application/json")
+    """Read (size-limited by the app's ``client_max_size``) and validate a JSON body; an empty
+    body is ``{}`` whatever its content type."""
     raw = await request.read()
     if not raw.strip():
         data: Any = {}
+    elif request.content_type not in JSON_TYPES and not request.content_type.endswith("+json"):
+        raise UnsupportedMediaType("request body must be application/json")
     else:
         try:
             data = json.loads(raw)

@@ -12,7 +12,6 @@ from api.context import context, principal
 from api.db.enums import SessionStatus
 from api.db.records import JobRecord, SessionRecord
 from api.errors import Conflict, Forbidden, NotFound
-from api.queries import get_session_with_job
 from api.schemas import SessionOut, TranscriptionOut
 
 # slugs are generated ([a-z2-9]{12}); room names from LiveKit are looked up with the same rule
@@ -46,7 +45,7 @@ async def scoped_session(request: web.Request) -> Scoped:
     slug = request.match_info["slug"]
     found = None
     if SLUG_RE.match(slug):
-        found = await get_session_with_job(context(request).sessionmaker, slug)
+        found = await context(request).repository.get_session_with_job(slug)
     if found is None or not who.can_see_space(found[0].space_id):
         raise NotFound("no such session")
     return Scoped(who, found[0], found[1])

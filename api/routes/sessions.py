@@ -16,7 +16,6 @@ from api.db.records import ParticipantRecord, SessionCursor
 from api.errors import ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
-from api.queries import list_sessions_with_jobs
 from api.routes.common import scoped_session, session_out
 from api.schemas import (
     JoinOut,
@@ -69,11 +68,11 @@ async def list_sessions(request: web.Request) -> web.Response:
     space_id = who.require_space()
     query = parse_query(request, SessionListQuery)
     before = decode_cursor(query.cursor) if query.cursor else None
-    rows = await list_sessions_with_jobs(
-        context(request).sessionmaker,
+    rows = await context(request).repository.list_sessions_with_jobs(
         space_id=space_id,
         status=query.status,
-        include_expired=query.include_expired,
+        # an explicit status filter wins: ?status=EXPIRED lists expired sessions
+        include_expired=query.include_expired or query.status is not None,
         before=before,
         limit=query.limit + 1,
     )

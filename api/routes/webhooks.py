@@ -28,7 +28,6 @@ from api.context import ApiContext, context
 from api.db.models import IDENTITY_LEN, NAME_LEN, USER_ID_LEN
 from api.livekit import WebhookNotice
 from api.openapi import Operation, Reply
-from api.queries import get_session_with_job
 from api.routes.common import ACTIVE, SLUG_RE
 
 logger = logging.getLogger("api")
@@ -56,7 +55,7 @@ async def _handle(ctx: ApiContext, notice: WebhookNotice) -> str:
         return "ignored"
     if not SLUG_RE.match(notice.room_name):
         return "unknown_room"
-    found = await get_session_with_job(ctx.sessionmaker, notice.room_name)
+    found = await ctx.repository.get_session_with_job(notice.room_name)
     if found is None:
         return "unknown_room"
     session, job = found

@@ -15,8 +15,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.db import migrate
+from api.db.database import open_database
 from api.db.engine import create_engine
 from api.db.models import Base
+from api.db.settings import DatabaseSettings
 from bot import cli
 from tests.support.db import REPO_ROOT, TABLES
 
@@ -115,6 +117,13 @@ def test_concurrent_migrate_processes_serialise(empty_database_url: str) -> None
         out, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err.decode()[-2000:]
         assert migrate.head_revision() in out.decode()
+
+
+async def test_open_database_migrates_the_given_url(empty_database_url: str) -> None:
+    async with open_database(DatabaseSettings(database_url=empty_database_url)) as db:
+        assert await migrate.current_revision(db.engine) == migrate.head_revision()
+        created = await db.repository.create_session(space_id="s", created_by="u")
+        assert await db.repository.get_session(created.slug) == created
 
 
 def test_transcriber_migrate_cli(

@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +39,13 @@ def test_billed_minutes(seconds: Decimal, minutes: int) -> None:
     assert billed_minutes(seconds) == minutes
     assert track_cost(seconds, PRICE) == minutes * PRICE
     assert isinstance(track_cost(seconds, PRICE), Decimal)
+
+
+@given(st.decimals(min_value=0, max_value=10**9, places=3, allow_nan=False))
+def test_billed_minutes_is_the_smallest_covering_whole_minute(seconds: Decimal) -> None:
+    minutes = billed_minutes(seconds)
+    assert (minutes - 1) * 60 < seconds <= minutes * 60 or (seconds == 0 and minutes == 0)
+    assert track_cost(seconds, Decimal("0.01")) == Decimal("0.01") * minutes
 
 
 def test_money_rejects_negative() -> None:
