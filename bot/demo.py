@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
+
+from bot.simulate import Turn, speak
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO / "assets" / "eval"
@@ -37,6 +38,12 @@ SCRIPT = [
     ("alice", "Alice", [("en_ljspeech_LJ050-0131", 1.0), ("en_librispeech_1272-128104-0000", 9.0)]),
     ("bob", "Bob", [("en_jfk_inaugural", 10.0)]),
 ]
+
+
+async def _speak(url: str, token: str, identity: str, clips: list[tuple[str, float]]) -> float:
+    turns = [Turn(EVAL / f"{clip}.wav", pause_s) for clip, pause_s in clips]
+    speaker = await speak(url, token, identity, turns)
+    return speaker.published_s
 
 
 def _say(line: str) -> None:
@@ -155,40 +162,6 @@ class LiveCaptions:
                 print(line, flush=True)
 
 
-async def speak(url: str, token: str, clips: list[tuple[str, float]], identity: str) -> float:
-    """Join, publish a microphone, speak the clips in turn; returns seconds of audio sent."""
-    from livekit import rtc
-
-    from bot.pipeline.audio import read_file_audio
-
-    room = rtc.Room()
-    await room.connect(url, token)
-    source = rtc.AudioSource(48_000, 1)
-    track = rtc.LocalAudioTrack.create_audio_track(f"{identity}-mic", source)
-    await room.local_participant.publish_track(
-        track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
-    )
-    sent = 0.0
-    silence = np.zeros(480, dtype=np.int16).tobytes()
-    for clip, wait_s in clips:
-        for _ in range(int(wait_s * 100)):  # silence between turns, still a live microphone
-            await source.capture_frame(rtc.AudioFrame(silence, 48_000, 1, 480))
-            sent += 0.01
-        audio = read_file_audio(EVAL / f"{clip}.wav")
-        up = np.interp(np.arange(len(audio) * 3) / 3, np.arange(len(audio)), audio)
-        pcm = (np.clip(up, -1, 1) * 32767).astype(np.int16)
-        for i in range(0, len(pcm) - 479, 480):
-            await source.capture_frame(rtc.AudioFrame(pcm[i : i + 480].tobytes(), 48_000, 1, 480))
-            sent += 0.01
-    for _ in range(200):
-        await source.capture_frame(rtc.AudioFrame(silence, 48_000, 1, 480))
-        sent += 0.01
-    await source.wait_for_playout()
-    await asyncio.sleep(1.5)
-    await room.disconnect()
-    return sent
-
-
 @contextlib.asynccontextmanager
 async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, str]]]:
     """Database, LiveKit, API and bot; yields (livekit url, database url, api, env)."""
@@ -304,7 +277,7 @@ async def demo() -> None:
                 user=identity,
                 body={"name": name},
             )
-            speakers.append(speak(livekit_url, token, clips, identity))
+            speakers.append(_speak(livekit_url, token, identity, clips))
         sent = await asyncio.gather(*speakers)
         await asyncio.sleep(2.0)
         await viewer.disconnect()

@@ -1,0 +1,113 @@
+"""Simulated meeting participants: real recordings spoken into a LiveKit room.
+
+Used by ``make demo``, the end-to-end tests and the benchmarks. A ``SimulatedSpeaker`` joins
+with a token, publishes a microphone track and sends audio in real time (10 ms frames at
+48 kHz, the rate LiveKit clients use), recording when each clip's speech went out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from livekit import rtc
+
+from bot.pipeline.audio import read_file_audio
+from bot.pipeline.types import SAMPLE_RATE_HZ
+
+RATE_HZ = 48_000
+FRAME = RATE_HZ // 100  # 10 ms
+_SILENCE = np.zeros(FRAME, dtype=np.int16)
+
+
+def to_pcm48k(audio: np.ndarray) -> np.ndarray:
+    """16 kHz float32 -> 48 kHz int16 (linear interpolation; plenty for speech)."""
+    factor = RATE_HZ // SAMPLE_RATE_HZ
+    up = np.interp(np.arange(len(audio) * factor) / factor, np.arange(len(audio)), audio)
+    pcm: np.ndarray = (np.clip(up, -1.0, 1.0) * 32767).astype(np.int16)
+    return pcm
+
+
+@dataclass
+class Turn:
+    """A clip to say after ``pause_s`` of silence; the times are filled in as it is spoken."""
+
+    clip: Path
+    pause_s: float = 0.0
+    started_at: float = 0.0  # monotonic time of the clip's first frame
+    ended_at: float = 0.0
+
+
+@dataclass
+class SimulatedSpeaker:
+    identity: str
+    room: rtc.Room = field(default_factory=rtc.Room)
+    source: rtc.AudioSource = field(default_factory=lambda: rtc.AudioSource(RATE_HZ, 1))
+    publication: rtc.LocalTrackPublication | None = None
+    published_s: float = 0.0  # audio sent while the track was published and unmuted
+    published_at: float = 0.0
+    unpublished_at: float = 0.0
+
+    @property
+    def track_sid(self) -> str:
+        assert self.publication is not None
+        return str(self.publication.sid)
+
+    async def join(self, url: str, token: str) -> None:
+        await self.room.connect(url, token)
+        track = rtc.LocalAudioTrack.create_audio_track(f"{self.identity}-mic", self.source)
+        self.publication = await self.room.local_participant.publish_track(
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        )
+        self.published_at = time.monotonic()
+
+    async def send(self, pcm: np.ndarray, *, stop_after_s: float | None = None) -> None:
+        """Send 48 kHz int16 audio in real time (optionally only its first ``stop_after_s``)."""
+        n = len(pcm) if stop_after_s is None else min(len(pcm), int(stop_after_s * RATE_HZ))
+        for i in range(0, n - FRAME + 1, FRAME):
+            frame = rtc.AudioFrame(pcm[i : i + FRAME].tobytes(), RATE_HZ, 1, FRAME)
+            await self.source.capture_frame(frame)
+            self.published_s += FRAME / RATE_HZ
+
+    async def pause(self, seconds: float) -> None:
+        """A live microphone with nobody speaking: silence frames, in real time."""
+        await self.send(np.tile(_SILENCE, max(1, int(seconds * 100))))
+
+    async def say(self, turn: Turn, *, stop_after_s: float | None = None) -> None:
+        if turn.pause_s > 0:
+            await self.pause(turn.pause_s)
+        pcm = to_pcm48k(read_file_audio(turn.clip))
+        turn.started_at = time.monotonic()
+        await self.send(pcm, stop_after_s=stop_after_s)
+        turn.ended_at = time.monotonic()
+
+    async def set_muted(self, muted: bool) -> None:
+        assert self.publication is not None
+        track = self.publication.track
+        assert isinstance(track, rtc.LocalAudioTrack)
+        if muted:
+            track.mute()
+        else:
+            track.unmute()
+
+    async def leave(self) -> None:
+        await self.source.wait_for_playout()
+        self.unpublished_at = time.monotonic()
+        await self.room.disconnect()
+
+
+async def speak(
+    url: str, token: str, identity: str, turns: list[Turn], tail_s: float = 2.0
+) -> SimulatedSpeaker:
+    """Join, say each turn, keep the microphone open ``tail_s`` more, leave."""
+    speaker = SimulatedSpeaker(identity)
+    await speaker.join(url, token)
+    for turn in turns:
+        await speaker.say(turn)
+    await speaker.pause(tail_s)
+    await speaker.leave()
+    await asyncio.sleep(0)
+    return speaker
