@@ -47,9 +47,19 @@ class SimulatedSpeaker:
     room: rtc.Room = field(default_factory=rtc.Room)
     source: rtc.AudioSource = field(default_factory=lambda: rtc.AudioSource(RATE_HZ, 1))
     publication: rtc.LocalTrackPublication | None = None
-    published_s: float = 0.0  # audio sent while the track was published and unmuted
+    sent_s: float = 0.0  # audio frames captured by this client
     published_at: float = 0.0
     unpublished_at: float = 0.0
+    muted_s: float = 0.0
+    _muted_at: float | None = None
+
+    @property
+    def published_s(self) -> float:
+        """How long the track was published and unmuted: what the bot should meter (WebRTC
+        keeps sending frames, silence if nothing is captured, while a track is live)."""
+        end = self.unpublished_at or time.monotonic()
+        muted = self.muted_s + (end - self._muted_at if self._muted_at is not None else 0.0)
+        return end - self.published_at - muted
 
     @property
     def track_sid(self) -> str:
@@ -70,7 +80,7 @@ class SimulatedSpeaker:
         for i in range(0, n - FRAME + 1, FRAME):
             frame = rtc.AudioFrame(pcm[i : i + FRAME].tobytes(), RATE_HZ, 1, FRAME)
             await self.source.capture_frame(frame)
-            self.published_s += FRAME / RATE_HZ
+            self.sent_s += FRAME / RATE_HZ
 
     async def pause(self, seconds: float) -> None:
         """A live microphone with nobody speaking: silence frames, in real time."""
@@ -88,10 +98,13 @@ class SimulatedSpeaker:
         assert self.publication is not None
         track = self.publication.track
         assert isinstance(track, rtc.LocalAudioTrack)
-        if muted:
+        if muted and self._muted_at is None:
             track.mute()
-        else:
+            self._muted_at = time.monotonic()
+        elif not muted and self._muted_at is not None:
             track.unmute()
+            self.muted_s += time.monotonic() - self._muted_at
+            self._muted_at = None
 
     async def leave(self) -> None:
         await self.source.wait_for_playout()

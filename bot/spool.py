@@ -29,6 +29,7 @@ from typing import IO, Any, Protocol
 
 from api.db.errors import StorageError
 from api.db.records import FinalSegment, UpsertOutcome, WordTiming
+from bot import metrics
 
 logger = logging.getLogger("bot.spool")
 
@@ -211,12 +212,14 @@ class FinalSpool:
                     logger.error("final segments refused", extra={"error": type(exc).__name__})
                     return
                 self.write_failures += 1
+                metrics.DB_WRITE_FAILURES.labels(kind="segments").inc()
                 logger.warning(
                     "database unavailable; finals kept in the spool",
                     extra={"pending": self.pending, "retry_in_s": delay},
                 )
             except OSError:
                 self.write_failures += 1
+                metrics.DB_WRITE_FAILURES.labels(kind="segments").inc()
                 logger.warning("database connection failed; finals kept in the spool")
             await asyncio.sleep(delay)
             delay = min(self._retry_max_s, delay * 2)

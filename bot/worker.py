@@ -251,10 +251,11 @@ class Worker:
         self.rooms: dict[int, _RoomHandle] = {}
         self.ready = False
         self._lease_for = timedelta(seconds=settings.job_lease_s)
+        self._recovering = asyncio.Lock()
 
     # -- main loop ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
-        await self.spool.recover_orphans()
+        await self._recover_orphans()
         backoff = 1.0
         while not stop.is_set():
             try:
@@ -300,12 +301,22 @@ class Worker:
                 return
             if lease.job_id in self.rooms:  # our own job re-claimed after a lost heartbeat
                 continue
+            if lease.attempt > 1:
+                # A takeover: the previous holder may have died with finals in its spool file.
+                await self._recover_orphans()
             handle = _RoomHandle(lease)
             self.rooms[lease.job_id] = handle
             handle.task = asyncio.get_running_loop().create_task(
                 self._room(handle), name=f"room:{lease.session_slug}"
             )
             metrics.ACTIVE_ROOMS.set(len(self.rooms))
+
+    async def _recover_orphans(self) -> None:
+        async with self._recovering:
+            try:
+                await self.spool.recover_orphans()
+            except (OSError, ValueError):
+                logger.exception("spool recovery failed")
 
     async def drain(self) -> None:
         """Leave every room cleanly, write usage and finals, give the leases back."""

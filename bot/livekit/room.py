@@ -333,8 +333,10 @@ class RoomTranscriber:
         started_at = datetime.now(UTC)
         async for caption in stream.captions():
             item = SpokenCaption(caption, speaker, started_at)
+            # Persistence first (a local write-ahead append): a final the room has seen must
+            # survive a crash right after publishing.
+            await self.observer.caption(item)
             try:
                 await self._publisher.publish(item)
-            except Exception:  # the room may be going away; persistence must still get it
+            except Exception:  # the room may be going away; the final is stored anyway
                 logger.warning("caption publish failed", extra={"track_sid": speaker.track_sid})
-            await self.observer.caption(item)

@@ -58,7 +58,7 @@ async def test_finals_reach_the_store(tmp_path: Path) -> None:
     assert (tmp_path / "w1.wal").read_text() == "", "a drained spool leaves an empty file"
 
 
-async def test_outage_keeps_finals_and_writes_them_when_the_database_returns(tmp_path: Path) -> None:
+async def test_outage_keeps_finals_and_writes_them_when_the_db_returns(tmp_path: Path) -> None:
     store = FlakyStore()
     store.down = True
     spool = FinalSpool(store, tmp_path, "w1", max_memory=10, retry_initial_s=0.01, retry_max_s=0.05)
@@ -93,7 +93,7 @@ async def test_a_killed_worker_loses_nothing(tmp_path: Path) -> None:
 async def test_orphans_of_dead_workers_are_replayed_but_live_ones_are_not(tmp_path: Path) -> None:
     store = FlakyStore()
     (tmp_path / "dead.wal").write_text("".join(encode(seg(i)) + "\n" for i in range(3)))
-    alive = open(tmp_path / "alive.wal", "a+")  # noqa: SIM115
+    alive = open(tmp_path / "alive.wal", "a+")  # noqa: SIM115, ASYNC230 - a test fixture file
     alive.write(encode(seg(99)) + "\n")
     alive.flush()
     fcntl.flock(alive.fileno(), fcntl.LOCK_EX)
@@ -118,7 +118,9 @@ async def test_replay_is_idempotent(tmp_path: Path) -> None:
 
 async def test_a_permanently_refused_final_does_not_block_the_rest(tmp_path: Path) -> None:
     class Refusing(FlakyStore):
-        async def upsert_final_segments(self, segments: Sequence[FinalSegment]) -> list[UpsertOutcome]:
+        async def upsert_final_segments(
+            self, segments: Sequence[FinalSegment]
+        ) -> list[UpsertOutcome]:
             if any(s.session_id == 404 for s in segments):
                 raise NotFound("session deleted")
             return await super().upsert_final_segments(segments)

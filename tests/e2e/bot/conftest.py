@@ -1,0 +1,80 @@
+"""Fixtures: the dev server in a network namespace, a migrated database, worker processes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from api.db.engine import create_engine, create_sessionmaker
+from api.db.repository import Repository
+from devserver.launcher import DevServerProcess
+from tests.e2e.bot.helpers import WorkerProcess
+from tests.e2e.devserver.conftest import start_devserver
+from tests.e2e.devserver.helpers import API_KEY, API_SECRET
+from tests.integration.conftest import database_url, db_server  # noqa: F401 - fixtures
+from tests.support.db import truncate_all
+from tests.support.netns import VethNamespace, unavailable_reason, veth_namespace
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="session")
+def bot_netns() -> Iterator[VethNamespace]:
+    if (reason := unavailable_reason()) is not None:
+        pytest.skip(reason)
+    with veth_namespace("lkb") as namespace:
+        yield namespace
+
+
+@pytest.fixture(scope="session")
+def livekit(bot_netns: VethNamespace) -> Iterator[DevServerProcess]:
+    server = start_devserver(bot_netns, "--departure-timeout", "2")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def repo(database_url: str) -> AsyncIterator[Repository]:  # noqa: F811
+    engine = create_engine(database_url, pool_size=5, max_overflow=10)
+    await truncate_all(engine)
+    try:
+        yield Repository(create_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def worker_env(livekit: DevServerProcess, database_url: str, tmp_path: Path) -> dict[str, str]:  # noqa: F811
+    return {
+        "DATABASE_URL": database_url,
+        "LIVEKIT_URL": livekit.url,
+        "LIVEKIT_API_KEY": API_KEY,
+        "LIVEKIT_API_SECRET": API_SECRET,
+        "ASR_MODEL": "tiny.en",
+        "JOB_POLL_S": "1",
+        "JOB_LEASE_S": "6",
+        "ROOM_EMPTY_TIMEOUT_S": "3",
+        "USAGE_CHECKPOINT_S": "1",
+        "SPOOL_DIR": str(tmp_path / "spool"),
+        "MODEL_CACHE_DIR": str(tmp_path / "models"),
+    }
+
+
+@pytest.fixture
+def start_worker(
+    worker_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    workers: list[WorkerProcess] = []
+
+    def start(worker_id: str = "w1", **overrides: str) -> WorkerProcess:
+        worker = WorkerProcess(worker_id, {**worker_env, **overrides}, tmp_path)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()

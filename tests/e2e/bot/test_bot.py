@@ -1,0 +1,332 @@
+"""The bot end to end: the real SDK, the dev server, real Postgres, real model weights (tiny.en).
+
+Each test runs worker processes (``python -m bot``) against a dev server in a network namespace.
+Participants are simulated by the real SDK speaking real recordings in real time; a third,
+ordinary participant reads captions the way stock clients do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+import numpy as np
+import pytest
+
+from api.db.enums import JobStatus
+from api.db.records import SessionRecord
+from api.db.repository import Repository
+from bot.evaluation import wer
+from bot.simulate import SimulatedSpeaker, Turn, to_pcm48k
+from devserver.launcher import DevServerProcess
+from tests.e2e.bot.helpers import EVAL, WAIT_S, CaptionListener, TcpProxy, WorkerProcess
+from tests.e2e.devserver.helpers import room_name, token
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+JFK = EVAL / "en_jfk_inaugural.wav"
+QUILTER = EVAL / "en_librispeech_1272-128104-0000.wav"
+SONNET = EVAL / "en_librivox_sonnet001.wav"
+
+
+def reference(path: object) -> str:
+    return EVAL.joinpath(f"{path}").with_suffix(".txt").read_text(encoding="utf-8")
+
+
+async def new_session(repo: Repository) -> SessionRecord:
+    session = await repo.create_session(space_id="space-1", created_by="host", slug=room_name("m"))
+    await repo.request_transcription(session.id)
+    return session
+
+
+async def wait_job(
+    repo: Repository, session_id: int, predicate: Callable[..., bool], timeout_s: float = WAIT_S
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = await repo.get_job(session_id)
+        if job is not None and predicate(job):
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"job never matched: {await repo.get_job(session_id)}")
+
+
+async def join_speaker(url: str, room: str, identity: str) -> SimulatedSpeaker:
+    speaker = SimulatedSpeaker(identity)
+    await speaker.join(url, token(identity, room, name=identity.title()))
+    return speaker
+
+
+async def stored_finals(repo: Repository, session_id: int) -> list[tuple[str, str, str | None]]:
+    page = await repo.transcript_page(session_id, limit=500)
+    return [(s.utterance_id, s.text, s.participant_identity) for s in page.items]
+
+
+async def test_two_speakers_live_captions_stored_and_metered(
+    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    session = await new_session(repo)
+    worker = start_worker("w1")
+    await worker.wait_ready()
+    listener = CaptionListener()
+    await listener.join(livekit.url, session.slug)
+    alice = await join_speaker(livekit.url, session.slug, "alice")
+    bob = await join_speaker(livekit.url, session.slug, "bob")
+    await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
+
+    async def talk(speaker: SimulatedSpeaker, turn: Turn) -> None:
+        await speaker.pause(2.0)
+        await speaker.say(turn)
+        await speaker.pause(2.0)
+
+    await asyncio.gather(talk(alice, Turn(JFK)), talk(bob, Turn(QUILTER, pause_s=3.0)))
+    await listener.wait_for(lambda lis: any("gospel" in c.text.lower() for c in lis.finals("bob")))
+    await listener.wait_for(
+        lambda lis: any("country" in c.text.lower() for c in lis.finals("alice"))
+    )
+    await alice.leave()
+    await bob.leave()
+    await asyncio.sleep(2.0)  # the last usage checkpoint
+
+    # Attribution: each final carries its speaker's identity and track sid.
+    for speaker, ref in ((alice, JFK), (bob, QUILTER)):
+        finals = listener.finals(speaker.identity)
+        assert finals, f"no finals for {speaker.identity}"
+        assert {c.track_id for c in finals} == {speaker.track_sid}
+        text = " ".join(c.text for c in finals)
+        assert wer(reference(ref.stem), text) <= 0.25, text
+    # Partials of a segment come before its final, with the same segment id.
+    by_segment: dict[str, list[bool]] = {}
+    for c in listener.captions:
+        by_segment.setdefault(c.segment_id, []).append(c.final)
+    assert any(len(flags) > 1 for flags in by_segment.values()), "partials were published"
+    for flags in by_segment.values():
+        assert flags[-1] is True and all(not f for f in flags[:-1])
+    # The legacy Transcription packet and the JSON packet carry the same captions.
+    assert {t.participant_identity for t in listener.legacy} >= {"alice", "bob"}
+    assert {p["speakerId"] for p in listener.packets if p["isFinal"]} >= {"alice", "bob"}
+    assert all(p["type"] == "transcript" and p["utteranceId"] for p in listener.packets)
+
+    # Storage: exactly the published finals, attributed.
+    stored = await stored_finals(repo, session.id)
+    published = {(c.segment_id, c.text, c.sender) for c in listener.finals()}
+    assert set(stored) == published
+    assert len(stored) == len({s[0] for s in stored})
+
+    # Usage: audio seconds as published, cost by the formula.
+    usage = await repo.session_usage(session.id)
+    rows = {r.participant_identity: r for r in usage.rows}
+    for speaker in (alice, bob):
+        row = rows[speaker.identity]
+        assert abs(float(row.audio_seconds) - speaker.published_s) <= 1.0, (
+            row.audio_seconds,
+            speaker.published_s,
+        )
+        assert row.billed_minutes == math.ceil(float(row.audio_seconds) / 60)
+        assert row.total_cost == row.billed_minutes * row.cost_per_minute
+        assert row.cost_per_minute == Decimal("0.01")
+        assert row.final_count >= 1 and row.partial_count >= 1
+    await listener.leave()
+
+
+async def test_late_join_leave_mid_sentence_and_mute(
+    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    session = await new_session(repo)
+    worker = start_worker("w1")
+    await worker.wait_ready()
+    listener = CaptionListener()
+    await listener.join(livekit.url, session.slug)
+    alice = await join_speaker(livekit.url, session.slug, "alice")
+    await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
+
+    async def alice_talks() -> None:
+        await alice.pause(1.0)
+        await alice.say(Turn(QUILTER))
+        await alice.pause(1.0)
+        # muted for a while: nothing is sent, so nothing is metered
+        await alice.set_muted(True)
+        await asyncio.sleep(6.0)
+        await alice.set_muted(False)
+        await alice.say(Turn(QUILTER, pause_s=1.0))
+        await alice.pause(1.5)
+
+    async def dave_joins_late_and_leaves_mid_sentence() -> SimulatedSpeaker:
+        await asyncio.sleep(4.0)
+        dave = await join_speaker(livekit.url, session.slug, "dave")
+        await dave.pause(1.0)
+        await dave.say(Turn(JFK), stop_after_s=5.0)  # "And so my fellow Americans, ask not..."
+        await dave.leave()
+        return dave
+
+    _, dave = await asyncio.gather(alice_talks(), dave_joins_late_and_leaves_mid_sentence())
+    await listener.wait_for(lambda lis: len(lis.finals("alice")) >= 2)
+    await listener.wait_for(lambda lis: bool(lis.finals("dave")))
+    await alice.leave()
+    await asyncio.sleep(2.0)
+
+    dave_text = " ".join(c.text for c in listener.finals("dave")).lower()
+    assert "americans" in dave_text  # the sentence cut by his leaving was still finalised
+    participants = {p.identity: p for p in await repo.list_participants(session.id)}
+    assert participants["dave"].left_at is not None
+    usage = {r.participant_identity: r for r in (await repo.session_usage(session.id)).rows}
+    # Alice sent ~20 s of audio over ~26 s; the 6 s muted are not billed.
+    assert abs(float(usage["alice"].audio_seconds) - alice.published_s) <= 1.0
+    assert abs(float(usage["dave"].audio_seconds) - dave.published_s) <= 1.0
+    stored = await stored_finals(repo, session.id)
+    assert {s[0] for s in stored} == {c.segment_id for c in listener.finals()}
+    await listener.leave()
+
+
+async def test_kill9_worker_another_takes_over_nothing_lost_or_duplicated(
+    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    session = await new_session(repo)
+    first = start_worker("w1")
+    await first.wait_ready()
+    listener = CaptionListener()
+    await listener.join(livekit.url, session.slug)
+    alice = await join_speaker(livekit.url, session.slug, "alice")
+    await wait_job(repo, session.id, lambda j: j.worker_id == "w1")
+    second = start_worker("w2")
+    await second.wait_ready()
+
+    speech = asyncio.create_task(alice.say(Turn(SONNET, pause_s=1.0)))
+    await listener.wait_for(lambda lis: len(lis.finals("alice")) >= 2)
+    first.kill()
+    killed_at = time.monotonic()
+    finals_before = len(listener.finals())
+    await wait_job(
+        repo, session.id, lambda j: j.worker_id == "w2" and j.status == JobStatus.RUNNING
+    )
+    taken_over_s = time.monotonic() - killed_at
+    await listener.wait_for(lambda lis: len(lis.finals()) > finals_before + 1)
+    await speech
+    await alice.pause(1.5)
+    await alice.leave()
+    await asyncio.sleep(2.0)
+
+    assert taken_over_s <= 6 + 2 + 3, "takeover within the lease time (plus polling)"
+    stored = await stored_finals(repo, session.id)
+    ids = [s[0] for s in stored]
+    assert len(ids) == len(set(ids)), "no duplicate segments"
+    published = {c.segment_id: c.text for c in listener.finals()}
+    assert set(published) <= set(ids), "every final published before and after the kill is stored"
+    assert {s[1] for s in stored if s[0] in published} == set(published.values())
+    await listener.leave()
+
+
+async def test_database_cut_for_30s_loses_no_final(
+    repo: Repository,
+    livekit: DevServerProcess,
+    start_worker: Callable[..., WorkerProcess],
+    database_url: str,
+) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    session = await new_session(repo)
+    worker = start_worker("w1", DATABASE_URL=proxied, JOB_LEASE_S="90")
+    await worker.wait_ready()
+    listener = CaptionListener()
+    await listener.join(livekit.url, session.slug)
+    alice = await join_speaker(livekit.url, session.slug, "alice")
+    await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
+
+    speech = asyncio.create_task(alice.say(Turn(SONNET, pause_s=1.0)))
+    await listener.wait_for(lambda lis: bool(lis.finals("alice")))
+    proxy.cut()
+    cut_at = time.monotonic()
+    during = len(listener.finals())
+    await speech
+    assert len(listener.finals()) > during, "captions keep flowing while the database is away"
+    await asyncio.sleep(max(0.0, 30.0 - (time.monotonic() - cut_at)))
+    proxy.restore()
+    await alice.pause(1.5)
+    await alice.leave()
+
+    deadline = time.monotonic() + WAIT_S
+    published = {c.segment_id for c in listener.finals()}
+    while time.monotonic() < deadline:
+        if {s[0] for s in await stored_finals(repo, session.id)} >= published:
+            break
+        await asyncio.sleep(0.5)
+    stored = await stored_finals(repo, session.id)
+    assert {s[0] for s in stored} >= published, "every final reached the database"
+    failures = [
+        line
+        for line in (await worker.metrics()).splitlines()
+        if line.startswith('transcriber_db_write_failures_total{kind="segments"}')
+    ]
+    assert failures and float(failures[0].split()[-1]) > 0, "the outage was seen and retried"
+    await listener.leave()
+    await proxy.close()
+
+
+async def test_silence_and_noise_tracks_yield_no_captions(
+    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    session = await new_session(repo)
+    worker = start_worker("w1")
+    await worker.wait_ready()
+    listener = CaptionListener()
+    await listener.join(livekit.url, session.slug)
+    quiet = await join_speaker(livekit.url, session.slug, "quiet")
+    noisy = await join_speaker(livekit.url, session.slug, "noisy")
+    await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
+    rng = np.random.default_rng(3)
+    noise = to_pcm48k(rng.normal(0, 0.08, 16_000 * 15).astype(np.float32))
+    await asyncio.gather(quiet.pause(15.0), noisy.send(noise))
+    await asyncio.sleep(3.0)
+    assert [c.text for c in listener.captions if c.text] == []
+    await quiet.leave()
+    await noisy.leave()
+    await asyncio.sleep(2.0)
+    assert await stored_finals(repo, session.id) == []
+    usage = {r.participant_identity: r for r in (await repo.session_usage(session.id)).rows}
+    assert float(usage["quiet"].audio_seconds) > 10, "silence is still metered as audio"
+    assert usage["quiet"].final_count == 0 and usage["noisy"].final_count == 0
+    await listener.leave()
+
+
+async def test_malformed_room_name_is_rejected_with_a_reason(
+    repo: Repository, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    session = await repo.create_session(space_id="space-1", created_by="host", slug="bad room/../x")
+    await repo.request_transcription(session.id)
+    worker = start_worker("w1")
+    await worker.wait_ready()
+    await wait_job(repo, session.id, lambda j: j.status == JobStatus.STOPPED)
+    job = await repo.get_job(session.id)
+    assert job is not None and job.stop_reason == "invalid_room_name"
+    assert "job rejected: malformed room name" in worker.log()
+
+
+async def test_unreachable_livekit_is_retried_with_backoff_and_reported(
+    repo: Repository, start_worker: Callable[..., WorkerProcess], livekit: DevServerProcess
+) -> None:
+    session = await new_session(repo)
+    host = livekit.url.split("//")[1].split(":")[0]
+    worker = start_worker("w1", LIVEKIT_URL=f"ws://{host}:9", LIVEKIT_CONNECT_ATTEMPTS="3")
+    await worker.wait_ready()
+    deadline = time.monotonic() + WAIT_S
+    while "livekit unreachable; job released" not in worker.log():
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        await asyncio.sleep(0.5)
+    log = worker.log()
+    assert log.count("livekit connect failed") >= 3
+    metrics = await worker.metrics()
+    failures = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("transcriber_livekit_connect_failures_total")
+    ]
+    assert failures and float(failures[0].split()[-1]) >= 3
+    job = await repo.get_job(session.id)
+    assert job is not None and job.status in (JobStatus.REQUESTED, JobStatus.RUNNING)
