@@ -45,7 +45,10 @@ class Turn:
 class SimulatedSpeaker:
     identity: str
     room: rtc.Room = field(default_factory=rtc.Room)
-    source: rtc.AudioSource = field(default_factory=lambda: rtc.AudioSource(RATE_HZ, 1))
+    # A 100 ms queue, like a microphone's buffer (the SDK's default of 1 s would delay speech).
+    source: rtc.AudioSource = field(
+        default_factory=lambda: rtc.AudioSource(RATE_HZ, 1, queue_size_ms=100)
+    )
     publication: rtc.LocalTrackPublication | None = None
     sent_s: float = 0.0  # audio frames captured by this client
     published_at: float = 0.0

@@ -105,6 +105,9 @@ class SegmenterOptions:
     post_roll_ms: int = 96
     # At max length, cut at the quietest window of the last ``cut_search_s`` seconds.
     cut_search_s: float = 3.0
+    # Windows whose peak is below this (-80 dBFS: digital silence, a muted or DTX track) are
+    # silence without running the model: a connected silent track then costs next to nothing.
+    energy_floor: float = 1e-4
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
@@ -216,9 +219,12 @@ class Segmenter:
         data = np.concatenate([self._pending, samples]) if len(self._pending) else samples
         events: list[SegmentEvent] = []
         n_windows = len(data) // WINDOW_SAMPLES
+        floor = self.options.energy_floor
         for i in range(n_windows):
             window = data[i * WINDOW_SAMPLES : (i + 1) * WINDOW_SAMPLES]
-            events.extend(self._on_window(window, self._vad.probability(window)))
+            silent = floor > 0 and float(np.max(np.abs(window))) < floor
+            prob = 0.0 if silent else self._vad.probability(window)
+            events.extend(self._on_window(window, prob))
         self._pending = data[n_windows * WINDOW_SAMPLES :].copy()
         return events
 

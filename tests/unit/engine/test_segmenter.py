@@ -109,3 +109,20 @@ def test_past_the_soft_length_a_short_pause_ends_the_utterance() -> None:
     # the first 0.25 s pause comes before the soft length: it does not split; the second does
     assert [e.reason for e in ended] == [EndReason.SILENCE, EndReason.END_OF_STREAM]
     assert abs(ended[0].speech_end_sample - 4.25 * SR) <= 600
+
+
+class CountingVad(AmplitudeVad):
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def probability(self, window: np.ndarray) -> float:
+        self.calls += 1
+        return super().probability(window)
+
+
+def test_digital_silence_skips_the_model() -> None:
+    vad = CountingVad()
+    seg = Segmenter(vad)  # type: ignore[arg-type]
+    run(seg, silence(3.0), tone(1.0, amplitude=0.9))
+    # 3 s of zeros never reach the model; the tone's ~31 windows do
+    assert 25 <= vad.calls <= 35
