@@ -7,7 +7,9 @@
   ones, and finals still arrive.
 * **Bounded finals.** At most ``max_pending_finals`` finals wait; ``submit_final`` waits for room,
   pushing back on the producer instead of growing memory.
-* **Batching.** Up to ``max_batch`` requests of the same kind are decoded in one call.
+* **Batching.** Up to ``max_batch`` finals are decoded in one call (they all wait anyway).
+  Partials go ``max_partial_batch`` at a time (1 by default): a final that arrives meanwhile
+  waits for the decode in flight, so a long partial batch would delay it.
 
 Decoding runs on one worker thread: the model already uses every core it is given, and one
 thread keeps the priority order exact.
@@ -65,11 +67,13 @@ class DecodeScheduler:
         *,
         max_pending_finals: int = 32,
         max_batch: int = 4,
+        max_partial_batch: int = 1,
     ) -> None:
-        if max_pending_finals < 1 or max_batch < 1:
-            raise ValueError("max_pending_finals and max_batch must be positive")
+        if max_pending_finals < 1 or max_batch < 1 or max_partial_batch < 1:
+            raise ValueError("max_pending_finals and the batch sizes must be positive")
         self.recognizer = recognizer
         self.max_batch = max_batch
+        self.max_partial_batch = max_partial_batch
         self.stats = SchedulerStats()
         self._finals: deque[_Job] = deque()
         self._partials: OrderedDict[str, _Job] = OrderedDict()
@@ -150,7 +154,7 @@ class DecodeScheduler:
             while self._finals and len(batch) < self.max_batch:
                 batch.append(self._finals.popleft())
             return batch
-        while self._partials and len(batch) < self.max_batch:
+        while self._partials and len(batch) < self.max_partial_batch:
             _, job = self._partials.popitem(last=False)
             batch.append(job)
         return batch

@@ -114,3 +114,18 @@ async def test_a_failed_batch_fails_its_futures_and_the_scheduler_goes_on() -> N
     assert (await good) is not None
     assert sched.stats.errors == 1
     await sched.aclose()
+
+
+async def test_finals_batch_together_partials_go_one_at_a_time() -> None:
+    gate = threading.Event()
+    rec = ScriptedRecognizer(gate=gate)
+    sched = DecodeScheduler(rec, max_batch=4, max_partial_batch=1)
+    busy = sched.submit_partial("x", req(0, final=False))
+    await asyncio.sleep(0.05)
+    partials = [sched.submit_partial(f"p{i}", req(i, final=False)) for i in (1, 2)]
+    finals = [await sched.submit_final(f"f{i}", req(10 + i, final=True)) for i in (1, 2, 3)]
+    gate.set()
+    await asyncio.gather(busy, *partials, *finals)
+    sizes = [len(b) for b in rec.batches]
+    assert sizes == [1, 3, 1, 1]
+    await sched.aclose()
