@@ -11,7 +11,7 @@ from livekit.protocol import models, rtc
 
 from . import ids
 from .auth import Grants
-from .media import AudioFanout
+from .media import AudioFanout, discard_rtp
 from .transport import (
     DualPcTransport,
     ForwardSource,
@@ -186,6 +186,7 @@ class Participant:
                 fanout.install(inbound.receiver)
                 info.mime_type = "audio/opus"
             else:
+                discard_rtp(inbound.receiver)
                 logger.warning(
                     "published media is not forwarded: the dev server forwards Opus audio only",
                     extra={"participant_sid": self.sid, "kind": inbound.kind},
