@@ -240,3 +240,14 @@ async def test_an_empty_room_closes_after_its_timeout(
         assert server.rooms.get("brief") is None
     finally:
         await lkapi.aclose()
+
+
+async def test_clients_get_refreshed_tokens(server: DevServer) -> None:
+    short = token("alice", "r4")
+    async with aiohttp.ClientSession() as session:
+        signal = await open_signal(session, server, short)
+        refreshed = (await signal.next("refresh_token")).refresh_token
+        claims = api.TokenVerifier(KEY, SECRET).verify(refreshed)
+        assert claims.identity == "alice" and claims.video is not None
+        assert claims.video.room == "r4" and claims.video.room_join
+        await signal.ws.close()
