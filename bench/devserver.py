@@ -195,7 +195,7 @@ async def idle_cpu_percent(server: DevServerProcess, seconds: float) -> float:
     await asyncio.sleep(seconds)
     after = process.cpu_times()
     used = after.user + after.system - before.user - before.system
-    return round(used / (time.monotonic() - start) * 100, 2)
+    return round(max(0.0, used) / (time.monotonic() - start) * 100, 2)
 
 
 def _median(runs: list[RunResult], field: str) -> float:

@@ -364,10 +364,14 @@ class RtcTransport:
 
     def _release(self, slot: _Slot) -> None:
         if slot.source is not None:
-            slot.source.fanout.remove_sink(slot.track)
+            slot.source.fanout.remove_sink(slot.track)  # gives the track a fresh idle id
         slot.source = None
         slot.released_generation = self._generation
         slot.transceiver.direction = "inactive"
+        # aiortc writes an a=msid line even for inactive m-lines; two equal ones make the SDK
+        # reject the description (and abort), so an idle slot must not keep the track's msid
+        slot.transceiver.sender.replaceTrack(slot.track)
+        slot.transceiver.sender._stream_id = "-"
 
     def _free_slots(self) -> list[_Slot]:
         return [
