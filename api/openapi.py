@@ -111,20 +111,33 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     if isinstance(options, list):
         rest = [o for o in options if o.get("type") != "null"]
         if len(rest) == 1:
-            merged = {k: v for k, v in schema.items() if k != "anyOf"}
-            merged.update(rest[0])
+            merged = dict(rest[0])
+            merged.update({k: v for k, v in schema.items() if k != "anyOf"})
             if merged.get("default", 0) is None:
                 del merged["default"]
             return merged
     return schema
 
 
+def _inline(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Replace local ``$ref``s (enums of query parameters) by their definitions."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        merged = dict(defs[ref.removeprefix("#/$defs/")])
+        merged.update({k: v for k, v in schema.items() if k != "$ref"})
+        schema = merged
+    if isinstance(schema.get("anyOf"), list):
+        schema = {**schema, "anyOf": [_inline(option, defs) for option in schema["anyOf"]]}
+    return schema
+
+
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema(by_alias=True, mode="validation")
     required = set(schema.get("required", []))
+    defs = schema.get("$defs", {})
     params = []
     for name, prop in schema.get("properties", {}).items():
-        prop = _without_null(dict(prop))
+        prop = _without_null(_inline(dict(prop), defs))
         description = prop.pop("description", None)
         prop.pop("title", None)
         param: dict[str, Any] = {
