@@ -40,6 +40,7 @@ _ERROR_TEXT = {
     404: "No such resource in the caller's space",
     409: "The session's state does not allow this",
     413: "Request body too large",
+    415: "A request body that is not JSON",
     422: "The request does not match the schema",
     429: "A transcription limit or quota is reached",
     503: "A dependency (database, LiveKit config) is not available",
@@ -81,13 +82,13 @@ class Operation:
     def error_statuses(self) -> list[int]:
         statuses = set(self.errors)
         if self.security == "user":
-            statuses |= {400, 401, 403}
+            statuses |= {400, 401, 403, 503}  # 503: the database is unreachable
         if self.security == "webhook":
-            statuses |= {401}
+            statuses |= {401, 503}
         if self.query is not None:
             statuses.add(422)
         if self.body is not None:
-            statuses |= {400, 413, 422}
+            statuses |= {400, 413, 415, 422}
         if "{" in self.path:
             statuses.add(404)
         return sorted(statuses)
