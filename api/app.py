@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth import Authenticator
 from api.context import CONTEXT, ApiContext
@@ -19,6 +19,7 @@ from api.errors import error_middleware
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
 from api.openapi import Operation, build_document
+from api.queries import TranscriptReader
 from api.routes import sessions, system, transcripts, usage, webhooks
 from api.settings import ApiSettings
 
@@ -37,6 +38,13 @@ def operations() -> Sequence[Operation]:
     ]
 
 
+def _engine_of(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
+    engine = sessionmaker.kw.get("bind")
+    if not isinstance(engine, AsyncEngine):
+        raise TypeError("the sessionmaker must be bound to an AsyncEngine")
+    return engine
+
+
 def create_app(
     settings: ApiSettings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> web.Application:
@@ -47,6 +55,7 @@ def create_app(
         settings=settings,
         sessionmaker=sessionmaker,
         repository=Repository(sessionmaker),
+        transcripts=TranscriptReader(_engine_of(sessionmaker)),
         authenticator=Authenticator(
             settings.api_jwt_secret.get_secret_value() if settings.api_jwt_secret else None,
             settings.api_admin_key.get_secret_value() if settings.api_admin_key else None,

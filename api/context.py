@@ -13,6 +13,7 @@ from api.db.records import TranscriptionLimits
 from api.db.repository import Repository
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
+from api.queries import TranscriptReader
 from api.settings import ApiSettings
 
 
@@ -21,6 +22,7 @@ class ApiContext:
     settings: ApiSettings
     sessionmaker: async_sessionmaker[AsyncSession]
     repository: Repository
+    transcripts: TranscriptReader
     authenticator: Authenticator
     livekit: LiveKitGateway
     metrics: ApiMetrics

@@ -9,17 +9,17 @@ serving a request, into::
 The tree::
 
     ApiError
-    +-- BadRequest            400 bad_request / invalid_json
+    +-- BadRequest            400 bad_request, invalid_json, space_required, user_required
     +-- Unauthorized          401 unauthorized
     +-- Forbidden             403 forbidden
     +-- NotFound              404 not_found
-    +-- MethodNotAllowed      405 method_not_allowed
-    +-- Conflict              409 conflict (session_ended, session_expired, ...)
-    +-- PayloadTooLarge       413 payload_too_large
+    +-- Conflict              409 conflict, session_not_active
     +-- UnsupportedMediaType  415 unsupported_media_type
     +-- ValidationFailed      422 validation_error
-    +-- LimitExceeded         429 track_limit_exceeded / quota_exceeded
-    +-- ServiceUnavailable    503 unavailable / livekit_not_configured
+    +-- LimitExceeded         429 session_track_limit, user_track_limit, quota_exceeded
+    +-- ServiceUnavailable    503 unavailable, livekit_not_configured
+
+aiohttp raises 405 ``method_not_allowed`` and 413 ``payload_too_large`` itself.
 
 Storage errors (:mod:`api.db.errors`) map once, here: unavailable -> 503, not found -> 404,
 invalid state -> 409 ``session_not_active``, a refused write -> 409, a limit -> 429 with the
@@ -33,7 +33,7 @@ other exception is logged (without request data) and answered ``500 internal_err
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -54,9 +54,6 @@ class ApiError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
 
 
 class BadRequest(ApiError):
@@ -79,19 +76,9 @@ class NotFound(ApiError):
     default_code = "not_found"
 
 
-class MethodNotAllowed(ApiError):
-    status = 405
-    default_code = "method_not_allowed"
-
-
 class Conflict(ApiError):
     status = 409
     default_code = "conflict"
-
-
-class PayloadTooLarge(ApiError):
-    status = 413
-    default_code = "payload_too_large"
 
 
 class UnsupportedMediaType(ApiError):

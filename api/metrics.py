@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import generate_latest
+
+access_log = logging.getLogger("api.access")
 
 _BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -42,7 +45,9 @@ class ApiMetrics:
         )
 
     def middleware(self) -> Middleware:
-        """Outermost middleware: counts and times every response, errors included."""
+        """Outermost middleware: counts, times and logs every response, errors included. The
+        log line names the route template, never the raw path or query (slugs and search
+        text stay out of logs)."""
 
         @web.middleware
         async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -57,8 +62,19 @@ class ApiMetrics:
                 raise
             finally:
                 route = route_template(request)
+                elapsed = time.perf_counter() - started
                 self.requests.labels(request.method, route, str(status)).inc()
-                self.duration.labels(request.method, route).observe(time.perf_counter() - started)
+                self.duration.labels(request.method, route).observe(elapsed)
+                if access_log.isEnabledFor(logging.INFO):
+                    access_log.info(
+                        "request",
+                        extra={
+                            "method": request.method,
+                            "route": route,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 2),
+                        },
+                    )
 
         return metrics_middleware
 

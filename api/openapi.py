@@ -40,6 +40,7 @@ _ERROR_TEXT = {
     404: "No such resource in the caller's space",
     409: "The session's state does not allow this",
     413: "Request body too large",
+    415: "A request body that is not JSON",
     422: "The request does not match the schema",
     429: "A transcription limit or quota is reached",
     503: "A dependency (database, LiveKit config) is not available",
@@ -81,13 +82,13 @@ class Operation:
     def error_statuses(self) -> list[int]:
         statuses = set(self.errors)
         if self.security == "user":
-            statuses |= {400, 401, 403}
+            statuses |= {400, 401, 403, 503}  # 503: the database is unreachable
         if self.security == "webhook":
-            statuses |= {401}
+            statuses |= {401, 503}
         if self.query is not None:
             statuses.add(422)
         if self.body is not None:
-            statuses |= {400, 413, 422}
+            statuses |= {400, 413, 415, 422}
         if "{" in self.path:
             statuses.add(404)
         return sorted(statuses)
@@ -111,20 +112,33 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     if isinstance(options, list):
         rest = [o for o in options if o.get("type") != "null"]
         if len(rest) == 1:
-            merged = {k: v for k, v in schema.items() if k != "anyOf"}
-            merged.update(rest[0])
+            merged = dict(rest[0])
+            merged.update({k: v for k, v in schema.items() if k != "anyOf"})
             if merged.get("default", 0) is None:
                 del merged["default"]
             return merged
     return schema
 
 
+def _inline(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """Replace local ``$ref``s (enums of query parameters) by their definitions."""
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        merged = dict(defs[ref.removeprefix("#/$defs/")])
+        merged.update({k: v for k, v in schema.items() if k != "$ref"})
+        schema = merged
+    if isinstance(schema.get("anyOf"), list):
+        schema = {**schema, "anyOf": [_inline(option, defs) for option in schema["anyOf"]]}
+    return schema
+
+
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema(by_alias=True, mode="validation")
     required = set(schema.get("required", []))
+    defs = schema.get("$defs", {})
     params = []
     for name, prop in schema.get("properties", {}).items():
-        prop = _without_null(dict(prop))
+        prop = _without_null(_inline(dict(prop), defs))
         description = prop.pop("description", None)
         prop.pop("title", None)
         param: dict[str, Any] = {

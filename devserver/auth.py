@@ -6,6 +6,7 @@ message never contains the token or a secret.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -92,6 +93,20 @@ class TokenVerifier:
         self._leeway_s = leeway_s
 
     def verify(self, token: str) -> Grants:
+        return grants_from_claims(self.verify_claims(token))
+
+    def refreshed(self, claims: Mapping[str, Any], *, ttl_s: int) -> str:
+        """The same claims with a fresh expiry, signed again (LiveKit's token refresh)."""
+        now = int(time.time())
+        secret = self._keys[str(claims["iss"])]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+            return jwt.encode(
+                {**claims, "nbf": now - 1, "exp": now + ttl_s}, secret, algorithm="HS256"
+            )
+
+    def verify_claims(self, token: str) -> dict[str, Any]:
+        """The claims of a token signed with a known key, or an :class:`AuthError`."""
         try:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError:
@@ -128,7 +143,7 @@ class TokenVerifier:
             raise AuthError(401, "invalid authorization token: token has no expiry") from None
         except jwt.PyJWTError:
             raise AuthError(401, "invalid authorization token: malformed") from None
-        return grants_from_claims(claims)
+        return dict(claims)
 
 
 def grants_from_claims(claims: Mapping[str, Any]) -> Grants:

@@ -80,6 +80,10 @@ class DevServerConfig:
             values["single_peer_connection"] = _parse_bool(
                 "DEVSERVER_SINGLE_PEER_CONNECTION", single_pc
             )
+        if ping_interval := environ.get("DEVSERVER_PING_INTERVAL"):
+            values["ping_interval_s"] = _parse_int("DEVSERVER_PING_INTERVAL", ping_interval)
+        if ping_timeout := environ.get("DEVSERVER_PING_TIMEOUT"):
+            values["ping_timeout_s"] = _parse_int("DEVSERVER_PING_TIMEOUT", ping_timeout)
         if auto_create := environ.get("DEVSERVER_AUTO_CREATE_ROOMS"):
             values["auto_create_rooms"] = _parse_bool("DEVSERVER_AUTO_CREATE_ROOMS", auto_create)
         return cls(**values)  # type: ignore[arg-type]  # keys are the field names above
@@ -98,6 +102,10 @@ class DevServerConfig:
             changes["empty_timeout_s"] = args.empty_timeout
         if args.departure_timeout is not None:
             changes["departure_timeout_s"] = args.departure_timeout
+        if args.ping_interval is not None:
+            changes["ping_interval_s"] = args.ping_interval
+        if args.ping_timeout is not None:
+            changes["ping_timeout_s"] = args.ping_timeout
         if args.no_single_peer_connection:
             changes["single_peer_connection"] = False
         if args.no_auto_create_rooms:
@@ -132,6 +140,16 @@ def build_arg_parser() -> argparse.ArgumentParser:
         type=float,
         help="seconds a room lives after its last participant left "
         "(DEVSERVER_DEPARTURE_TIMEOUT, 20)",
+    )
+    parser.add_argument(
+        "--ping-interval",
+        type=int,
+        help="seconds between client pings (DEVSERVER_PING_INTERVAL, 5)",
+    )
+    parser.add_argument(
+        "--ping-timeout",
+        type=int,
+        help="seconds without a message before a client is dropped (DEVSERVER_PING_TIMEOUT, 15)",
     )
     parser.add_argument(
         "--no-single-peer-connection",

@@ -31,6 +31,9 @@ logger = logging.getLogger("devserver")
 OPUS_CLOCK_RATE_HZ = 48_000
 _TIME_BASE = fractions.Fraction(1, OPUS_CLOCK_RATE_HZ)
 _FRAME_SAMPLES = 960  # 20 ms, what libwebrtc sends
+# packets kept for a sender that has not started pulling yet (ICE/DTLS still connecting):
+# more would reach the subscriber as a burst of stale audio
+_PACKETS_BEFORE_START = 5
 
 
 class DownTrack(MediaStreamTrack):
@@ -46,6 +49,7 @@ class DownTrack(MediaStreamTrack):
         self._last_rtp_ts: int | None = None
         self._last_pts = -_FRAME_SAMPLES
         self._last_push_s = 0.0
+        self._started = False
         self.forwarded_packets = 0
         self.dropped_packets = 0
 
@@ -91,7 +95,9 @@ class DownTrack(MediaStreamTrack):
         packet: av.Packet[Any] = av.Packet(payload)
         packet.pts = pts
         packet.time_base = _TIME_BASE
-        if self._queue.full():
+        if self._queue.full() or (
+            not self._started and self._queue.qsize() >= _PACKETS_BEFORE_START
+        ):
             # a stuck subscriber loses its oldest audio, never grows memory
             self._queue.get_nowait()
             self.dropped_packets += 1
@@ -101,6 +107,7 @@ class DownTrack(MediaStreamTrack):
     async def recv(self) -> Any:  # av.Packet; aiortc's signature says Frame | Packet
         if self.readyState != "live":
             raise MediaStreamError
+        self._started = True
         packet = await self._queue.get()
         if packet is None:
             raise MediaStreamError
@@ -116,6 +123,15 @@ class DownTrack(MediaStreamTrack):
 
     def _set_idle_label(self) -> None:
         self._id = str(uuid.uuid4())
+
+
+def discard_rtp(receiver: RTCRtpReceiver) -> None:
+    """Drop what ``receiver`` gets instead of decoding it (media this server does not forward)."""
+
+    async def discard(packet: RtpPacket, arrival_time_ms: int) -> None:
+        return None
+
+    receiver._handle_rtp_packet = discard  # type: ignore[method-assign]  # see AudioFanout.install
 
 
 class AudioFanout:

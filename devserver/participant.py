@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from livekit.protocol import models, rtc
 
 from . import ids
 from .auth import Grants
-from .media import AudioFanout
+from .media import AudioFanout, discard_rtp
 from .transport import (
     DualPcTransport,
     ForwardSource,
@@ -87,6 +88,7 @@ class Participant:
         self._pending_tracks: dict[str, models.TrackInfo] = {}  # cid -> announced track
         self._mid_to_track: dict[str, str] = {}
         self._version = 1
+        self._closing: asyncio.Task[None] | None = None
         self._signal = signal
         self._id = _Identity(
             name=grants.name,
@@ -150,12 +152,18 @@ class Participant:
         self.send(response)
         self._signal.close_soon()
 
-    async def close(self) -> None:
+    def close(self) -> asyncio.Task[None]:
+        """Start closing the connections (once); the task ends even if awaiters are cancelled."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(), name=f"participant-close:{self.sid}")
+        return self._closing
+
+    async def _close(self) -> None:
         for track in self.published.values():
             if track.fanout is not None:
                 track.fanout.clear()
-        await self.transport.close()
         self._signal.close_soon()
+        await self.transport.close()
 
     # -- transport events (TransportEvents) ---------------------------------------------------
 
@@ -186,6 +194,7 @@ class Participant:
                 fanout.install(inbound.receiver)
                 info.mime_type = "audio/opus"
             else:
+                discard_rtp(inbound.receiver)
                 logger.warning(
                     "published media is not forwarded: the dev server forwards Opus audio only",
                     extra={"participant_sid": self.sid, "kind": inbound.kind},

@@ -17,6 +17,8 @@ from .participant import Participant, PublishedTrack
 
 logger = logging.getLogger("devserver")
 
+_CLOSE_WAIT_S = 10.0
+
 
 class EventSink(Protocol):
     """Receives room lifecycle events (the webhook notifier)."""
@@ -144,9 +146,11 @@ class Room:
         self._broadcast_participant(participant)
         if was_active:
             self._events.notify("participant_left", self.info(), participant=participant.info())
-        await participant.close()
         if not self.closed and not any(not p.is_dependent for p in self.participants.values()):
             self._schedule_close(self.departure_timeout_s)
+        closing = participant.close()
+        self._manager.track_closing(closing)
+        await asyncio.shield(closing)
 
     def remove_soon(self, participant: Participant, reason: int) -> None:
         """Schedule :meth:`remove` from synchronous code (e.g. a failed peer connection)."""
@@ -317,6 +321,7 @@ class RoomManager:
         self._empty_timeout_s = empty_timeout_s
         self._departure_timeout_s = departure_timeout_s
         self._auto_create = auto_create
+        self._closing: set[asyncio.Task[None]] = set()
 
     def get(self, name: str) -> Room | None:
         return self._rooms.get(name)
@@ -362,6 +367,11 @@ class RoomManager:
         logger.info("room created", extra={"room_sid": room.sid})
         return room
 
+    def track_closing(self, task: asyncio.Task[None]) -> None:
+        """Remember a participant that is still closing, so shutdown can wait for it."""
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     def forget(self, room: Room) -> None:
         if self._rooms.get(room.name) is room:
             del self._rooms[room.name]
@@ -372,3 +382,5 @@ class RoomManager:
                 await room.close(reason)
             except Exception:
                 logger.exception("closing a room failed", extra={"room_sid": room.sid})
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=_CLOSE_WAIT_S)

@@ -19,12 +19,13 @@ import io
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import WSMsgType, web
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
 
-from .auth import Grants, TokenVerifier, bearer_token, join_room_name
+from .auth import Grants, TokenVerifier, bearer_token, grants_from_claims, join_room_name
 from .config import DevServerConfig
 from .errors import AuthError
 from .participant import Participant
@@ -34,11 +35,16 @@ logger = logging.getLogger("devserver")
 
 _MAX_JOIN_REQUEST_BYTES = 256 * 1024
 _WS_CLOSE_TIMEOUT_S = 2.0
+# like LiveKit: clients get a fresh token now and then, so a reconnect works after the
+# join token has expired
+_TOKEN_REFRESH_INTERVAL_S = 300.0
+_REFRESHED_TOKEN_TTL_S = 600
 
 
 @dataclass(slots=True)
 class JoinParams:
     grants: Grants
+    claims: dict[str, Any]
     room_name: str
     single_peer_connection: bool
     reconnect: bool = False
@@ -52,9 +58,12 @@ class JoinParams:
 def parse_join(request: web.Request, verifier: TokenVerifier, *, v1: bool) -> JoinParams:
     """Authenticate a join and read its parameters; raises :class:`AuthError`."""
     token = bearer_token(request.headers.get("Authorization"), request.query.get("access_token"))
-    grants = verifier.verify(token)
+    claims = verifier.verify_claims(token)
+    grants = grants_from_claims(claims)
     room_name = join_room_name(grants, request.query.get("room"))
-    params = JoinParams(grants=grants, room_name=room_name, single_peer_connection=v1)
+    params = JoinParams(
+        grants=grants, claims=claims, room_name=room_name, single_peer_connection=v1
+    )
     if not v1:
         query = request.query
         params.reconnect = query.get("reconnect") in {"1", "true"}
@@ -228,6 +237,7 @@ class SignalService:
             attributes=params.attributes,
         )
         writer = asyncio.create_task(channel.run_writer(), name=f"signal-writer:{participant.sid}")
+        refresher: asyncio.Task[None] | None = None
         self.channels[participant.sid] = channel
         reason: int = models.SIGNAL_CLOSE
         try:
@@ -245,15 +255,26 @@ class SignalService:
                 "participant joined",
                 extra={"room_sid": room.sid, "participant_sid": participant.sid},
             )
-            participant.transport.start(participant.sid)
-            if params.publisher_offer is not None:
-                await participant.transport.handle_offer(params.publisher_offer)
+            refresher = asyncio.create_task(
+                self._refresh_tokens(participant, params.claims),
+                name=f"token-refresh:{participant.sid}",
+            )
+            try:
+                participant.transport.start(participant.sid)
+                if params.publisher_offer is not None:
+                    await participant.transport.handle_offer(params.publisher_offer)
+            except Exception:
+                logger.exception("could not set up the participant's connection")
+                participant.leave(models.JOIN_FAILURE)
+                return
             if await self._read_loop(ws, participant, channel):
                 reason = models.CLIENT_INITIATED
         except asyncio.CancelledError:
             reason = models.SERVER_SHUTDOWN
             raise
         finally:
+            if refresher is not None:
+                refresher.cancel()
             self.channels.pop(participant.sid, None)
             await room.remove(participant, reason, notify_client=False)
             channel.close_soon()
@@ -264,6 +285,13 @@ class SignalService:
             logger.info(
                 "participant left", extra={"room_sid": room.sid, "participant_sid": participant.sid}
             )
+
+    async def _refresh_tokens(self, participant: Participant, claims: dict[str, Any]) -> None:
+        while True:
+            response = rtc.SignalResponse()
+            response.refresh_token = self._verifier.refreshed(claims, ttl_s=_REFRESHED_TOKEN_TTL_S)
+            participant.send(response)
+            await asyncio.sleep(_TOKEN_REFRESH_INTERVAL_S)
 
     async def _read_loop(
         self, ws: web.WebSocketResponse, participant: Participant, channel: SignalChannel

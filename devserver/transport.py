@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiortc import (
     RTCBundlePolicy,
@@ -54,6 +53,7 @@ _LOSSY = models.DataPacket.LOSSY
 _PENDING_DATA_MESSAGES = 256
 _MAX_BUFFERED_BYTES: dict[int, int] = {_RELIABLE: 8 * 1024 * 1024, _LOSSY: 256 * 1024}
 _ANSWER_TIMEOUT_S = 15.0
+_CLOSE_WAIT_S = 5.0
 _OFFER_REQUEST_RETRY_S = 5.0
 
 
@@ -267,6 +267,9 @@ class RtcTransport:
         self._connected = False
         self._closed = False
         self._data = _DataChannels()
+        # peer connection work runs in tasks of its own: aiortc's ICE gathering leaks sockets
+        # when cancelled halfway, so a cancelled caller must not cancel the work itself
+        self._operations: set[asyncio.Task[None]] = set()
 
     # -- signalling (subclasses) ------------------------------------------------------------
 
@@ -325,24 +328,50 @@ class RtcTransport:
         return False
 
     async def close(self) -> None:
+        """Stop forwarding, let running peer connection work finish, close the connections."""
         self._closed = True
         for slot in self._slots:
             if slot.source is not None:
                 slot.source.fanout.remove_sink(slot.track)
             slot.track.stop()
         self._wanted.clear()
+        self._stop_negotiating()
+        if self._operations:
+            await asyncio.wait(set(self._operations), timeout=_CLOSE_WAIT_S)
+        for pc in self._peer_connections():
+            await pc.close()
 
     # -- helpers for subclasses ---------------------------------------------------------------
+
+    def _peer_connections(self) -> list[RTCPeerConnection]:
+        raise NotImplementedError
+
+    def _stop_negotiating(self) -> None:
+        """Make a waiting negotiation return (it must not be cancelled, see ``_operations``)."""
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name=name)
+        self._operations.add(task)
+        task.add_done_callback(self._operations.discard)
+        return task
+
+    async def _run(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` to its end even when the awaiting task is cancelled."""
+        await asyncio.shield(self._spawn(work, name))
 
     def _changed(self) -> None:
         self._dirty = True
 
     def _release(self, slot: _Slot) -> None:
         if slot.source is not None:
-            slot.source.fanout.remove_sink(slot.track)
+            slot.source.fanout.remove_sink(slot.track)  # gives the track a fresh idle id
         slot.source = None
         slot.released_generation = self._generation
         slot.transceiver.direction = "inactive"
+        # aiortc writes an a=msid line even for inactive m-lines; two equal ones make the SDK
+        # reject the description (and abort), so an idle slot must not keep the track's msid
+        slot.transceiver.sender.replaceTrack(slot.track)
+        slot.transceiver.sender._stream_id = "-"
 
     def _free_slots(self) -> list[_Slot]:
         return [
@@ -420,6 +449,9 @@ class SinglePcTransport(RtcTransport):
                 self._data.use(kind, channel)
 
     async def handle_offer(self, sdp: str) -> None:
+        await self._run(self._answer_offer(sdp), "answer")
+
+    async def _answer_offer(self, sdp: str) -> None:
         async with self._lock:
             if self._closed:
                 return
@@ -448,9 +480,8 @@ class SinglePcTransport(RtcTransport):
     async def add_ice_candidate(self, target: int, candidate_init: str) -> None:
         await self._publisher.add_candidate(candidate_init)
 
-    async def close(self) -> None:
-        await super().close()
-        await self._pc.close()
+    def _peer_connections(self) -> list[RTCPeerConnection]:
+        return [self._pc]
 
     def _changed(self) -> None:
         super()._changed()
@@ -503,7 +534,6 @@ class DualPcTransport(RtcTransport):
         self._subscriber_candidates: list[str] = []
         self._answer: asyncio.Future[str] | None = None
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._watch_connection(self._subscriber_pc, primary=True)
         self._watch_connection(self._publisher_pc, primary=False)
 
@@ -523,11 +553,14 @@ class DualPcTransport(RtcTransport):
     def start(self, name: str) -> None:
         """Begin negotiating the subscriber connection (its first offer goes out now)."""
         self._dirty = True
-        self._task = asyncio.create_task(self._negotiate(), name=f"negotiate:{name}")
+        self._spawn(self._negotiate(), name=f"negotiate:{name}")
         self._wake.set()
 
     async def handle_offer(self, sdp: str) -> None:
         """The client's publisher offer."""
+        await self._run(self._answer_offer(sdp), "answer")
+
+    async def _answer_offer(self, sdp: str) -> None:
         if self._closed:
             return
         offer = SessionDescription.parse(sdp)
@@ -557,14 +590,13 @@ class DualPcTransport(RtcTransport):
         else:
             await _add_candidate(self._subscriber_pc, candidate_init)
 
-    async def close(self) -> None:
-        await super().close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        await self._subscriber_pc.close()
-        await self._publisher_pc.close()
+    def _peer_connections(self) -> list[RTCPeerConnection]:
+        return [self._subscriber_pc, self._publisher_pc]
+
+    def _stop_negotiating(self) -> None:
+        self._wake.set()
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result("")  # an empty answer: the negotiation ends unapplied
 
     def _changed(self) -> None:
         super()._changed()
@@ -572,15 +604,15 @@ class DualPcTransport(RtcTransport):
 
     async def _negotiate(self) -> None:
         """Send subscriber offers whenever subscriptions changed, one at a time."""
-        while not self._closed:
+        while True:
             await self._wake.wait()
             self._wake.clear()
+            if self._closed:
+                return
             if not self._dirty:
                 continue
             try:
                 await self._offer_once()
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 logger.exception("subscriber negotiation failed")
 
@@ -596,6 +628,8 @@ class DualPcTransport(RtcTransport):
                 self._apply_subscriptions()
             offer = await pc.createOffer()
             await pc.setLocalDescription(offer)
+            if self._closed:
+                return
             self._answer = asyncio.get_running_loop().create_future()
             response = rtc.SignalResponse()
             response.offer.type = "offer"
@@ -606,6 +640,8 @@ class DualPcTransport(RtcTransport):
                 sdp = await asyncio.wait_for(self._answer, _ANSWER_TIMEOUT_S)
             except TimeoutError:
                 logger.warning("client did not answer the subscriber offer")
+                return
+            if self._closed or not sdp:
                 return
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             early, self._subscriber_candidates = self._subscriber_candidates, []

@@ -13,7 +13,7 @@ from api.auth import SERVICE_USER, Role
 from api.context import context, principal
 from api.db.enums import ParticipantRole
 from api.db.records import ParticipantRecord, SessionCursor
-from api.errors import ValidationFailed
+from api.errors import NotFound, ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
 from api.routes.common import scoped_session, session_out
@@ -97,7 +97,7 @@ async def end_session(request: web.Request) -> web.Response:
     repo = context(request).repository
     ended = await repo.end_session(scoped.session.id, reason="ended_by_api")
     if ended is None:
-        return json_model(session_out(scoped.session, scoped.job))  # deleted meanwhile
+        raise NotFound("no such session")  # deleted meanwhile
     return json_model(session_out(ended, await repo.get_job(ended.id)))
 
 

@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from api import exports
-from api.context import context
+from api.context import context, principal
 from api.db.records import SegmentCursor, SegmentRecord, SessionRecord
 from api.db.repository import Repository
-from api.errors import ValidationFailed
+from api.errors import NotFound, ValidationFailed
 from api.exports import ExportFormat, ExportHeader, ExportSegment
 from api.http import json_model, parse_query
 from api.openapi import Operation, Reply
-from api.routes.common import scoped_session
+from api.routes.common import SLUG_RE, scoped_session
 from api.schemas import SegmentOut, TranscriptExport, TranscriptPage, TranscriptQuery
 
 # rows fetched per query while streaming an export
@@ -28,7 +28,8 @@ def speaker_name(segment: SegmentRecord) -> str:
 
 
 def _segment_out(segment: SegmentRecord) -> SegmentOut:
-    return SegmentOut(
+    # rows from the database already have the schema's types: skip validation (hot path)
+    return SegmentOut.model_construct(
         id=segment.id,
         utterance_id=segment.utterance_id,
         speaker=speaker_name(segment),
@@ -63,18 +64,34 @@ async def _batches(repo: Repository, session_id: int) -> AsyncIterator[list[Expo
 
 
 async def transcript(request: web.Request) -> web.StreamResponse:
-    scoped = await scoped_session(request)
+    who = principal(request)
     query = parse_query(request, TranscriptQuery)
-    repo = context(request).repository
+    ctx = context(request)
     if query.format is not None:
-        return await _download(request, repo, scoped.session, ExportFormat(query.format.value))
+        scoped = await scoped_session(request)
+        return await _download(
+            request, ctx.repository, scoped.session, ExportFormat(query.format.value)
+        )
     after = None
     if query.cursor:
         try:
             after = SegmentCursor.decode(query.cursor)
         except ValueError as exc:
             raise ValidationFailed("cursor: invalid cursor") from exc
-    page = await repo.transcript_page(scoped.session.id, q=query.q, after=after, limit=query.limit)
+    if query.q is not None:
+        scoped = await scoped_session(request)
+        page = await ctx.repository.transcript_page(
+            scoped.session.id, q=query.q, after=after, limit=query.limit
+        )
+    else:
+        # the hot path: session and page in one statement (see api.queries.TranscriptReader)
+        slug = request.match_info["slug"]
+        found = None
+        if SLUG_RE.match(slug):
+            found = await ctx.transcripts.page(slug, after=after, limit=query.limit)
+        if found is None or not who.can_see_space(found[0].space_id):
+            raise NotFound("no such session")
+        page = found[1]
     return json_model(
         TranscriptPage(
             items=[_segment_out(s) for s in page.items],

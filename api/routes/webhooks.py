@@ -50,8 +50,11 @@ def _clean(value: str, limit: int) -> str:
     return value.replace("\x00", "")[:limit]
 
 
+_HANDLED = frozenset({"participant_joined", "participant_left", "room_finished"})
+
+
 async def _handle(ctx: ApiContext, notice: WebhookNotice) -> str:
-    if notice.event not in ("participant_joined", "participant_left", "room_finished"):
+    if notice.event not in _HANDLED:
         return "ignored"
     if not SLUG_RE.match(notice.room_name):
         return "unknown_room"
@@ -102,7 +105,8 @@ async def livekit_webhook(request: web.Request) -> web.Response:
         ctx.metrics.webhooks.labels("unverified", "rejected").inc()
         raise
     outcome = await _handle(ctx, notice)
-    ctx.metrics.webhooks.labels(notice.event or "unknown", outcome).inc()
+    event_label = notice.event if notice.event in _HANDLED else "other"
+    ctx.metrics.webhooks.labels(event_label, outcome).inc()
     logger.info(
         "livekit webhook", extra={"event": notice.event, "outcome": outcome, "id": notice.event_id}
     )

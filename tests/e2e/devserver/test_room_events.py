@@ -192,3 +192,31 @@ async def test_room_closes_after_last_non_agent_leaves(devserver: DevServerProce
 def test_frequency_helper_finds_a_tone() -> None:
     t = np.arange(48_000) / 48_000
     assert abs(dominant_frequency_hz(np.sin(2 * np.pi * 440 * t) * 1000) - 440) < 1.5
+
+
+async def test_unsubscribe_and_subscribe_again(devserver: DevServerProcess) -> None:
+    """Selective subscription: the listener turns a track off and on again."""
+    room = room_name("resub")
+    async with (
+        connected(
+            devserver.url,
+            token("listener", room),
+            options=rtc.RoomOptions(auto_subscribe=False),
+            events=TRACK_EVENTS,
+        ) as (_, events),
+        connected(devserver.url, token("speaker", room)) as (speaker, _),
+    ):
+        source, _, publication = await publish_audio(speaker)
+        player = asyncio.create_task(play_forever(source, 610.0))
+        try:
+            (remote_publication, _) = await events.wait("track_published")
+            assert remote_publication.sid == publication.sid
+            assert events.unreturned("track_subscribed") == 0  # auto-subscribe is off
+            for _ in range(2):
+                remote_publication.set_subscribed(True)
+                track, _, _ = await events.wait("track_subscribed")
+                assert abs(await frequency_of(track) - 610.0) < 3.0
+                remote_publication.set_subscribed(False)
+                await events.wait("track_unsubscribed")
+        finally:
+            player.cancel()

@@ -127,6 +127,9 @@ async def test_python_m_api_serves_and_stops_on_sigterm(database_url: str) -> No
         assert process.stderr is not None
         log = (await process.stderr.read()).decode()
         assert '"message": "api listening"' in log and JWT_SECRET not in log
+        # one JSON line per request, by route template (no raw paths, queries or tokens)
+        assert '"message": "request", "method": "GET", "route": "/api/sessions"' in log
+        assert "Bearer" not in log
     finally:
         if process.returncode is None:
             process.kill()

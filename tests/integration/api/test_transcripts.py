@@ -11,9 +11,11 @@ import docx
 import pytest
 import srt
 import webvtt
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.db.records import SessionRecord
+from api.db.records import SessionRecord, TranscriptPage
 from api.db.repository import Repository
+from api.queries import TranscriptReader
 from tests.integration.api.conftest import Client
 from tests.integration.api.support import seed_transcript, user
 
@@ -179,3 +181,31 @@ async def test_transcript_of_another_space_is_404(client: Client, session: Sessi
             headers=user("x", space="space-b"),
         )
         assert response.status == 404
+
+
+async def test_one_statement_reader_returns_what_the_repository_does(
+    repo: Repository, sessionmaker: async_sessionmaker[AsyncSession], session: SessionRecord
+) -> None:
+    """The API's hot-path read (api.queries.TranscriptReader) is the repository's page."""
+    engine = sessionmaker.kw["bind"]
+    reader = TranscriptReader(engine)
+    after = None
+    for limit in (1, 2, 5):
+        found = await reader.page(session.slug, after=after, limit=limit)
+        assert found is not None
+        record, page = found
+        assert record == await repo.get_session(session.slug)
+        assert page == await repo.transcript_page(session.id, after=after, limit=limit)
+        after = page.next_cursor
+    assert await reader.page("no-such-slug", after=None, limit=10) is None
+    empty = await repo.create_session(space_id="space-a", created_by="x")
+    found = await reader.page(empty.slug, after=None, limit=10)
+    assert found is not None and found[1] == TranscriptPage(items=[], next_cursor=None)
+
+
+async def test_missing_session_transcript_is_404(client: Client) -> None:
+    for params in ({}, {"cursor": "MTox"}, {"q": "x"}, {"format": "txt"}):
+        response = await client.get(
+            "/api/sessions/nosuchsession/transcript", params=params, headers=user("x")
+        )
+        assert response.status == 404, params

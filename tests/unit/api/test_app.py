@@ -9,7 +9,8 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from api.app import create_app
+from api.app import create_app, operations
+from api.openapi import build_document
 from api.settings import ApiSettings
 
 SETTINGS = ApiSettings(
@@ -95,3 +96,32 @@ async def test_metrics_count_requests_by_route_template(
     assert 'transcriber_http_requests_total{method="GET",route="/health",status="200"} 1.0' in text
     assert 'route="unmatched",status="404"' in text
     assert "transcriber_http_request_duration_seconds_bucket" in text
+
+
+def test_every_reference_in_the_document_resolves() -> None:
+    document = build_document(operations(), title="t", version="1")
+    refs: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("$ref"), str):
+                refs.append(node["$ref"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(document)
+    assert refs
+    for ref in refs:
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.removeprefix("#/components/schemas/") in document["components"]["schemas"]
+
+
+def test_query_enums_are_inlined_with_the_field_description() -> None:
+    document = build_document(operations(), title="t", version="1")
+    params = {p["name"]: p for p in document["paths"]["/api/sessions"]["get"]["parameters"]}
+    assert params["status"]["schema"]["enum"] == ["CREATED", "LIVE", "ENDED", "EXPIRED"]
+    assert params["status"]["description"] == "Only sessions in this status"
+    assert "required" not in params["cursor"]["schema"] and not params["cursor"]["required"]
