@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-unit check fmt bench demo clean
+.PHONY: setup test test-unit check fmt bench bench-engine bench-bot bench-devserver bench-api demo clean
 
 setup: $(STAMP)
 
@@ -32,8 +32,20 @@ fmt: setup
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: setup
+# All benchmarks; the bot and dev server ones need root (they create a network namespace).
+bench: bench-engine bench-api bench-devserver bench-bot
+
+bench-engine: setup
 	$(PY) -m bench.engine
+
+bench-api: setup
+	$(PY) -m bench.api
+
+bench-devserver: setup
+	$(PY) -m bench.devserver
+
+bench-bot: setup
+	$(PY) -m bench.bot
 
 demo: setup
 	$(PY) -m bot.demo

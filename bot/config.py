@@ -108,9 +108,10 @@ class BotSettings(EngineSettings):
     spool_dir: Path = Path(".data/spool")
     transcription_cost_per_minute: Decimal = Field(default=Decimal("0.01"), ge=0)
     transcription_currency: str = "USD"
-    max_tracks_per_session: int | None = Field(default=None, ge=1)
-    max_tracks_per_user: int | None = Field(default=None, ge=1)
-    monthly_minutes_quota: int | None = Field(default=None, ge=0)
+    # The same limits (and variables) as the API's; 0 = no limit.
+    max_tracks_per_session: int = Field(default=16, ge=0)
+    max_tracks_per_user: int = Field(default=32, ge=0)
+    space_monthly_minutes_quota: int = Field(default=0, ge=0)
     bot_http_host: str = "0.0.0.0"
     bot_http_port: int = Field(default=8081, ge=0, le=65535)
     drain_timeout_s: float = Field(default=30.0, ge=0)

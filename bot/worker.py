@@ -100,9 +100,9 @@ class StorageObserver:
         self._unopened: dict[str, Speaker] = {}
         self._ended: set[str] = set()
         self._limits = TranscriptionLimits(
-            max_tracks_per_session=settings.max_tracks_per_session,
-            max_tracks_per_user=settings.max_tracks_per_user,
-            monthly_minutes_quota=settings.monthly_minutes_quota,
+            max_tracks_per_session=settings.max_tracks_per_session or None,
+            max_tracks_per_user=settings.max_tracks_per_user or None,
+            monthly_minutes_quota=settings.space_monthly_minutes_quota or None,
         )
 
     async def participant_joined(self, identity: str, name: str) -> None:
