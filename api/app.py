@@ -19,7 +19,7 @@ from api.errors import error_middleware
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
 from api.openapi import Operation, build_document
-from api.queries import TranscriptReader
+from api.queries import TranscriptReader, UsageReader
 from api.routes import sessions, system, transcripts, usage, webhooks
 from api.settings import ApiSettings
 
@@ -49,13 +49,15 @@ def create_app(
     settings: ApiSettings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> web.Application:
     ops = operations()
+    engine = _engine_of(sessionmaker)
     metrics = ApiMetrics()
     secret = settings.livekit_api_secret
     ctx = ApiContext(
         settings=settings,
         sessionmaker=sessionmaker,
         repository=Repository(sessionmaker),
-        transcripts=TranscriptReader(_engine_of(sessionmaker)),
+        transcripts=TranscriptReader(engine),
+        usage=UsageReader(engine),
         authenticator=Authenticator(
             settings.api_jwt_secret.get_secret_value() if settings.api_jwt_secret else None,
             settings.api_admin_key.get_secret_value() if settings.api_admin_key else None,

@@ -13,7 +13,7 @@ from api.db.records import TranscriptionLimits
 from api.db.repository import Repository
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
-from api.queries import TranscriptReader
+from api.queries import TranscriptReader, UsageReader
 from api.settings import ApiSettings
 
 
@@ -23,6 +23,7 @@ class ApiContext:
     sessionmaker: async_sessionmaker[AsyncSession]
     repository: Repository
     transcripts: TranscriptReader
+    usage: UsageReader
     authenticator: Authenticator
     livekit: LiveKitGateway
     metrics: ApiMetrics

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from api.db.enums import JobStatus, ParticipantRole, SessionStatus
 from api.db.models import LANGUAGE_LEN, NAME_LEN, USER_ID_LEN
+from api.exports import ExportFormat
 
 
 def _storable(value: str) -> str:
@@ -132,21 +133,13 @@ class ParticipantList(BaseModel):
 # ---- transcripts ------------------------------------------------------------------------------
 
 
-class TranscriptFormat(enum.StrEnum):
-    SRT = "srt"
-    VTT = "vtt"
-    TXT = "txt"
-    DOCX = "docx"
-    JSON = "json"
-
-
 class TranscriptQuery(_Query):
     limit: int = Field(default=100, ge=1, le=500)
     cursor: str | None = Field(default=None, max_length=200, description="From next_cursor")
     q: StorableStr | None = Field(
         default=None, min_length=1, max_length=200, description="Full-text search (ru/en stemming)"
     )
-    format: TranscriptFormat | None = Field(
+    format: ExportFormat | None = Field(
         default=None, description="Download the whole transcript in this format instead of a page"
     )
 

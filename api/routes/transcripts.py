@@ -69,9 +69,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     if query.format is not None:
         scoped = await scoped_session(request)
-        return await _download(
-            request, ctx.repository, scoped.session, ExportFormat(query.format.value)
-        )
+        return await _download(request, ctx.repository, scoped.session, query.format)
     after = None
     if query.cursor:
         try:

@@ -124,7 +124,7 @@ async def usage_report(request: web.Request) -> web.Response:
     date_from, date_to = report_range(query, dt.datetime.now(dt.UTC).date())
     start = dt.datetime.combine(date_from, dt.time(), dt.UTC)
     end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(), dt.UTC)
-    report = await context(request).repository.usage_report(
+    report = await context(request).usage.report(
         start=start,
         end=end,
         group_by=records.UsageGroupBy(query.group_by.value),

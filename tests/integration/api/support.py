@@ -7,6 +7,7 @@ import hashlib
 import time
 from decimal import Decimal
 
+from aiohttp import ClientResponse
 from google.protobuf.json_format import MessageToJson
 from livekit.api import AccessToken
 from livekit.protocol.models import ParticipantInfo, Room
@@ -20,6 +21,13 @@ JWT_SECRET = "integration-jwt-secret-0123456789abcdef"
 ADMIN_KEY = "integration-admin-key-0123456789"
 LIVEKIT_KEY = "APIintegration"
 LIVEKIT_SECRET = "integration-livekit-secret-0123456789abcdef"
+
+
+async def error_of(response: ClientResponse) -> tuple[int, str]:
+    """Status and code of an error response, checking the body is the one error shape."""
+    body = await response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
+    return response.status, str(body["error"]["code"])
 
 
 def user(sub: str, space: str = "space-a", role: str = "member") -> dict[str, str]:

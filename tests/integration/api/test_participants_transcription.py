@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from livekit.api import TokenVerifier
 
 from api.db.enums import JobStatus, ParticipantRole, SessionStatus
@@ -14,6 +12,7 @@ from tests.integration.api.support import (
     LIVEKIT_KEY,
     LIVEKIT_SECRET,
     admin,
+    error_of,
     seed_usage,
     user,
 )
@@ -21,11 +20,6 @@ from tests.integration.api.support import (
 
 async def _session(repo: Repository, owner: str = "alice", space: str = "space-a") -> SessionRecord:
     return await repo.create_session(space_id=space, created_by=owner, title="t")
-
-
-async def _error(response: Any) -> tuple[int, str]:
-    body = await response.json()
-    return int(response.status), str(body["error"]["code"])
 
 
 async def test_token_is_a_livekit_access_token_for_the_caller(
@@ -55,15 +49,15 @@ async def test_token_is_a_livekit_access_token_for_the_caller(
 async def test_token_failures(client: Client, make_client: MakeClient, repo: Repository) -> None:
     session = await _session(repo)
     path = f"/api/sessions/{session.slug}/token"
-    assert await _error(await client.get(path, headers=admin())) == (400, "user_required")
+    assert await error_of(await client.get(path, headers=admin())) == (400, "user_required")
     assert (await client.get(path, headers=admin(user_id="svc"))).status == 200
-    assert await _error(await client.get(path)) == (401, "unauthorized")
+    assert await error_of(await client.get(path)) == (401, "unauthorized")
     await repo.end_session(session.id)
-    assert await _error(await client.get(path, headers=user("a"))) == (409, "session_not_active")
+    assert await error_of(await client.get(path, headers=user("a"))) == (409, "session_not_active")
     unconfigured = await make_client(livekit_api_key=None, livekit_api_secret=None)
     other = await _session(repo)
     response = await unconfigured.get(f"/api/sessions/{other.slug}/token", headers=user("a"))
-    assert await _error(response) == (503, "livekit_not_configured")
+    assert await error_of(response) == (503, "livekit_not_configured")
 
 
 async def test_registration_marks_live_and_requests_transcription(
@@ -92,27 +86,30 @@ async def test_registration_marks_live_and_requests_transcription(
 async def test_registration_failures(client: Client, repo: Repository) -> None:
     session = await _session(repo)
     path = f"/api/sessions/{session.slug}/participants/join"
-    assert await _error(await client.post(path, json={"name": 1}, headers=user("a"))) == (
+    assert await error_of(await client.post(path, json={"name": 1}, headers=user("a"))) == (
         422,
         "validation_error",
     )
     response = await client.post(path, json={"nick": "x"}, headers=user("a"))
-    assert await _error(response) == (422, "validation_error")
+    assert await error_of(response) == (422, "validation_error")
     json_type = {"Content-Type": "application/json"}
     response = await client.post(path, data=b"{oops", headers=user("a") | json_type)
-    assert await _error(response) == (400, "invalid_json")
+    assert await error_of(response) == (400, "invalid_json")
     response = await client.post(path, data=b"\xff\xfe", headers=user("a") | json_type)
-    assert await _error(response) == (400, "invalid_json")
+    assert await error_of(response) == (400, "invalid_json")
     response = await client.post(path, data=b"[1]", headers=user("a") | json_type)
-    assert await _error(response) == (422, "validation_error")
+    assert await error_of(response) == (422, "validation_error")
     response = await client.post(path, data=b"name=x", headers=user("a"))
-    assert await _error(response) == (415, "unsupported_media_type")
+    assert await error_of(response) == (415, "unsupported_media_type")
     response = await client.post(path, json={"name": "a\u0000b"}, headers=user("a"))
-    assert await _error(response) == (422, "validation_error")
-    assert await _error(await client.post(path, json={}, headers=admin())) == (400, "user_required")
+    assert await error_of(response) == (422, "validation_error")
+    assert await error_of(await client.post(path, json={}, headers=admin())) == (
+        400,
+        "user_required",
+    )
     await repo.end_session(session.id)
     response = await client.post(path, json={}, headers=user("a"))
-    assert await _error(response) == (409, "session_not_active")
+    assert await error_of(response) == (409, "session_not_active")
     assert await repo.list_participants(session.id) == []
 
 
@@ -142,17 +139,17 @@ async def test_start_and_stop_transcription(client: Client, repo: Repository) ->
 async def test_transcription_failures(client: Client, repo: Repository) -> None:
     session = await _session(repo)
     base = f"/api/sessions/{session.slug}/transcription"
-    assert await _error(await client.post(f"{base}/start")) == (401, "unauthorized")
+    assert await error_of(await client.post(f"{base}/start")) == (401, "unauthorized")
     none = await (await client.post(f"{base}/stop", headers=user("a"))).json()
     assert none["transcription"] is None  # nothing to stop: unchanged
     await repo.end_session(session.id)
     response = await client.post(f"{base}/start", headers=user("a"))
-    assert await _error(response) == (409, "session_not_active")
+    assert await error_of(response) == (409, "session_not_active")
     other_space = await _session(repo, space="space-b")
     response = await client.post(
         f"/api/sessions/{other_space.slug}/transcription/start", headers=user("a")
     )
-    assert await _error(response) == (404, "not_found")
+    assert await error_of(response) == (404, "not_found")
 
 
 async def test_limit_tracks_per_session(make_client: MakeClient, repo: Repository) -> None:
@@ -163,7 +160,7 @@ async def test_limit_tracks_per_session(make_client: MakeClient, repo: Repositor
     assert (await client.post(path, headers=user("alice"))).status == 200
     await seed_usage(repo, session, "p2", "10", close=False)
     response = await client.post(path, headers=user("alice"))
-    assert await _error(response) == (429, "session_track_limit")
+    assert await error_of(response) == (429, "session_track_limit")
     # registration still works, and says why transcription was not requested
     await repo.stop_transcription(session.id)
     joined = await (
@@ -181,7 +178,7 @@ async def test_limit_tracks_per_user(make_client: MakeClient, repo: Repository) 
     response = await client.post(
         f"/api/sessions/{second.slug}/transcription/start", headers=user("alice")
     )
-    assert await _error(response) == (429, "user_track_limit")
+    assert await error_of(response) == (429, "user_track_limit")
     response = await client.post(
         f"/api/sessions/{second.slug}/transcription/start", headers=user("bob")
     )
@@ -197,7 +194,7 @@ async def test_monthly_quota_default_and_per_space(
     path = f"/api/sessions/{session.slug}/transcription/start"
     assert (await client.post(path, headers=user("a"))).status == 200
     await seed_usage(repo, session, "p2", "1")  # 1 more: 5 of 5 used
-    assert await _error(await client.post(path, headers=user("a"))) == (429, "quota_exceeded")
+    assert await error_of(await client.post(path, headers=user("a"))) == (429, "quota_exceeded")
 
     quota = await (await client.get("/api/quota", headers=user("a"))).json()
     assert quota == {
@@ -208,15 +205,15 @@ async def test_monthly_quota_default_and_per_space(
     }
     # only the admin key sets a space's own quota
     response = await client.put("/api/quota", json={"monthly_minutes": 100}, headers=user("a"))
-    assert await _error(response) == (403, "forbidden")
+    assert await error_of(response) == (403, "forbidden")
     response = await client.put(
         "/api/quota", json={"monthly_minutes": 100}, headers=user("a", role="admin")
     )
-    assert await _error(response) == (403, "forbidden")
+    assert await error_of(response) == (403, "forbidden")
     response = await client.put(
         "/api/quota", json={"monthly_minutes": -1}, headers=admin("space-a")
     )
-    assert await _error(response) == (422, "validation_error")
+    assert await error_of(response) == (422, "validation_error")
     raised = await client.put("/api/quota", json={"monthly_minutes": 100}, headers=admin("space-a"))
     assert (await raised.json())["source"] == "space"
     assert (await client.post(path, headers=user("a"))).status == 200

@@ -10,7 +10,7 @@ import pytest
 from api.db.enums import JobStatus, SessionStatus
 from api.db.repository import Repository
 from tests.integration.api.conftest import Client
-from tests.integration.api.support import admin, seed_transcript, seed_usage, user
+from tests.integration.api.support import admin, error_of, seed_transcript, seed_usage, user
 
 
 async def _create(client: Client, headers: dict[str, str], **body: Any) -> dict[str, Any]:
@@ -18,12 +18,6 @@ async def _create(client: Client, headers: dict[str, str], **body: Any) -> dict[
     assert response.status == 201, await response.text()
     data: dict[str, Any] = await response.json()
     return data
-
-
-async def _error(response: Any) -> tuple[int, str]:
-    body = await response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}
-    return int(response.status), str(body["error"]["code"])
 
 
 async def test_create_generates_slug_and_owner(client: Client) -> None:
@@ -46,14 +40,14 @@ async def test_get_and_space_isolation(client: Client) -> None:
         response = await client.request(
             method, f"/api/sessions/{slug}{path}", headers=user("mallory", space="space-b")
         )
-        assert await _error(response) == (404, "not_found"), path
+        assert await error_of(response) == (404, "not_found"), path
     response = await client.delete(f"/api/sessions/{slug}", headers=user("m", "space-b", "admin"))
-    assert await _error(response) == (404, "not_found")
-    assert await _error(await client.get("/api/sessions/nosuchslug", headers=user("a"))) == (
+    assert await error_of(response) == (404, "not_found")
+    assert await error_of(await client.get("/api/sessions/nosuchslug", headers=user("a"))) == (
         404,
         "not_found",
     )
-    assert await _error(await client.get("/api/sessions/%00bad", headers=user("a"))) == (
+    assert await error_of(await client.get("/api/sessions/%00bad", headers=user("a"))) == (
         404,
         "not_found",
     )
@@ -71,9 +65,12 @@ async def test_get_and_space_isolation(client: Client) -> None:
 async def test_missing_or_wrong_credentials_are_401(
     client: Client, headers: dict[str, str]
 ) -> None:
-    assert await _error(await client.get("/api/sessions", headers=headers)) == (401, "unauthorized")
+    assert await error_of(await client.get("/api/sessions", headers=headers)) == (
+        401,
+        "unauthorized",
+    )
     response = await client.post("/api/sessions", json={}, headers=headers)
-    assert await _error(response) == (401, "unauthorized")
+    assert await error_of(response) == (401, "unauthorized")
 
 
 async def test_list_newest_first_paginated_expired_hidden(client: Client, repo: Repository) -> None:
@@ -120,7 +117,7 @@ async def test_list_newest_first_paginated_expired_hidden(client: Client, repo: 
 )
 async def test_list_bad_query_is_422(client: Client, params: dict[str, str]) -> None:
     response = await client.get("/api/sessions", params=params, headers=user("x"))
-    assert await _error(response) == (422, "validation_error")
+    assert await error_of(response) == (422, "validation_error")
 
 
 async def test_end_by_creator_or_admin_only(client: Client, repo: Repository) -> None:
@@ -129,7 +126,7 @@ async def test_end_by_creator_or_admin_only(client: Client, repo: Repository) ->
     assert record is not None
     await repo.request_transcription(record.id)
     response = await client.post(f"/api/sessions/{slug}/end", headers=user("bob"))
-    assert await _error(response) == (403, "forbidden")
+    assert await error_of(response) == (403, "forbidden")
     response = await client.post(f"/api/sessions/{slug}/end", headers=user("alice"))
     body = await response.json()
     assert response.status == 200 and body["status"] == "ENDED" and body["ended_at"]
@@ -147,13 +144,13 @@ async def test_delete_removes_session_data_but_keeps_billing(
     await seed_transcript(repo, record, [("alice", "Алиса", 0, 1000, "Привет")])
     await seed_usage(repo, record, "alice", "61")
     response = await client.delete(f"/api/sessions/{slug}", headers=user("bob"))
-    assert await _error(response) == (403, "forbidden")
+    assert await error_of(response) == (403, "forbidden")
     response = await client.delete(f"/api/sessions/{slug}", headers=user("alice"))
     assert response.status == 204
     assert await repo.get_session(slug) is None
     assert await repo.list_participants(record.id) == []
     assert (await repo.transcript_page(record.id)).items == []
-    assert await _error(await client.get(f"/api/sessions/{slug}", headers=user("a"))) == (
+    assert await error_of(await client.get(f"/api/sessions/{slug}", headers=user("a"))) == (
         404,
         "not_found",
     )
@@ -168,7 +165,7 @@ async def test_delete_removes_session_data_but_keeps_billing(
 
 async def test_admin_key_names_space_and_user_with_headers(client: Client) -> None:
     response = await client.post("/api/sessions", json={}, headers=admin())
-    assert await _error(response) == (400, "space_required")
+    assert await error_of(response) == (400, "space_required")
     created = await _create(client, admin("space-z", "svc-user"))
     assert (created["space_id"], created["created_by"]) == ("space-z", "svc-user")
     anonymous = await _create(client, admin("space-z"))
@@ -176,11 +173,11 @@ async def test_admin_key_names_space_and_user_with_headers(client: Client) -> No
     # the key sees every space by slug; with X-Space-Id it is held to that space
     assert (await client.get(f"/api/sessions/{created['slug']}", headers=admin())).status == 200
     response = await client.get(f"/api/sessions/{created['slug']}", headers=admin("space-a"))
-    assert await _error(response) == (404, "not_found")
+    assert await error_of(response) == (404, "not_found")
     listed = await (await client.get("/api/sessions", headers=admin("space-z"))).json()
     assert {s["slug"] for s in listed["items"]} == {created["slug"], anonymous["slug"]}
     response = await client.get("/api/sessions", headers={**admin(), "X-Space-Id": "x" * 65})
-    assert await _error(response) == (400, "bad_request")
+    assert await error_of(response) == (400, "bad_request")
 
 
 async def test_session_body_shows_transcription_status(client: Client, repo: Repository) -> None:

@@ -13,8 +13,9 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.db.models import TrackUsage
-from api.db.records import SessionRecord
+from api.db.records import SessionRecord, UsageGroupBy
 from api.db.repository import Repository
+from api.queries import UsageReader
 from tests.integration.api.conftest import Client
 from tests.integration.api.support import admin, seed_usage, user
 
@@ -169,3 +170,31 @@ async def test_bad_report_query_is_422(client: Client, params: dict[str, str]) -
     response = await client.get("/api/usage", params=params, headers=user("a", role="admin"))
     assert response.status == 422
     assert (await response.json())["error"]["code"] == "validation_error"
+
+
+@pytest.mark.parametrize("group_by", ["day", "participant", "user", "session"])
+@pytest.mark.parametrize("user_id", [None, "bob", "nobody"])
+async def test_usage_reader_returns_what_the_repository_does(
+    repo: Repository,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    sessions: tuple[SessionRecord, SessionRecord],
+    group_by: str,
+    user_id: str | None,
+) -> None:
+    """The API's prepared-statement report (api.queries.UsageReader) is the repository's."""
+    one, _ = sessions
+    await seed_usage(repo, one, "carol", "3600.001", track_sid="TR_carol_2", price="0.02")
+    await repo.delete_session(one.id)  # detached rows (billing history) group under None
+    reader = UsageReader(sessionmaker.kw["bind"])
+    start = dt.datetime.combine(TODAY.replace(day=1), dt.time(), dt.UTC)
+    end = start + dt.timedelta(days=40)
+    args: dict[str, Any] = {
+        "start": start,
+        "end": end,
+        "group_by": UsageGroupBy(group_by),
+        "space_id": "space-a",
+        "user_id": user_id,
+    }
+    mine = await reader.report(**args)
+    assert mine == await repo.usage_report(**args)
+    assert (mine.groups != []) == (user_id != "nobody")
