@@ -92,13 +92,19 @@ def _label(segment: ExportSegment) -> str:
     return _one_line(segment.speaker) or _one_line(segment.speaker_identity) or "Speaker"
 
 
-def render_srt(segments: Iterable[ExportSegment], *, first_index: int = 1) -> Iterator[str]:
-    """SubRip: one numbered cue per segment, ``Speaker: text``."""
+def _spoken(segment: ExportSegment, labels: bool) -> str:
+    text = _one_line(segment.text)
+    return f"{_label(segment)}: {text}" if labels else text
+
+
+def render_srt(
+    segments: Iterable[ExportSegment], *, first_index: int = 1, labels: bool = True
+) -> Iterator[str]:
+    """SubRip: one numbered cue per segment, ``Speaker: text`` (``text`` without labels)."""
     for index, segment in enumerate(segments, start=first_index):
         start, end = _times(segment)
         yield (
-            f"{index}\n{_clock(start, ',')} --> {_clock(end, ',')}\n"
-            f"{_label(segment)}: {_one_line(segment.text)}\n\n"
+            f"{index}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{_spoken(segment, labels)}\n\n"
         )
 
 
@@ -106,23 +112,26 @@ def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render_vtt(segments: Iterable[ExportSegment], *, header: bool = True) -> Iterator[str]:
+def render_vtt(
+    segments: Iterable[ExportSegment], *, header: bool = True, labels: bool = True
+) -> Iterator[str]:
     """WebVTT with the speaker as a voice span: ``<v Speaker>text``."""
     if header:
         yield "WEBVTT\n\n"
     for segment in segments:
         start, end = _times(segment)
+        voice = f"<v {_vtt_escape(_label(segment))}>" if labels else ""
         yield (
             f"{_clock(start, '.')} --> {_clock(end, '.')}\n"
-            f"<v {_vtt_escape(_label(segment))}>{_vtt_escape(_one_line(segment.text))}\n\n"
+            f"{voice}{_vtt_escape(_one_line(segment.text))}\n\n"
         )
 
 
-def render_txt(segments: Iterable[ExportSegment]) -> Iterator[str]:
+def render_txt(segments: Iterable[ExportSegment], *, labels: bool = True) -> Iterator[str]:
     """Plain text: ``[HH:MM:SS] Speaker: text`` per line."""
     for segment in segments:
         start, _ = _times(segment)
-        yield f"[{_clock(start, '.')[:8]}] {_label(segment)}: {_one_line(segment.text)}\n"
+        yield f"[{_clock(start, '.')[:8]}] {_spoken(segment, labels)}\n"
 
 
 def segment_dict(segment: ExportSegment) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""JSON log lines for the API process: static message, details from ``extra=``."""
+"""Log lines of every process (API, bot): static message, details from ``extra=``; JSON lines
+by default, or text for a terminal."""
 
 from __future__ import annotations
 
@@ -28,9 +29,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
-def configure(level: str = "INFO") -> None:
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        extra = {k: v for k, v in vars(record).items() if k not in _STANDARD and k[:1] != "_"}
+        base = super().format(record)
+        return f"{base} {extra}" if extra else base
+
+
+def configure(level: str = "INFO", fmt: str = "json") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -18,9 +18,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from api import logs
 from bot.config import BotSettings
 from bot.errors import TranscriberError
-from bot.logs import configure_logging
 
 logger = logging.getLogger("bot")
 
@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    configure_logging(settings.log_format)
+    logs.configure("INFO", settings.log_format)
+    # The LiveKit SDK logs every signalling step at INFO.
+    logging.getLogger("livekit").setLevel(logging.WARNING)
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -1,4 +1,5 @@
-"""Final captions as documents: JSON, SRT, WebVTT and plain text."""
+"""Final captions of one file as documents: SRT, WebVTT and text (the API's renderers, without
+speaker labels: a file has one unnamed speaker), and JSON with word timings and confidence."""
 
 from __future__ import annotations
 
@@ -6,41 +7,21 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from api.exports import ExportSegment, render_srt, render_txt, render_vtt
 from bot.pipeline.types import Caption
 
 FORMATS = ("json", "srt", "vtt", "txt")
-
-
-def _clock(ms: int, sep: str) -> str:
-    ms = max(0, ms)
-    h, rest = divmod(ms, 3_600_000)
-    m, rest = divmod(rest, 60_000)
-    s, milli = divmod(rest, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{milli:03d}"
 
 
 def _finals(captions: Sequence[Caption]) -> list[Caption]:
     return [c for c in captions if c.is_final and c.text.strip()]
 
 
-def to_srt(captions: Sequence[Caption]) -> str:
-    blocks = []
-    for i, c in enumerate(_finals(captions), start=1):
-        blocks.append(
-            f"{i}\n{_clock(c.start_ms, ',')} --> {_clock(c.end_ms, ',')}\n{c.text.strip()}\n"
-        )
-    return "\n".join(blocks)
-
-
-def to_vtt(captions: Sequence[Caption]) -> str:
-    blocks = ["WEBVTT\n"]
-    for c in _finals(captions):
-        blocks.append(f"{_clock(c.start_ms, '.')} --> {_clock(c.end_ms, '.')}\n{c.text.strip()}\n")
-    return "\n".join(blocks)
-
-
-def to_txt(captions: Sequence[Caption]) -> str:
-    return "".join(f"[{_clock(c.start_ms, '.')}] {c.text.strip()}\n" for c in _finals(captions))
+def _segments(captions: Sequence[Caption]) -> list[ExportSegment]:
+    return [
+        ExportSegment(c.start_ms, c.end_ms, "", c.text, language=c.language)
+        for c in _finals(captions)
+    ]
 
 
 def to_json(captions: Sequence[Caption], *, model: str) -> str:
@@ -54,11 +35,11 @@ def to_json(captions: Sequence[Caption], *, model: str) -> str:
 
 def render(captions: Sequence[Caption], fmt: str, *, model: str) -> str:
     if fmt == "srt":
-        return to_srt(captions)
+        return "".join(render_srt(_segments(captions), labels=False))
     if fmt == "vtt":
-        return to_vtt(captions)
+        return "".join(render_vtt(_segments(captions), labels=False))
     if fmt == "txt":
-        return to_txt(captions)
+        return "".join(render_txt(_segments(captions), labels=False))
     if fmt == "json":
         return to_json(captions, model=model)
     raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -60,6 +60,24 @@ async def join_speaker(url: str, room: str, identity: str) -> SimulatedSpeaker:
     return speaker
 
 
+async def open_meeting(
+    repo: Repository,
+    livekit: DevServerProcess,
+    start_worker: Callable[..., WorkerProcess],
+    *identities: str,
+    **worker_env: str,
+) -> tuple[SessionRecord, WorkerProcess, CaptionListener, list[SimulatedSpeaker]]:
+    """A session with a job, a ready worker in its room, a listener and joined speakers."""
+    session = await new_session(repo)
+    worker = start_worker("w1", **worker_env)
+    await worker.wait_ready()
+    listener = CaptionListener()
+    await listener.join(livekit.url, session.slug)
+    speakers = [await join_speaker(livekit.url, session.slug, i) for i in identities]
+    await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
+    return session, worker, listener, speakers
+
+
 async def stored_finals(repo: Repository, session_id: int) -> list[tuple[str, str, str | None]]:
     page = await repo.transcript_page(session_id, limit=500)
     return [(s.utterance_id, s.text, s.participant_identity) for s in page.items]
@@ -68,14 +86,9 @@ async def stored_finals(repo: Repository, session_id: int) -> list[tuple[str, st
 async def test_two_speakers_live_captions_stored_and_metered(
     repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    session = await new_session(repo)
-    worker = start_worker("w1")
-    await worker.wait_ready()
-    listener = CaptionListener()
-    await listener.join(livekit.url, session.slug)
-    alice = await join_speaker(livekit.url, session.slug, "alice")
-    bob = await join_speaker(livekit.url, session.slug, "bob")
-    await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
+    session, _, listener, (alice, bob) = await open_meeting(
+        repo, livekit, start_worker, "alice", "bob"
+    )
 
     async def talk(speaker: SimulatedSpeaker, turn: Turn) -> None:
         await speaker.pause(2.0)
@@ -135,13 +148,7 @@ async def test_two_speakers_live_captions_stored_and_metered(
 async def test_late_join_leave_mid_sentence_and_mute(
     repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    session = await new_session(repo)
-    worker = start_worker("w1")
-    await worker.wait_ready()
-    listener = CaptionListener()
-    await listener.join(livekit.url, session.slug)
-    alice = await join_speaker(livekit.url, session.slug, "alice")
-    await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
+    session, _, listener, (alice,) = await open_meeting(repo, livekit, start_worker, "alice")
 
     async def alice_talks() -> None:
         await alice.pause(1.0)
@@ -231,13 +238,9 @@ async def test_database_cut_for_30s_loses_no_final(
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
     await proxy.start()
     proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    session = await new_session(repo)
-    worker = start_worker("w1", DATABASE_URL=proxied, JOB_LEASE_S="90")
-    await worker.wait_ready()
-    listener = CaptionListener()
-    await listener.join(livekit.url, session.slug)
-    alice = await join_speaker(livekit.url, session.slug, "alice")
-    await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
+    session, worker, listener, (alice,) = await open_meeting(
+        repo, livekit, start_worker, "alice", DATABASE_URL=proxied, JOB_LEASE_S="90"
+    )
 
     speech = asyncio.create_task(alice.say(Turn(SONNET, pause_s=1.0)))
     await listener.wait_for(lambda lis: bool(lis.finals("alice")))
@@ -272,14 +275,9 @@ async def test_database_cut_for_30s_loses_no_final(
 async def test_silence_and_noise_tracks_yield_no_captions(
     repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    session = await new_session(repo)
-    worker = start_worker("w1")
-    await worker.wait_ready()
-    listener = CaptionListener()
-    await listener.join(livekit.url, session.slug)
-    quiet = await join_speaker(livekit.url, session.slug, "quiet")
-    noisy = await join_speaker(livekit.url, session.slug, "noisy")
-    await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
+    session, _, listener, (quiet, noisy) = await open_meeting(
+        repo, livekit, start_worker, "quiet", "noisy"
+    )
     rng = np.random.default_rng(3)
     noise = to_pcm48k(rng.normal(0, 0.08, 16_000 * 15).astype(np.float32))
     await asyncio.gather(quiet.pause(15.0), noisy.send(noise))

@@ -5,6 +5,7 @@ import itertools
 
 import numpy as np
 
+from bot.evaluation import number_words
 from bot.pipeline.asr import DecodeRequest
 from bot.pipeline.engine import SpeechEngine, StreamOptions
 from bot.pipeline.types import Caption
@@ -19,20 +20,7 @@ class _FakeSileroVad:
 
 def growing_text(request: DecodeRequest) -> str:
     """More words the longer the audio: like a real decoder on a growing utterance."""
-    words = [
-        "one",
-        "two",
-        "three",
-        "four",
-        "five",
-        "six",
-        "seven",
-        "eight",
-        "nine",
-        "ten",
-        "eleven",
-        "twelve",
-    ]
+    words = [number_words(i) for i in range(1, 13)]
     n = max(1, int(len(request.audio) / 16_000 * 2))
     return " ".join(words[:n])
 
