@@ -195,7 +195,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 await listener.leave()
             finally:
                 worker.stop()
-                server.stop()
+                server.cleanup()
                 with contextlib.suppress(Exception):
                     await repo.delete_session(session.id)
     return report

@@ -34,7 +34,7 @@ def livekit(bot_netns: VethNamespace) -> Iterator[DevServerProcess]:
     try:
         yield server
     finally:
-        server.stop()
+        server.cleanup()
 
 
 @pytest.fixture
