@@ -24,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiortc import (
@@ -119,6 +119,7 @@ class _Slot:
     source: ForwardSource | None = None
     released_generation: int = -1  # generation of the negotiation that may still show the old track
     reported: bool = False  # the participant was told this slot forwards its source
+    carried: set[str] = field(default_factory=set)  # track sids this slot has forwarded
 
     @property
     def mid(self) -> str | None:
@@ -378,18 +379,36 @@ class RtcTransport:
             s for s in self._slots if s.source is None and s.released_generation < self._generation
         ]
 
+    def _plan(self) -> tuple[list[tuple[_Slot, ForwardSource]], int]:
+        """Which free slot each unattached wanted track would take, and how many find none."""
+        attached = {s.source.track_sid for s in self._slots if s.source is not None}
+        free = self._free_slots()
+        placements: list[tuple[_Slot, ForwardSource]] = []
+        unplaced = 0
+        for sid, source in self._wanted.items():
+            if sid in attached:
+                continue
+            # never put a track back on an m-line that carried it before: the SDK remembers
+            # (m-line, stream) pairs it has reported and would not report the track again
+            slot = next((s for s in free if sid not in s.carried), None)
+            if slot is None:
+                unplaced += 1
+            else:
+                free.remove(slot)
+                placements.append((slot, source))
+        return placements, unplaced
+
     def _apply_subscriptions(self) -> int:
         """Attach wanted tracks to free slots; returns how many found no slot."""
         self._dirty = False
-        attached = {s.source.track_sid for s in self._slots if s.source is not None}
-        missing = [source for sid, source in self._wanted.items() if sid not in attached]
-        free = self._free_slots()
-        for slot, source in zip(free, missing, strict=False):
+        placements, unplaced = self._plan()
+        for slot, source in placements:
             self._assign(slot, source)
-        return max(0, len(missing) - len(free))
+        return unplaced
 
     def _assign(self, slot: _Slot, source: ForwardSource) -> None:
         slot.source = source
+        slot.carried.add(source.track_sid)
         slot.reported = False
         slot.track.set_label(source.track_sid)
         sender = slot.transceiver.sender
@@ -497,9 +516,7 @@ class SinglePcTransport(RtcTransport):
             and now_s - self._offer_requested_at < _OFFER_REQUEST_RETRY_S
         ):
             return  # the offer already asked for will pick the change up
-        attached = sum(1 for s in self._slots if s.source is not None)
-        missing = len(self._wanted) - attached
-        needed = max(0, missing - len(self._free_slots()))
+        _, needed = self._plan()
         self._offer_requested_at = now_s
         response = rtc.SignalResponse()
         response.media_sections_requirement.num_audios = needed
@@ -619,7 +636,11 @@ class DualPcTransport(RtcTransport):
     async def _offer_once(self) -> None:
         async with self._lock:
             pc = self._subscriber_pc
-            missing = self._apply_subscriptions()
+            # The first offer carries the data channels only. aiortc bundles on the transport
+            # of whatever it created first (here the data channel's) but, when the answer names
+            # an audio m-line placed before it as the bundle's first, it stops that shared
+            # transport. Media sections added later come after the data section.
+            missing = 0 if self._generation == 0 else self._apply_subscriptions()
             for _ in range(missing):
                 transceiver = pc.addTransceiver("audio", direction="inactive")
                 transceiver.setCodecPreferences(_opus_preferences())  # type: ignore[arg-type]
@@ -647,6 +668,8 @@ class DualPcTransport(RtcTransport):
             early, self._subscriber_candidates = self._subscriber_candidates, []
             for candidate_init in early:
                 await _add_candidate(pc, candidate_init)
+            if self._generation == 0:
+                self._dirty = bool(self._wanted)  # the first offer left every track for later
             self._generation += 1
             self._report_forwarding(self._slots)
             if self._dirty:
