@@ -12,8 +12,10 @@ Two shapes, matching the SDK's two signalling modes:
 
 A *slot* is one outbound audio transceiver with a permanent :class:`DownTrack`; subscribing
 attaches a publisher's :class:`AudioFanout` to a free slot. A released slot is reused only
-after the negotiation that turned it off has completed, so the client never sees one m-line
-switch tracks inside a single description.
+after the negotiation that turned it off has completed (the client never sees one m-line
+switch tracks inside a single description), never for a track it carried before (the SDK
+would not report that track again), and an idle slot shows no track's msid (duplicate msid
+lines make the SDK reject the description and abort).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
-from aiortc.sdp import SessionDescription, candidate_from_sdp
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
 from livekit.protocol import models, rtc
 
 from . import ids
@@ -58,8 +61,8 @@ _OFFER_REQUEST_RETRY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
-class InboundAudio:
-    """A media section the client sends on: a track it publishes."""
+class InboundMedia:
+    """A media section the client sends on: a track it publishes (audio or video)."""
 
     mid: str
     track_id: str  # the msid track id, which is the AddTrackRequest's cid
@@ -70,7 +73,7 @@ class InboundAudio:
 
 @dataclass(frozen=True, slots=True)
 class PublisherMedia:
-    started: tuple[InboundAudio, ...]
+    started: tuple[InboundMedia, ...]
     stopped: tuple[str, ...]  # mids that no longer send
 
 
@@ -101,14 +104,14 @@ def _new_peer_connection() -> RTCPeerConnection:
     )
 
 
-def _opus_payload_type(media: object) -> int | None:
-    for codec in getattr(getattr(media, "rtp", None), "codecs", ()):
-        if codec.mimeType.lower() == "audio/opus":
-            return int(codec.payloadType)
+def _opus_payload_type(media: MediaDescription) -> int | None:
+    for codec in media.rtp.codecs:
+        if codec.mimeType.lower() == "audio/opus" and codec.payloadType is not None:
+            return codec.payloadType
     return None
 
 
-def _opus_preferences() -> list[object]:
+def _opus_preferences() -> list[RTCRtpCodecCapability]:
     return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
 
 
@@ -189,7 +192,7 @@ class _PublisherSide:
     def read_offer_media(self, offer: SessionDescription) -> PublisherMedia:
         """Compare an applied offer with the previous one: which media started or stopped."""
         transceivers = {t.mid: t for t in self.pc.getTransceivers()}
-        started: list[InboundAudio] = []
+        started: list[InboundMedia] = []
         sending: set[str] = set()
         for media in offer.media:
             mid = media.rtp.muxId
@@ -203,7 +206,7 @@ class _PublisherSide:
                 continue
             msid = (media.msid or "").split()
             started.append(
-                InboundAudio(
+                InboundMedia(
                     mid=mid,
                     track_id=msid[1] if len(msid) > 1 else (msid[0] if msid else ""),
                     kind=media.kind,
@@ -643,7 +646,7 @@ class DualPcTransport(RtcTransport):
             missing = 0 if self._generation == 0 else self._apply_subscriptions()
             for _ in range(missing):
                 transceiver = pc.addTransceiver("audio", direction="inactive")
-                transceiver.setCodecPreferences(_opus_preferences())  # type: ignore[arg-type]
+                transceiver.setCodecPreferences(_opus_preferences())
                 self._new_slot(transceiver)
             if missing:
                 self._apply_subscriptions()
