@@ -163,6 +163,11 @@ def build_arg_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ready-file", help="write the URL as JSON to this file once listening")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the parent process exits (for servers started by tests)",
+    )
     return parser
 
 

@@ -76,6 +76,7 @@ class DevServerProcess:
             *self._args,
             "--ready-file",
             str(ready),
+            "--exit-with-parent",  # no orphan server when the test process dies
         ]
         self._log = self.log_path.open("wb")
         self._process = subprocess.Popen(

@@ -12,8 +12,10 @@ Two shapes, matching the SDK's two signalling modes:
 
 A *slot* is one outbound audio transceiver with a permanent :class:`DownTrack`; subscribing
 attaches a publisher's :class:`AudioFanout` to a free slot. A released slot is reused only
-after the negotiation that turned it off has completed, so the client never sees one m-line
-switch tracks inside a single description.
+after the negotiation that turned it off has completed (the client never sees one m-line
+switch tracks inside a single description), never for a track it carried before (the SDK
+would not report that track again), and an idle slot shows no track's msid (duplicate msid
+lines make the SDK reject the description and abort).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiortc import (
@@ -37,7 +39,8 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
-from aiortc.sdp import SessionDescription, candidate_from_sdp
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
 from livekit.protocol import models, rtc
 
 from . import ids
@@ -58,8 +61,8 @@ _OFFER_REQUEST_RETRY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
-class InboundAudio:
-    """A media section the client sends on: a track it publishes."""
+class InboundMedia:
+    """A media section the client sends on: a track it publishes (audio or video)."""
 
     mid: str
     track_id: str  # the msid track id, which is the AddTrackRequest's cid
@@ -70,7 +73,7 @@ class InboundAudio:
 
 @dataclass(frozen=True, slots=True)
 class PublisherMedia:
-    started: tuple[InboundAudio, ...]
+    started: tuple[InboundMedia, ...]
     stopped: tuple[str, ...]  # mids that no longer send
 
 
@@ -101,14 +104,14 @@ def _new_peer_connection() -> RTCPeerConnection:
     )
 
 
-def _opus_payload_type(media: object) -> int | None:
-    for codec in getattr(getattr(media, "rtp", None), "codecs", ()):
-        if codec.mimeType.lower() == "audio/opus":
-            return int(codec.payloadType)
+def _opus_payload_type(media: MediaDescription) -> int | None:
+    for codec in media.rtp.codecs:
+        if codec.mimeType.lower() == "audio/opus" and codec.payloadType is not None:
+            return codec.payloadType
     return None
 
 
-def _opus_preferences() -> list[object]:
+def _opus_preferences() -> list[RTCRtpCodecCapability]:
     return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
 
 
@@ -119,6 +122,7 @@ class _Slot:
     source: ForwardSource | None = None
     released_generation: int = -1  # generation of the negotiation that may still show the old track
     reported: bool = False  # the participant was told this slot forwards its source
+    carried: set[str] = field(default_factory=set)  # track sids this slot has forwarded
 
     @property
     def mid(self) -> str | None:
@@ -188,7 +192,7 @@ class _PublisherSide:
     def read_offer_media(self, offer: SessionDescription) -> PublisherMedia:
         """Compare an applied offer with the previous one: which media started or stopped."""
         transceivers = {t.mid: t for t in self.pc.getTransceivers()}
-        started: list[InboundAudio] = []
+        started: list[InboundMedia] = []
         sending: set[str] = set()
         for media in offer.media:
             mid = media.rtp.muxId
@@ -202,7 +206,7 @@ class _PublisherSide:
                 continue
             msid = (media.msid or "").split()
             started.append(
-                InboundAudio(
+                InboundMedia(
                     mid=mid,
                     track_id=msid[1] if len(msid) > 1 else (msid[0] if msid else ""),
                     kind=media.kind,
@@ -378,18 +382,36 @@ class RtcTransport:
             s for s in self._slots if s.source is None and s.released_generation < self._generation
         ]
 
+    def _plan(self) -> tuple[list[tuple[_Slot, ForwardSource]], int]:
+        """Which free slot each unattached wanted track would take, and how many find none."""
+        attached = {s.source.track_sid for s in self._slots if s.source is not None}
+        free = self._free_slots()
+        placements: list[tuple[_Slot, ForwardSource]] = []
+        unplaced = 0
+        for sid, source in self._wanted.items():
+            if sid in attached:
+                continue
+            # never put a track back on an m-line that carried it before: the SDK remembers
+            # (m-line, stream) pairs it has reported and would not report the track again
+            slot = next((s for s in free if sid not in s.carried), None)
+            if slot is None:
+                unplaced += 1
+            else:
+                free.remove(slot)
+                placements.append((slot, source))
+        return placements, unplaced
+
     def _apply_subscriptions(self) -> int:
         """Attach wanted tracks to free slots; returns how many found no slot."""
         self._dirty = False
-        attached = {s.source.track_sid for s in self._slots if s.source is not None}
-        missing = [source for sid, source in self._wanted.items() if sid not in attached]
-        free = self._free_slots()
-        for slot, source in zip(free, missing, strict=False):
+        placements, unplaced = self._plan()
+        for slot, source in placements:
             self._assign(slot, source)
-        return max(0, len(missing) - len(free))
+        return unplaced
 
     def _assign(self, slot: _Slot, source: ForwardSource) -> None:
         slot.source = source
+        slot.carried.add(source.track_sid)
         slot.reported = False
         slot.track.set_label(source.track_sid)
         sender = slot.transceiver.sender
@@ -497,9 +519,7 @@ class SinglePcTransport(RtcTransport):
             and now_s - self._offer_requested_at < _OFFER_REQUEST_RETRY_S
         ):
             return  # the offer already asked for will pick the change up
-        attached = sum(1 for s in self._slots if s.source is not None)
-        missing = len(self._wanted) - attached
-        needed = max(0, missing - len(self._free_slots()))
+        _, needed = self._plan()
         self._offer_requested_at = now_s
         response = rtc.SignalResponse()
         response.media_sections_requirement.num_audios = needed
@@ -619,10 +639,14 @@ class DualPcTransport(RtcTransport):
     async def _offer_once(self) -> None:
         async with self._lock:
             pc = self._subscriber_pc
-            missing = self._apply_subscriptions()
+            # The first offer carries the data channels only. aiortc bundles on the transport
+            # of whatever it created first (here the data channel's) but, when the answer names
+            # an audio m-line placed before it as the bundle's first, it stops that shared
+            # transport. Media sections added later come after the data section.
+            missing = 0 if self._generation == 0 else self._apply_subscriptions()
             for _ in range(missing):
                 transceiver = pc.addTransceiver("audio", direction="inactive")
-                transceiver.setCodecPreferences(_opus_preferences())  # type: ignore[arg-type]
+                transceiver.setCodecPreferences(_opus_preferences())
                 self._new_slot(transceiver)
             if missing:
                 self._apply_subscriptions()
@@ -647,6 +671,8 @@ class DualPcTransport(RtcTransport):
             early, self._subscriber_candidates = self._subscriber_candidates, []
             for candidate_init in early:
                 await _add_candidate(pc, candidate_init)
+            if self._generation == 0:
+                self._dirty = bool(self._wanted)  # the first offer left every track for later
             self._generation += 1
             self._report_forwarding(self._slots)
             if self._dirty:

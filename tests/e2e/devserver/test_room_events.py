@@ -24,6 +24,9 @@ from .helpers import (
 
 pytestmark = pytest.mark.e2e
 
+# both signalling modes: one peer connection (/rtc/v1) and two (/rtc)
+MODES = pytest.mark.parametrize("single_pc", [True, False], ids=["v1", "rtc"])
+
 TRACK_EVENTS = [
     "participant_connected",
     "participant_disconnected",
@@ -72,21 +75,25 @@ async def test_joins_and_leaves_are_seen_and_hidden_stays_hidden(
         assert not alice_events.seen("participant_connected", lambda p: p.identity == "observer")
 
 
-async def test_late_joiner_receives_every_existing_track(devserver: DevServerProcess) -> None:
+@MODES
+async def test_late_joiner_receives_every_existing_track(
+    devserver: DevServerProcess, single_pc: bool
+) -> None:
     """Four speakers publish before the listener joins: more tracks than the SDK pre-offers."""
+    options = rtc.RoomOptions(single_peer_connection=single_pc)
     room = room_name("late")
     frequencies = {"s1": 300.0, "s2": 450.0, "s3": 600.0, "s4": 750.0}
     async with contextlib.AsyncExitStack() as stack:
         players = []
         for identity, frequency in frequencies.items():
             speaker, _ = await stack.enter_async_context(
-                connected(devserver.url, token(identity, room))
+                connected(devserver.url, token(identity, room), options=options)
             )
             source, _, _ = await publish_audio(speaker)
             players.append(asyncio.create_task(play_forever(source, frequency)))
         try:
             _, events = await stack.enter_async_context(
-                connected(devserver.url, token("late", room), events=TRACK_EVENTS)
+                connected(devserver.url, token("late", room), options=options, events=TRACK_EVENTS)
             )
             subscribed = {}
             for _ in frequencies:
@@ -101,12 +108,19 @@ async def test_late_joiner_receives_every_existing_track(devserver: DevServerPro
                 player.cancel()
 
 
-async def test_mute_unmute_unpublish_and_republish(devserver: DevServerProcess) -> None:
+@MODES
+async def test_mute_unmute_unpublish_and_republish(
+    devserver: DevServerProcess, single_pc: bool
+) -> None:
     room = room_name("mute")
     url = devserver.url
+    options = rtc.RoomOptions(single_peer_connection=single_pc)
     async with (
-        connected(url, token("listener", room), events=TRACK_EVENTS) as (_, events),
-        connected(url, token("speaker", room)) as (speaker, _),
+        connected(url, token("listener", room), options=options, events=TRACK_EVENTS) as (
+            _,
+            events,
+        ),
+        connected(url, token("speaker", room), options=options) as (speaker, _),
     ):
         source, track, publication = await publish_audio(speaker)
         player = asyncio.create_task(play_forever(source, 440.0))
@@ -194,14 +208,17 @@ def test_frequency_helper_finds_a_tone() -> None:
     assert abs(dominant_frequency_hz(np.sin(2 * np.pi * 440 * t) * 1000) - 440) < 1.5
 
 
-async def test_unsubscribe_and_subscribe_again(devserver: DevServerProcess) -> None:
+@MODES
+async def test_unsubscribe_and_subscribe_again(
+    devserver: DevServerProcess, single_pc: bool
+) -> None:
     """Selective subscription: the listener turns a track off and on again."""
     room = room_name("resub")
     async with (
         connected(
             devserver.url,
             token("listener", room),
-            options=rtc.RoomOptions(auto_subscribe=False),
+            options=rtc.RoomOptions(auto_subscribe=False, single_peer_connection=single_pc),
             events=TRACK_EVENTS,
         ) as (_, events),
         connected(devserver.url, token("speaker", room)) as (speaker, _),
