@@ -299,7 +299,11 @@ class Worker:
             lease = await self.repo.claim_job(self.settings.worker_id, lease_for=self._lease_for)
             if lease is None:
                 return
-            if lease.job_id in self.rooms:  # our own job re-claimed after a lost heartbeat
+            current = self.rooms.get(lease.job_id)
+            if current is not None:
+                # Our own job, re-claimed after our lease expired (a long database outage): the
+                # room goes on under the new lease; the old one is fenced off.
+                current.lease = lease
                 continue
             if lease.attempt > 1:
                 # A takeover: the previous holder may have died with finals in its spool file.

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from api.db.records import JobLease
+from bot.config import BotSettings
+from bot.worker import Worker, _RoomHandle
+
+
+def lease(job_id: int, attempt: int) -> JobLease:
+    return JobLease(job_id, 10 + job_id, f"room-{job_id}", "w1", attempt, datetime.now(UTC))
+
+
+class QueueRepo:
+    """claim_job hands out the given leases in turn, then nothing."""
+
+    def __init__(self, *leases: JobLease) -> None:
+        self.leases = list(leases)
+
+    async def claim_job(self, worker_id: str, **_: Any) -> JobLease | None:
+        return self.leases.pop(0) if self.leases else None
+
+
+class NoSpool:
+    async def recover_orphans(self) -> int:
+        return 0
+
+
+async def test_reclaiming_our_own_job_keeps_the_room_under_the_new_lease() -> None:
+    worker = Worker(BotSettings(), QueueRepo(lease(1, 2)), None, NoSpool(), "")  # type: ignore[arg-type]
+    handle = _RoomHandle(lease(1, 1))
+    worker.rooms[1] = handle
+    await worker._claim()
+    assert worker.rooms == {1: handle}, "no second room for the same job"
+    assert handle.lease.attempt == 2
+
+
+async def test_claims_stop_at_max_rooms() -> None:
+    repo = QueueRepo(lease(1, 1), lease(2, 1), lease(3, 1))
+    worker = Worker(BotSettings(max_rooms=2), repo, None, NoSpool(), "")  # type: ignore[arg-type]
+
+    async def no_room(handle: _RoomHandle) -> None:
+        return None
+
+    worker._room = no_room  # type: ignore[method-assign]
+    await worker._claim()
+    assert sorted(worker.rooms) == [1, 2]
+    assert [lease.job_id for lease in repo.leases] == [3], "the third job is left for others"
