@@ -97,11 +97,16 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, stop)
 
+    from api.db.errors import StorageError
+
     try:
         asyncio.run(run())
     except TranscriberError as exc:
         print(f"transcriber bot: {exc}", file=sys.stderr)
         return 2
+    except (StorageError, OSError) as exc:  # e.g. the database is unreachable at start
+        print(f"transcriber bot: database unavailable: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
