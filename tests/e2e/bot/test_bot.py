@@ -328,3 +328,44 @@ async def test_unreachable_livekit_is_retried_with_backoff_and_reported(
     assert failures and float(failures[0].split()[-1]) >= 3
     job = await repo.get_job(session.id)
     assert job is not None and job.status in (JobStatus.REQUESTED, JobStatus.RUNNING)
+
+
+async def test_stopping_the_job_makes_the_bot_leave(
+    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    session, worker, listener, (alice,) = await open_meeting(repo, livekit, start_worker, "alice")
+    await repo.stop_transcription(session.id, reason="stopped_by_user")
+    deadline = time.monotonic() + WAIT_S
+    while "left room" not in worker.log():
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        await asyncio.sleep(0.3)
+    await alice.say(Turn(QUILTER, pause_s=0.5))
+    await asyncio.sleep(3.0)
+    assert listener.finals() == [], "no captions after the job was stopped"
+    job = await repo.get_job(session.id)
+    assert job is not None and job.status == JobStatus.STOPPED
+    await alice.leave()
+    await listener.leave()
+
+
+async def test_sigterm_drains_finishes_the_utterance_and_releases_the_job(
+    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    session, worker, listener, (alice,) = await open_meeting(
+        repo, livekit, start_worker, "alice", JOB_LEASE_S="60"
+    )
+    speech = asyncio.create_task(alice.say(Turn(QUILTER, pause_s=0.5)))
+    await listener.wait_for(lambda lis: any(not c.final and c.text for c in lis.captions))
+    status = await asyncio.to_thread(worker.stop)  # SIGTERM mid-utterance
+    assert status == 0, worker.log()[-3000:]
+    await speech
+    # the open utterance was finished and stored; the lease went back for another worker
+    stored = await stored_finals(repo, session.id)
+    assert stored and "quilter" in " ".join(s[1] for s in stored).lower()
+    assert {s[0] for s in stored} == {c.segment_id for c in listener.finals()}
+    job = await repo.get_job(session.id)
+    assert job is not None and job.status == JobStatus.REQUESTED
+    usage = await repo.session_usage(session.id)
+    assert usage.rows and float(usage.rows[0].audio_seconds) > 1.0
+    await alice.leave()
+    await listener.leave()

@@ -1,0 +1,52 @@
+"""``make demo`` end to end (tiny.en for speed): every service starts, captions show live, the
+stored transcript and the cost report come back from the API, and everything stops."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.db import create_database, drop_database, start_test_server, unique_database_name
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+def test_demo_runs_the_whole_product(tmp_path: Path) -> None:
+    server = start_test_server()  # DATABASE_URL's server when set, else an embedded one
+    name = unique_database_name()
+    try:
+        url = asyncio.run(create_database(server.admin_url, name))
+        env = {
+            **os.environ,
+            "ASR_MODEL": "tiny.en",
+            "DATABASE_URL": url,
+            "DEMO_LOG_DIR": str(tmp_path),
+            "LIVEKIT_API_SECRET": "demo-secret-0123456789abcdef0123456789",
+        }
+        env.pop("LIVEKIT_URL", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "bot.demo"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+    finally:
+        asyncio.run(drop_database(server.admin_url, name))
+        server.close()
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    live = out.split("meeting over")[0]
+    assert "Alice… " in live and "Bob… " in live, "partials are shown live"
+    assert "  Alice: " in live and "americans" in live.lower(), "finals with speaker names"
+    transcript = out.split("Stored transcript")[1].split("Usage and cost")[0]
+    assert "Alice:" in transcript and "Bob:" in transcript and "gospel" in transcript
+    assert "total: 2 min = 0.020000 USD" in out
+    assert out.rstrip().endswith("everything stopped")
