@@ -327,8 +327,8 @@ def print_table(report: dict[str, Any]) -> None:
         def weighted(key: str) -> float:
             return float(sum(r[key] * r["audio_s"] for r in en) / total)
 
-        values = ["English, duration-weighted", total] + [weighted(k) for k in keys[2:5]]
-        print(_row(list(zip(values, value_specs[:5], strict=True))))
+        values = ["English, duration-weighted", total] + [weighted(k) for k in keys[2:6]]
+        print(_row(list(zip(values, value_specs[:6], strict=True))))
     print("\nHard cases:")
     for r in report["hard_cases"]:
         print("  " + ", ".join(f"{k}={v}" for k, v in r.items()))
