@@ -6,8 +6,8 @@ Measures, on the shipped eval recordings and on generated hard cases:
   the same model (beam 1, like the engine, and faster-whisper's default beam 5);
 * first-partial latency (speech onset -> first caption of the utterance with a word in it) and
   final latency (end of the utterance's last word -> final emitted), audio fed in real time in
-  20 ms frames. Onset and end come from the final's word timings (forced alignment), not from
-  the VAD, so VAD hangover counts against us;
+  20 ms frames. Onset and end come from an offline decode's word timings of the same audio,
+  not from the VAD or the streaming decode, so the VAD's hangover counts against us;
 * real-time factor and CPU use (cores busy) of the default model, fed as fast as possible;
 * words emitted on 60 s of silence, 60 s of noise and on speech after 60 s of silence;
 * capacity: concurrent real-time streams (each a different stretch of a real recording) one
@@ -60,6 +60,7 @@ LATENCY_ITEMS = [
     "en_librivox_sonnet001",
     "ru_deepspeech_sample",
 ]
+CAPACITY_ITEM = "en_librivox_sonnets001-003_long"
 _ROMAN = {"I": "one", "II": "two", "III": "three"}
 
 
@@ -103,8 +104,16 @@ async def feed_stream(
     return run
 
 
-def latencies(run: StreamRun) -> tuple[list[float], list[float]]:
-    """(first-partial latencies, final latencies) in seconds, one per utterance with words."""
+def latencies(
+    run: StreamRun, reference_words: list[tuple[float, float]], offset_s: float = 0.0
+) -> tuple[list[float], list[float]]:
+    """(first-partial latencies, final latencies) in seconds, one per utterance with words.
+
+    Speech onset and end come from an offline decode's word timings (``reference_words``: start
+    and end in seconds of the fed audio, shifted by ``offset_s``): the words whose midpoint lies
+    inside the final's span. The streaming decode's own timings end where the VAD cut the
+    audio, so they would hide the VAD's hangover.
+    """
     first: list[float] = []
     final: list[float] = []
     by_utt: dict[str, list[tuple[float, Caption]]] = {}
@@ -112,14 +121,25 @@ def latencies(run: StreamRun) -> tuple[list[float], list[float]]:
         by_utt.setdefault(c.utterance_id, []).append((t, c))
     for items in by_utt.values():
         t_final, fin = items[-1]
-        if not fin.is_final or not fin.words:
+        if not fin.is_final or not fin.text:
             continue
-        onset_s = fin.words[0].start_ms / 1000
-        end_s = fin.words[-1].end_ms / 1000
-        final.append(t_final - end_s)
+        lo, hi = fin.start_ms / 1000, fin.end_ms / 1000
+        words = [
+            (a + offset_s, b + offset_s)
+            for a, b in reference_words
+            if lo <= (a + b) / 2 + offset_s <= hi
+        ]
+        if not words:
+            continue
+        final.append(t_final - max(b for _, b in words))
         t_first = next(t for t, c in items if c.text.strip())
-        first.append(t_first - onset_s)
+        first.append(t_first - min(a for a, _ in words))
     return first, final
+
+
+def offline_words(model: Any, audio: np.ndarray) -> list[tuple[float, float]]:
+    segments, _ = model.transcribe(audio, beam_size=5, word_timestamps=True)
+    return [(w.start, w.end) for s in segments for w in (s.words or [])]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -197,6 +217,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         wer_rows.append(row)
         print(f"  wer {item}: {row}", file=sys.stderr)
     report["wer"] = wer_rows
+    words = {item: offline_words(offline, audio[item]) for item in LATENCY_ITEMS}
+    words[CAPACITY_ITEM] = offline_words(offline, audio[CAPACITY_ITEM])
     del offline, full_recognizer
 
     # -- hard cases -----------------------------------------------------------------------------
@@ -246,7 +268,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         pad = np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)
         run = await feed_stream(eng, np.concatenate([pad, audio[item], pad]), realtime=True)
         await eng.aclose()
-        first, final = latencies(run)
+        first, final = latencies(run, words[item], offset_s=1.0)
         first_all += first
         final_all += final
         print(
@@ -265,7 +287,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     }
 
     # -- capacity -------------------------------------------------------------------------------
-    long_audio = audio["en_librivox_sonnets001-003_long"]
+    long_audio = audio[CAPACITY_ITEM]
     seconds = args.capacity_seconds
     capacity_rows = []
     sustained = 0
@@ -281,8 +303,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         cpu1 = proc.cpu_times()
         stats = eng.scheduler.stats
         await eng.aclose()
-        finals = [x for r in runs for x in latencies(r)[1]]
-        firsts = [x for r in runs for x in latencies(r)[0]]
+        lats = [
+            latencies(r, words[CAPACITY_ITEM], offset_s=-s / SAMPLE_RATE_HZ)
+            for r, s in zip(runs, starts, strict=True)
+        ]
+        finals = [x for _, fin in lats for x in fin]
+        firsts = [x for fst, _ in lats for x in fst]
         row = {
             "streams": n,
             "final_p50_s": round(pct(finals, 50), 3),

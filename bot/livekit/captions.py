@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -88,31 +90,82 @@ class RoomCaptionPublisher:
         self._legacy = legacy
 
     async def publish(self, item: SpokenCaption) -> None:
-        c, s = item.caption, item.speaker
+        """The three forms go out concurrently: none waits for another's round trips."""
+        sends = [self._text_stream(item), self._json(item)]
+        if self._legacy:
+            sends.append(self._legacy_packet(item))
+        results = await asyncio.gather(*sends, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def _text_stream(self, item: SpokenCaption) -> None:
         writer = await self._participant.stream_text(
             topic=TRANSCRIPTION_TOPIC,
             attributes=stream_attributes(item),
-            sender_identity=s.identity,
+            sender_identity=item.speaker.identity,
         )
-        await writer.write(c.text)
+        await writer.write(item.caption.text)
         await writer.aclose()
-        if self._legacy:
-            await self._participant.publish_transcription(
-                rtc.Transcription(
-                    participant_identity=s.identity,
-                    track_sid=s.track_sid,
-                    segments=[
-                        rtc.TranscriptionSegment(
-                            id=c.utterance_id,
-                            text=c.text,
-                            start_time=c.start_ms,
-                            end_time=c.end_ms,
-                            language=c.language,
-                            final=c.is_final,
-                        )
-                    ],
-                )
+
+    async def _legacy_packet(self, item: SpokenCaption) -> None:
+        c, s = item.caption, item.speaker
+        await self._participant.publish_transcription(
+            rtc.Transcription(
+                participant_identity=s.identity,
+                track_sid=s.track_sid,
+                segments=[
+                    rtc.TranscriptionSegment(
+                        id=c.utterance_id,
+                        text=c.text,
+                        start_time=c.start_ms,
+                        end_time=c.end_ms,
+                        language=c.language,
+                        final=c.is_final,
+                    )
+                ],
             )
-        await self._participant.publish_data(
-            json_packet(item), reliable=c.is_final, topic=JSON_TOPIC
         )
+
+    async def _json(self, item: SpokenCaption) -> None:
+        await self._participant.publish_data(
+            json_packet(item), reliable=item.caption.is_final, topic=JSON_TOPIC
+        )
+
+
+class CaptionOutbox:
+    """Captions of one track waiting to be published, in order.
+
+    A partial that has not gone out yet is replaced by a newer partial of the same utterance
+    (the newer one carries the whole text), so a slow room link delays nothing by more than one
+    send; finals are never dropped. ``close`` lets the publisher drain and stop.
+    """
+
+    def __init__(self) -> None:
+        self._items: deque[SpokenCaption] = deque()
+        self._ready = asyncio.Event()
+        self._closed = False
+        self.replaced = 0
+
+    def put(self, item: SpokenCaption) -> None:
+        if self._items and not item.caption.is_final:
+            last = self._items[-1].caption
+            if not last.is_final and last.utterance_id == item.caption.utterance_id:
+                self._items[-1] = item
+                self.replaced += 1
+                return
+        self._items.append(item)
+        self._ready.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._ready.set()
+
+    async def get(self) -> SpokenCaption | None:
+        """The next caption, or None once closed and drained."""
+        while not self._items:
+            if self._closed:
+                return None
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()

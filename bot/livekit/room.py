@@ -26,7 +26,7 @@ import numpy as np
 from livekit import rtc
 
 from bot import metrics
-from bot.livekit.captions import RoomCaptionPublisher, Speaker, SpokenCaption
+from bot.livekit.captions import CaptionOutbox, RoomCaptionPublisher, Speaker, SpokenCaption
 from bot.pipeline.engine import SpeechEngine, StreamStats, StreamTranscriber
 from bot.pipeline.types import SAMPLE_RATE_HZ
 
@@ -310,7 +310,11 @@ class RoomTranscriber:
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._feed(audio, stream), name=f"feed:{speaker.track_sid}")
-                tg.create_task(self._emit(stream, speaker), name=f"emit:{speaker.track_sid}")
+                outbox = CaptionOutbox()
+                tg.create_task(
+                    self._emit(stream, speaker, outbox), name=f"emit:{speaker.track_sid}"
+                )
+                tg.create_task(self._publish(outbox, speaker), name=f"publish:{speaker.track_sid}")
         except* Exception:
             self.pipeline_failures += 1
             metrics.PIPELINE_FAILURES.inc()
@@ -331,14 +335,23 @@ class RoomTranscriber:
             await stream.push_audio(pcm.astype(np.float32) / 32768.0)
         await stream.end_input()
 
-    async def _emit(self, stream: StreamTranscriber, speaker: Speaker) -> None:
-        assert self._publisher is not None
+    async def _emit(
+        self, stream: StreamTranscriber, speaker: Speaker, outbox: CaptionOutbox
+    ) -> None:
         started_at = datetime.now(UTC)
-        async for caption in stream.captions():
-            item = SpokenCaption(caption, speaker, started_at)
-            # Persistence first (a local write-ahead append): a final the room has seen must
-            # survive a crash right after publishing.
-            await self.observer.caption(item)
+        try:
+            async for caption in stream.captions():
+                item = SpokenCaption(caption, speaker, started_at)
+                # Persistence first (a local write-ahead append): a final the room has seen
+                # must survive a crash right after publishing.
+                await self.observer.caption(item)
+                outbox.put(item)
+        finally:
+            outbox.close()
+
+    async def _publish(self, outbox: CaptionOutbox, speaker: Speaker) -> None:
+        assert self._publisher is not None
+        while (item := await outbox.get()) is not None:
             try:
                 await self._publisher.publish(item)
             except Exception:  # the room may be going away; the final is stored anyway
