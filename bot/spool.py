@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -179,7 +180,7 @@ class FinalSpool:
     def _next_batch(self) -> list[FinalSegment]:
         if not self._memory and self._on_disk_only:
             self._load_spilled()
-        return list(self._memory)[: self._batch_size]
+        return list(itertools.islice(self._memory, self._batch_size))
 
     def _load_spilled(self) -> None:
         """Read spilled finals back from the file into memory (up to ``max_memory``)."""

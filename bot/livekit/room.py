@@ -301,11 +301,7 @@ class RoomTranscriber:
             logger.info(
                 "track not transcribed: limit reached", extra={"track_sid": speaker.track_sid}
             )
-            await audio.aclose()
-            await stream.aclose()
-            if self._pipelines.get(speaker.track_sid, (None,))[0] is asyncio.current_task():
-                self._pipelines.pop(speaker.track_sid, None)
-            usage.live = None
+            await self._close_pipeline(speaker, audio, stream, usage)
             return
         try:
             async with asyncio.TaskGroup() as tg:
@@ -321,13 +317,22 @@ class RoomTranscriber:
             stream.stats.errors += 1
             logger.exception("track pipeline failed", extra={"track_sid": speaker.track_sid})
         finally:
-            await stream.aclose()
-            with contextlib.suppress(Exception):
-                await audio.aclose()
-            usage.fold(stream.stats)
-            if self._pipelines.get(speaker.track_sid, (None,))[0] is asyncio.current_task():
-                self._pipelines.pop(speaker.track_sid, None)
+            await self._close_pipeline(speaker, audio, stream, usage)
             await self.observer.track_stopped(speaker)
+
+    async def _close_pipeline(
+        self,
+        speaker: Speaker,
+        audio: rtc.AudioStream,
+        stream: StreamTranscriber,
+        usage: TrackUsage,
+    ) -> None:
+        await stream.aclose()
+        with contextlib.suppress(Exception):
+            await audio.aclose()
+        usage.fold(stream.stats)
+        if self._pipelines.get(speaker.track_sid, (None,))[0] is asyncio.current_task():
+            self._pipelines.pop(speaker.track_sid, None)
 
     async def _feed(self, audio: rtc.AudioStream, stream: StreamTranscriber) -> None:
         async for event in audio:
