@@ -24,6 +24,7 @@ import asyncio
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ from bot.config import EngineSettings
 from bot.evaluation import wer
 from bot.pipeline.asr import WhisperRecognizer
 from bot.pipeline.audio import read_file_audio
-from bot.pipeline.engine import SpeechEngine
+from bot.pipeline.engine import SpeechEngine, StreamStats
 from bot.pipeline.models import resolve_model
 from bot.pipeline.types import SAMPLE_RATE_HZ, Caption
 from bot.pipeline.vad import SileroVad
@@ -61,6 +62,7 @@ LATENCY_ITEMS = [
     "ru_deepspeech_sample",
 ]
 CAPACITY_ITEM = "en_librivox_sonnets001-003_long"
+SECTIONS = ("wer", "hard", "latency", "capacity")
 _ROMAN = {"I": "one", "II": "two", "III": "three"}
 
 
@@ -77,13 +79,14 @@ class StreamRun:
     )  # (seconds since t0, caption)
     t0: float = 0.0
     audio_s: float = 0.0
+    stats: StreamStats = field(default_factory=StreamStats)
 
 
 async def feed_stream(
     engine: SpeechEngine, audio: np.ndarray, *, realtime: bool, name: str = "bench"
 ) -> StreamRun:
     stream = engine.open_stream(name)
-    run = StreamRun(audio_s=len(audio) / SAMPLE_RATE_HZ)
+    run = StreamRun(audio_s=len(audio) / SAMPLE_RATE_HZ, stats=stream.stats)
 
     async def consume() -> None:
         async for c in stream.captions():
@@ -162,12 +165,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     recognizer = WhisperRecognizer(resolved, settings.asr_options())
     vad = SileroVad()
 
-    def engine(partials: bool = True) -> SpeechEngine:
+    def engine(
+        partials: bool = True, speculative: bool = settings.speculative_finals
+    ) -> SpeechEngine:
+        options = replace(
+            settings.stream_options(emit_partials=partials), speculative_finals=speculative
+        )
         return SpeechEngine(
-            recognizer,
-            vad,
-            stream_options=settings.stream_options(emit_partials=partials),
-            max_batch=settings.asr_max_batch,
+            recognizer, vad, stream_options=options, max_batch=settings.asr_max_batch
         )
 
     audio = {item: read_file_audio(EVAL / f"{item}.wav") for item in WER_ITEMS}
@@ -175,9 +180,6 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "model": settings.asr_model,
         "settings": settings.model_dump(mode="json"),
     }
-    proc = psutil.Process()
-
-    # -- WER: streaming finals vs offline transcribe() --------------------------------------------
     from faster_whisper import WhisperModel
 
     offline = WhisperModel(
@@ -186,8 +188,37 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         compute_type="int8",
         cpu_threads=settings.asr_cpu_threads,
     )
-    full_recognizer = WhisperRecognizer(resolved, settings.asr_options())
-    wer_rows = []
+    words = {item: offline_words(offline, audio[item]) for item in LATENCY_ITEMS}
+    words[CAPACITY_ITEM] = offline_words(offline, audio[CAPACITY_ITEM])
+    if "wer" in args.sections:
+        full_window = WhisperRecognizer(resolved, settings.asr_options())
+        report["wer"] = await wer_rows(offline, full_window, settings, vad, engine, audio)
+    del offline
+    if "hard" in args.sections:
+        report["hard_cases"] = await hard_cases(engine, audio)
+    if "latency" in args.sections:
+        report.update(await latency_one_stream(engine, audio, words))
+    if "capacity" in args.sections:
+        report["capacity"] = await capacity(
+            engine, audio, words, args.capacity_max, args.capacity_seconds
+        )
+    return report
+
+
+Engine = Callable[..., SpeechEngine]
+
+
+async def wer_rows(
+    offline: Any,
+    recognizer: WhisperRecognizer,
+    settings: EngineSettings,
+    vad: SileroVad,
+    engine: Engine,
+    audio: dict[str, np.ndarray],
+) -> list[dict[str, Any]]:
+    """WER of the streaming finals vs offline ``transcribe()``, and with the full window."""
+    proc = psutil.Process()
+    rows = []
     for item in WER_ITEMS:
         ref = reference_text(item)
         eng = engine(partials=False)
@@ -207,21 +238,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             segments, _ = offline.transcribe(audio[item], beam_size=beam)
             row[f"offline_wer_beam{beam}"] = round(wer(ref, " ".join(s.text for s in segments)), 4)
         # The same stream with Whisper's full 30 s window: what trimming costs in accuracy.
-        full_recognizer.options = replace(recognizer.options, encoder_window="full")
+        recognizer.options = replace(recognizer.options, encoder_window="full")
         eng = SpeechEngine(
-            full_recognizer, vad, stream_options=settings.stream_options(emit_partials=False)
+            recognizer, vad, stream_options=settings.stream_options(emit_partials=False)
         )
         full_run = await feed_stream(eng, audio[item], realtime=False)
         await eng.aclose()
         row["streaming_wer_full_window"] = round(wer(ref, finals_text(full_run)), 4)
-        wer_rows.append(row)
+        rows.append(row)
         print(f"  wer {item}: {row}", file=sys.stderr)
-    report["wer"] = wer_rows
-    words = {item: offline_words(offline, audio[item]) for item in LATENCY_ITEMS}
-    words[CAPACITY_ITEM] = offline_words(offline, audio[CAPACITY_ITEM])
-    del offline, full_recognizer
+    return rows
 
-    # -- hard cases -----------------------------------------------------------------------------
+
+async def hard_cases(engine: Engine, audio: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Words emitted on silence and noise; speech after a long silence."""
     rng = np.random.default_rng(1)
     n60 = 60 * SAMPLE_RATE_HZ
     hard = {
@@ -231,12 +261,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             np.convolve(rng.normal(0, 0.3, n60), np.hanning(64) / 32, mode="same")
         ).astype(np.float32),
     }
-    hard_rows = []
+    rows: list[dict[str, Any]] = []
     for name, signal in hard.items():
         eng = engine(partials=True)
         run = await feed_stream(eng, signal, realtime=False)
         await eng.aclose()
-        hard_rows.append(
+        rows.append(
             {"case": name, "words_emitted": words_emitted(run), "captions": len(run.captions)}
         )
     speech = audio["en_librispeech_1272-128104-0000"]
@@ -245,7 +275,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         eng, np.concatenate([np.zeros(n60, dtype=np.float32), speech]), realtime=False
     )
     await eng.aclose()
-    hard_rows.append(
+    rows.append(
         {
             "case": "speech_after_60s_silence",
             "wer": round(
@@ -256,42 +286,66 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             ),
         }
     )
-    report["hard_cases"] = hard_rows
-    print(f"  hard cases: {hard_rows}", file=sys.stderr)
+    print(f"  hard cases: {rows}", file=sys.stderr)
+    return rows
 
-    # -- latency, one real-time stream ------------------------------------------------------------
-    first_all: list[float] = []
-    final_all: list[float] = []
-    cpu0, t0 = proc.cpu_times(), time.monotonic()
+
+async def latency_one_stream(
+    engine: Engine, audio: dict[str, np.ndarray], words: dict[str, list[tuple[float, float]]]
+) -> dict[str, dict[str, Any]]:
+    """One real-time stream per item, with and without speculative finals in turn (so the
+    machine's load hits both alike)."""
+    proc = psutil.Process()
+    runs: dict[bool, list[tuple[StreamRun, str]]] = {True: [], False: []}
+    cpu_s = dict.fromkeys(runs, 0.0)
+    wall_s = dict.fromkeys(runs, 0.0)
+    pad = np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)
     for item in LATENCY_ITEMS:
-        eng = engine(partials=True)
-        pad = np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)
-        run = await feed_stream(eng, np.concatenate([pad, audio[item], pad]), realtime=True)
-        await eng.aclose()
-        first, final = latencies(run, words[item], offset_s=1.0)
-        first_all += first
-        final_all += final
-        print(
-            f"  latency {item}: first={np.round(first, 2)} final={np.round(final, 2)}",
-            file=sys.stderr,
-        )
-    wall = time.monotonic() - t0
-    cpu1 = proc.cpu_times()
-    report["latency_one_stream"] = {
-        "utterances": len(final_all),
-        "first_partial_p50_s": round(pct(first_all, 50), 3),
-        "first_partial_p95_s": round(pct(first_all, 95), 3),
-        "final_p50_s": round(pct(final_all, 50), 3),
-        "final_p95_s": round(pct(final_all, 95), 3),
-        "cores_busy_realtime": round((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall, 2),
-    }
+        for speculative in runs:
+            eng = engine(partials=True, speculative=speculative)
+            cpu0, t0 = proc.cpu_times(), time.monotonic()
+            run = await feed_stream(eng, np.concatenate([pad, audio[item], pad]), realtime=True)
+            wall_s[speculative] += time.monotonic() - t0
+            cpu1 = proc.cpu_times()
+            cpu_s[speculative] += cpu1.user + cpu1.system - cpu0.user - cpu0.system
+            await eng.aclose()
+            runs[speculative].append((run, item))
+    out: dict[str, dict[str, Any]] = {}
+    for speculative, item_runs in runs.items():
+        first_all: list[float] = []
+        final_all: list[float] = []
+        for run, item in item_runs:
+            first, final = latencies(run, words[item], offset_s=1.0)
+            first_all += first
+            final_all += final
+        key = "latency_one_stream" if speculative else "latency_without_speculation"
+        out[key] = {
+            "utterances": len(final_all),
+            "first_partial_p50_s": round(pct(first_all, 50), 3),
+            "first_partial_p95_s": round(pct(first_all, 95), 3),
+            "final_p50_s": round(pct(final_all, 50), 3),
+            "final_p95_s": round(pct(final_all, 95), 3),
+            "speculative_finals": sum(r.stats.speculative_finals for r, _ in item_runs),
+            "speculative_finals_used": sum(r.stats.speculative_finals_used for r, _ in item_runs),
+            "cores_busy_realtime": round(cpu_s[speculative] / wall_s[speculative], 2),
+        }
+        print(f"  {key}: {out[key]}", file=sys.stderr)
+    return out
 
-    # -- capacity -------------------------------------------------------------------------------
+
+async def capacity(
+    engine: Engine,
+    audio: dict[str, np.ndarray],
+    words: dict[str, list[tuple[float, float]]],
+    max_streams: int,
+    seconds: int,
+) -> dict[str, Any]:
+    """Concurrent real-time streams sustained before final p95 exceeds 2 s."""
+    proc = psutil.Process()
     long_audio = audio[CAPACITY_ITEM]
-    seconds = args.capacity_seconds
-    capacity_rows = []
+    rows = []
     sustained = 0
-    for n in range(1, args.capacity_max + 1):
+    for n in range(1, max_streams + 1):
         eng = engine(partials=True)
         starts = [int((k * 157 / max(n, 1)) % 100 * SAMPLE_RATE_HZ) for k in range(n)]
         clips = [long_audio[s : s + seconds * SAMPLE_RATE_HZ] for s in starts]
@@ -318,17 +372,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "partials_decoded": stats.partials_decoded,
             "cores_busy": round((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall, 2),
         }
-        capacity_rows.append(row)
+        rows.append(row)
         print(f"  capacity {row}", file=sys.stderr)
         if row["final_p95_s"] > 2.0:
             break
         sustained = n
-    report["capacity"] = {
-        "rows": capacity_rows,
-        "sustained_streams": sustained,
-        "seconds_per_stream": seconds,
-    }
-    return report
+    return {"rows": rows, "sustained_streams": sustained, "seconds_per_stream": seconds}
 
 
 def _row(cells: list[tuple[object, str]]) -> str:
@@ -337,16 +386,44 @@ def _row(cells: list[tuple[object, str]]) -> str:
 
 def print_table(report: dict[str, Any]) -> None:
     print(f"\nStreaming engine benchmark, model {report['model']}")
+    if "wer" in report:
+        print_wer(report["wer"])
+    if "hard_cases" in report:
+        print("\nHard cases:")
+        for r in report["hard_cases"]:
+            print("  " + ", ".join(f"{k}={v}" for k, v in r.items()))
+    for key, title in (
+        ("latency_one_stream", "speculative finals"),
+        ("latency_without_speculation", "finals decoded at the end"),
+    ):
+        if key in report:
+            lat = report[key]
+            print(f"\nOne real-time stream, {title}, {lat['utterances']} utterances:")
+            print(
+                f"  first partial p50 {lat['first_partial_p50_s']} s, "
+                f"p95 {lat['first_partial_p95_s']} s"
+            )
+            print(f"  final p50 {lat['final_p50_s']} s, p95 {lat['final_p95_s']} s")
+            print(
+                f"  speculative decodes {lat['speculative_finals']}, "
+                f"became finals {lat['speculative_finals_used']}; "
+                f"cores busy {lat['cores_busy_realtime']}"
+            )
+    if "capacity" in report:
+        print_capacity(report["capacity"])
+
+
+def print_wer(rows: list[dict[str, Any]]) -> None:
     head = ["item", "audio s", "stream WER", "offl b1", "offl b5", "full win", "RTF", "cores"]
     specs = ["36", ">8", ">10", ">8", ">8", ">8", ">6", ">6"]
     print(_row(list(zip(head, specs, strict=True))))
     keys = ["item", "audio_s", "streaming_wer", "offline_wer_beam1", "offline_wer_beam5"]
     keys += ["streaming_wer_full_window", "rtf"]
     value_specs = ["36", "8.1f", "10.3f", "8.3f", "8.3f", "8.3f", "6.3f", "6.2f"]
-    for r in report["wer"]:
+    for r in rows:
         values = [r[k] for k in keys] + [r["cores_busy"]]
         print(_row(list(zip(values, value_specs, strict=True))))
-    en = [r for r in report["wer"] if r["item"].startswith("en_")]
+    en = [r for r in rows if r["item"].startswith("en_")]
     if en:
         total = sum(r["audio_s"] for r in en)
 
@@ -355,14 +432,9 @@ def print_table(report: dict[str, Any]) -> None:
 
         values = ["English, duration-weighted", total] + [weighted(k) for k in keys[2:6]]
         print(_row(list(zip(values, value_specs[:6], strict=True))))
-    print("\nHard cases:")
-    for r in report["hard_cases"]:
-        print("  " + ", ".join(f"{k}={v}" for k, v in r.items()))
-    lat = report["latency_one_stream"]
-    print(f"\nOne real-time stream, {lat['utterances']} utterances:")
-    print(f"  first partial p50 {lat['first_partial_p50_s']} s, p95 {lat['first_partial_p95_s']} s")
-    print(f"  final p50 {lat['final_p50_s']} s, p95 {lat['final_p95_s']} s")
-    print(f"  cores busy {lat['cores_busy_realtime']}")
+
+
+def print_capacity(capacity: dict[str, Any]) -> None:
     print("\nCapacity (concurrent real-time streams):")
     head = [
         "streams",
@@ -378,9 +450,9 @@ def print_table(report: dict[str, Any]) -> None:
     keys = ["streams", "final_p50_s", "final_p95_s", "first_partial_p50_s"]
     keys += ["partials_dropped", "partials_decoded", "cores_busy"]
     value_specs = ["7d", "9.3f", "9.3f", "9.3f", "16d", "8d", "6.2f"]
-    for r in report["capacity"]["rows"]:
+    for r in capacity["rows"]:
         print("  " + _row(list(zip([r[k] for k in keys], value_specs, strict=True))))
-    print(f"  sustained with final p95 <= 2 s: {report['capacity']['sustained_streams']} streams")
+    print(f"  sustained with final p95 <= 2 s: {capacity['sustained_streams']} streams")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,8 +462,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=EngineSettings().asr_model)
     parser.add_argument("--capacity-max", type=int, default=6)
     parser.add_argument("--capacity-seconds", type=int, default=45)
+    parser.add_argument(
+        "--sections",
+        type=lambda v: set(v.split(",")),
+        default=set(SECTIONS),
+        help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "engine.json")
     args = parser.parse_args(argv)
+    if args.sections - set(SECTIONS):
+        parser.error(f"--sections: unknown {sorted(args.sections - set(SECTIONS))}")
     report = asyncio.run(bench(args))
     report["machine"] = {"cpus": psutil.cpu_count(), "load_avg_1m_at_end": psutil.getloadavg()[0]}
     args.output.parent.mkdir(parents=True, exist_ok=True)

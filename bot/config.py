@@ -45,6 +45,7 @@ class EngineSettings(BaseSettings):
     vad_max_utterance_s: float = Field(default=15.0, ge=2, le=29)
 
     partial_interval_ms: int = Field(default=600, ge=100, le=5000)
+    speculative_finals: bool = True
 
     @field_validator("asr_language")
     @classmethod
@@ -82,6 +83,7 @@ class EngineSettings(BaseSettings):
             ),
             emit_partials=emit_partials,
             partial_interval_ms=self.partial_interval_ms,
+            speculative_finals=self.speculative_finals,
         )
 
 

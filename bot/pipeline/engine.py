@@ -12,6 +12,13 @@ Data flows one way: ``push_audio`` runs the segmenter (cheap, synchronous), asks
 for partial decodes every ``partial_interval_ms`` of new speech and a final decode when an
 utterance ends; an emitter task turns decode results into captions, in order, on a bounded
 queue. A decode error costs one utterance (counted), never the stream.
+
+**Speculative finals.** The final decode starts when the segmenter reports a pause whose audio
+would be the whole utterance (``UtterancePaused``, about 100 ms into the silence), not when
+``min_silence_ms`` has made the end certain. If the pause does end the utterance, that decode
+is its final: the same audio, so the same text, about 0.3 s sooner. If speech resumes, a decode
+not yet started is withdrawn and one already running is shown as a partial, so little is spent
+for nothing.
 """
 
 from __future__ import annotations
@@ -33,9 +40,11 @@ from bot.pipeline.vad import (
     Float32Array,
     Segmenter,
     SegmenterOptions,
+    SegmentEvent,
     SileroVad,
-    UtteranceDiscarded,
     UtteranceEnded,
+    UtterancePaused,
+    UtteranceResumed,
     UtteranceStarted,
 )
 
@@ -54,6 +63,8 @@ class StreamOptions:
     min_partial_audio_ms: int = 800
     agreement: int = 2
     caption_queue_size: int = 256
+    # Start the final decode at the pause (see the module docstring); off: at the certain end.
+    speculative_finals: bool = True
 
 
 @dataclass(slots=True)
@@ -66,6 +77,19 @@ class StreamStats:
     finals: int = 0
     errors: int = 0
     dropped_captions: int = 0
+    # Final decodes started at a pause, and how many of them became the utterance's final.
+    speculative_finals: int = 0
+    speculative_finals_used: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Speculation:
+    """A final decode started at a pause of utterance ``index``, its audio ending at
+    ``end_sample``."""
+
+    index: int
+    end_sample: int
+    future: asyncio.Future[Hypothesis | None]
 
 
 @dataclass(slots=True)
@@ -124,6 +148,7 @@ class StreamTranscriber:
         self._captions: asyncio.Queue[Caption | None] = asyncio.Queue(options.caption_queue_size)
         self._emitter: asyncio.Task[None] | None = None
         self._partial_in_flight = False
+        self._speculation: _Speculation | None = None
         self._last_partial_at = 0  # utterance samples when the last partial was requested
         self._utterance_id = ""
         self._utterance_language: str | None = None
@@ -167,6 +192,9 @@ class StreamTranscriber:
     async def aclose(self) -> None:
         """Stop now: pending decodes are abandoned (use ``end_input`` to finish them)."""
         self._ended = True
+        if self._speculation is not None:
+            self._speculation.future.cancel()
+            self._speculation = None
         if self._emitter is not None:
             self._emitter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -177,22 +205,29 @@ class StreamTranscriber:
                 item.future.cancel()
 
     # -- segmentation events ----------------------------------------------------------------------
-    async def _on_event(
-        self, event: UtteranceStarted | UtteranceEnded | UtteranceDiscarded
-    ) -> None:
+    async def _on_event(self, event: SegmentEvent) -> None:
         if isinstance(event, UtteranceStarted):
             self._utterance_id = self._utterance_name(event.index)
             self._utterance_language = None
             self._last_partial_at = 0
+        elif isinstance(event, UtterancePaused):
+            if self.options.speculative_finals:
+                future = await self._scheduler.submit_final(self._key, _final_request(event.audio))
+                self._speculation = _Speculation(event.index, event.end_sample, future)
+                self.stats.speculative_finals += 1
+        elif isinstance(event, UtteranceResumed):
+            self._resume(event)
         elif isinstance(event, UtteranceEnded):
             self.stats.speech_s += len(event.audio) / SAMPLE_RATE_HZ
-            request = DecodeRequest(
-                audio=event.audio,
-                language=None,
-                want_words=True,
-                final=True,
-            )
-            future = await self._scheduler.submit_final(self._key, request)
+            spec, self._speculation = self._speculation, None
+            same_audio = (event.index, event.end_sample)
+            if spec is not None and (spec.index, spec.end_sample) == same_audio:
+                future = spec.future  # the decode of exactly this audio is under way
+                self.stats.speculative_finals_used += 1
+            else:
+                if spec is not None:  # cut at max length: other audio
+                    self._abandon(spec)
+                future = await self._scheduler.submit_final(self._key, _final_request(event.audio))
             await self._pending.put(
                 _Pending(
                     self._utterance_name(event.index),
@@ -203,12 +238,38 @@ class StreamTranscriber:
                 )
             )
         else:  # a blip too short to be speech: its partials (if any) are closed empty
+            spec, self._speculation = self._speculation, None
+            if spec is not None:
+                self._abandon(spec)
             await self._pending.put(
                 _Pending(self._utterance_name(event.index), 0, _resolved(None), final=True)
             )
 
+    def _resume(self, event: UtteranceResumed) -> None:
+        """Speech went on after a pause: its speculative final is at most a partial."""
+        spec, self._speculation = self._speculation, None
+        if spec is None or self._abandon(spec):
+            return
+        # Already decoding: the text of the utterance so far, shown as a partial.
+        start = self._segmenter.utterance_start_sample
+        self._last_partial_at = spec.end_sample - start
+        if self.options.emit_partials:
+            self._pending.put_nowait(
+                _Pending(
+                    self._utterance_id, start, spec.future, final=False, end_sample=spec.end_sample
+                )
+            )
+        else:  # nobody awaits it: retrieve its outcome so a failure is not reported as lost
+            spec.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _abandon(self, spec: _Speculation) -> bool:
+        """Withdraw a speculative decode not yet started; False when it is already decoding."""
+        return self._scheduler.withdraw(spec.future)
+
     def _maybe_partial(self) -> None:
         if not self.options.emit_partials or self._partial_in_flight:
+            return
+        if self._speculation is not None:  # the decode started at the pause stands for a partial
             return
         if not self._segmenter.in_speech:
             return
@@ -331,6 +392,10 @@ def _final_caption(item: _Pending, hyp: Hypothesis | None, *, had_partials: bool
         stable_text=hyp.text,
         words=words,
     )
+
+
+def _final_request(audio: Float32Array) -> DecodeRequest:
+    return DecodeRequest(audio=audio, language=None, want_words=True, final=True)
 
 
 def _ms(sample: int) -> int:

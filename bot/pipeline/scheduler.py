@@ -135,6 +135,24 @@ class DecodeScheduler:
         self._wake.set()
         return future
 
+    def withdraw(self, future: asyncio.Future[Hypothesis | None]) -> bool:
+        """Take back a queued decode before it starts (its future is cancelled).
+
+        False when it is no longer queued: being decoded, or done. Used for speculative finals
+        when speech goes on after a pause.
+        """
+        for job in self._finals:
+            if job.future is future:
+                self._finals.remove(job)
+                future.cancel()  # releases its final slot
+                return True
+        for key, job in self._partials.items():
+            if job.future is future:
+                del self._partials[key]
+                future.cancel()
+                return True
+        return False
+
     def _check_open(self) -> None:
         if self._closed:
             raise AsrError("the decode scheduler is closed")

@@ -6,6 +6,12 @@ state machine: push 16 kHz float32 samples in, get utterance events out. It keep
 ``pre_roll_ms`` of audio before speech starts (so the first syllable is not clipped), ends an
 utterance after ``min_silence_ms`` of silence, drops blips shorter than ``min_speech_ms``, and
 cuts utterances longer than ``max_utterance_s`` at the quietest recent window.
+
+Once the silence after speech covers ``post_roll_ms``, the utterance's audio is complete if it
+ends there: the segmenter says so (``UtterancePaused``, with exactly the audio ``UtteranceEnded``
+will carry) and, if speech comes back before ``min_silence_ms``, takes it back
+(``UtteranceResumed``). A consumer can start the final decode at the pause and have it ready
+when the end is certain.
 """
 
 from __future__ import annotations
@@ -146,13 +152,33 @@ class UtteranceEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class UtterancePaused:
+    """Silence has covered the post-roll: if the utterance ends in this pause, it will be
+    ``audio`` (``start_sample``..``end_sample``), exactly as ``UtteranceEnded`` will carry it."""
+
+    index: int
+    start_sample: int
+    end_sample: int
+    audio: Float32Array
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceResumed:
+    """Speech came back before the pause ended the utterance: the last pause was not its end."""
+
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
 class UtteranceDiscarded:
     """A speech blip shorter than ``min_speech_ms``: no caption must come of it."""
 
     index: int
 
 
-SegmentEvent = UtteranceStarted | UtteranceEnded | UtteranceDiscarded
+SegmentEvent = (
+    UtteranceStarted | UtteranceEnded | UtteranceDiscarded | UtterancePaused | UtteranceResumed
+)
 
 
 class Segmenter:
@@ -171,6 +197,8 @@ class Segmenter:
         self._min_speech_samples = o.min_speech_ms * SAMPLE_RATE_HZ // 1000
         self._max_samples = int(o.max_utterance_s * SAMPLE_RATE_HZ)
         self._post_roll = o.post_roll_ms * SAMPLE_RATE_HZ // 1000
+        # Silent windows after which the audio of an utterance ending there is complete.
+        self._pause_windows = max(1, -(-self._post_roll // WINDOW_SAMPLES))
         self._cut_search_windows = max(1, int(o.cut_search_s * 1000) // WINDOW_MS)
 
         self._pending = np.zeros(0, dtype=np.float32)  # samples not yet a full window
@@ -186,6 +214,7 @@ class Segmenter:
         self._speech_samples = 0
         self._silence_windows = 0
         self._last_speech_end = 0
+        self._paused = False  # an UtterancePaused stands for the current pause
 
     # -- public API -------------------------------------------------------------------------
     @property
@@ -270,6 +299,9 @@ class Segmenter:
                 self._speech_samples += WINDOW_SAMPLES
             self._silence_windows = 0
             self._last_speech_end = self._samples_seen
+            if self._paused:
+                self._paused = False
+                events.append(UtteranceResumed(self._index))
         else:
             self._silence_windows += 1
 
@@ -280,6 +312,15 @@ class Segmenter:
             events.append(self._end(EndReason.SILENCE))
         elif self.utterance_samples() >= self._max_samples:
             events.extend(self._cut_at_max_length())
+        elif (
+            not self._paused
+            and self._silence_windows >= self._pause_windows
+            and self._speech_samples >= self._min_speech_samples
+        ):
+            self._paused = True
+            end_sample = self._last_speech_end + self._post_roll
+            audio = np.concatenate(self._buffer)[: end_sample - self._start_sample]
+            events.append(UtterancePaused(self._index, self._start_sample, end_sample, audio))
         return events
 
     def _remember(self, window: Float32Array) -> None:
@@ -300,6 +341,7 @@ class Segmenter:
         start = self._start_sample
         speech_end = self._last_speech_end
         self._in_speech = False
+        self._paused = False
         trailing = audio
         self._buffer, self._probs = [], []
         if self._speech_samples < self._min_speech_samples and reason is not EndReason.MAX_LENGTH:
@@ -336,4 +378,5 @@ class Segmenter:
             WINDOW_SAMPLES for p in tail_probs if p >= self.options.threshold
         )
         self._silence_windows = 0
+        self._paused = False
         return [ended, UtteranceStarted(self._index, self._start_sample)]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 
 import numpy as np
 
@@ -136,3 +137,109 @@ async def test_usage_stats_count_audio_and_speech() -> None:
     await engine.aclose()
     assert abs(stream.stats.audio_s - 4.0) < 1e-6
     assert 2.0 <= stream.stats.speech_s <= 2.8
+
+
+def length_text(request: DecodeRequest) -> str:
+    """A text that names the audio's length: which decode produced a caption shows."""
+    return f"{'final' if request.want_words else 'partial'} {len(request.audio)}"
+
+
+async def _settle(engine: SpeechEngine) -> None:
+    for _ in range(100):
+        if engine.scheduler.pending_finals == 0 and engine.scheduler.pending_partials == 0:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+
+
+async def _push(stream: object, audio: np.ndarray) -> None:
+    for i in range(0, len(audio), 320):
+        await stream.push_audio(audio[i : i + 320])  # type: ignore[attr-defined]
+
+
+async def test_the_final_decode_starts_at_the_pause_and_is_the_final() -> None:
+    rec = ScriptedRecognizer(length_text)
+    engine = make_engine(rec, emit_partials=False)
+    stream = engine.open_stream("t")
+    got: list[Caption] = []
+
+    async def consume() -> None:
+        async for c in stream.captions():
+            got.append(c)
+
+    task = asyncio.create_task(consume())
+    await _push(stream, np.concatenate([tone(2.0), silence(0.2)]))  # a pause, not yet the end
+    await _settle(engine)
+    decoded = [r for b in rec.batches for r in b]
+    assert [r.final for r in decoded] == [True], "the final decode ran during the pause"
+    assert got == [], "but no final is published before the end is certain"
+    await _push(stream, silence(1.0))
+    await stream.end_input()
+    await asyncio.wait_for(task, 10)
+    await engine.aclose()
+    assert len([r for b in rec.batches for r in b]) == 1, "the end reuses that decode"
+    assert [c.text for c in got] == [f"final {len(decoded[0].audio)}"]
+    assert stream.stats.speculative_finals == stream.stats.speculative_finals_used == 1
+
+
+async def test_without_speculation_the_final_decode_waits_for_the_end() -> None:
+    rec = ScriptedRecognizer(length_text)
+    engine = make_engine(rec, emit_partials=False, speculative_finals=False)
+    stream = engine.open_stream("t")
+    await _push(stream, np.concatenate([tone(2.0), silence(0.2)]))
+    await _settle(engine)
+    assert rec.batches == []
+    await _push(stream, silence(1.0))
+    await stream.end_input()
+    assert [c.is_final async for c in stream.captions()] == [True]
+    await engine.aclose()
+
+
+async def test_speech_after_a_pause_withdraws_a_speculation_not_yet_started() -> None:
+    gate = threading.Event()
+    rec = ScriptedRecognizer(length_text, gate=gate)
+    engine = make_engine(rec, emit_partials=False)
+    blocker = engine.scheduler.submit_partial("other", DecodeRequest(audio=tone(1.0)))
+    await asyncio.sleep(0.05)  # the decode thread is busy with another stream
+    stream = engine.open_stream("t")
+    await _push(stream, np.concatenate([tone(1.0), silence(0.2), tone(1.0)]))
+    assert engine.scheduler.pending_finals == 0, "the speculation was withdrawn"
+    await _push(stream, silence(1.0))
+    gate.set()
+    await stream.end_input()
+    finals = [c async for c in stream.captions()]
+    await blocker
+    await engine.aclose()
+    decoded = [r for b in rec.batches for r in b if r.final]
+    assert len(decoded) == 1, "only the real end was decoded"
+    assert [c.text for c in finals] == [f"final {len(decoded[0].audio)}"]
+    assert len(decoded[0].audio) > 2.0 * 16_000
+    assert (stream.stats.speculative_finals, stream.stats.speculative_finals_used) == (2, 1)
+
+
+async def test_a_speculation_already_decoding_when_speech_resumes_becomes_a_partial() -> None:
+    gate = threading.Event()
+    rec = ScriptedRecognizer(length_text, gate=gate)
+    engine = make_engine(rec)
+    stream = engine.open_stream("t")
+    got: list[Caption] = []
+
+    async def consume() -> None:
+        async for c in stream.captions():
+            got.append(c)
+
+    task = asyncio.create_task(consume())
+    await _push(stream, np.concatenate([tone(0.4), silence(0.2)]))  # too short for a partial
+    await _settle(engine)  # the speculative final is decoding (held at the gate)
+    await _push(stream, np.concatenate([tone(0.3), silence(1.0)]))
+    gate.set()
+    await stream.end_input()
+    await asyncio.wait_for(task, 10)
+    await engine.aclose()
+    finals = [r for b in rec.batches for r in b if r.final]
+    assert len(finals) == 2
+    assert [(c.is_final, c.text) for c in got] == [
+        (False, f"final {len(finals[0].audio)}"),
+        (True, f"final {len(finals[1].audio)}"),
+    ]
+    assert len({c.utterance_id for c in got}) == 1

@@ -129,3 +129,22 @@ async def test_finals_batch_together_partials_go_one_at_a_time() -> None:
     sizes = [len(b) for b in rec.batches]
     assert sizes == [1, 3, 1, 1]
     await sched.aclose()
+
+
+async def test_a_queued_decode_can_be_withdrawn_a_running_one_cannot() -> None:
+    gate = threading.Event()
+    rec = ScriptedRecognizer(gate=gate)
+    sched = DecodeScheduler(rec, max_pending_finals=2, max_batch=1)
+    running = await sched.submit_final("a", req(1, final=True))
+    await asyncio.sleep(0.05)  # the worker took it and waits at the gate
+    queued = await sched.submit_final("b", req(2, final=True))
+    assert sched.withdraw(running) is False
+    assert sched.withdraw(queued) is True
+    assert queued.cancelled()
+    # its final slot is free again: another final fits without waiting
+    more = await asyncio.wait_for(sched.submit_final("c", req(3, final=True)), 1)
+    gate.set()
+    await asyncio.gather(running, more)
+    assert [t for b in rec.batches for t in tags(b)] == [1, 3]
+    assert sched.withdraw(running) is False  # done
+    await sched.aclose()

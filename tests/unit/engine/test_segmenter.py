@@ -9,6 +9,8 @@ from bot.pipeline.vad import (
     SegmenterOptions,
     UtteranceDiscarded,
     UtteranceEnded,
+    UtterancePaused,
+    UtteranceResumed,
     UtteranceStarted,
 )
 from tests.unit.engine.fakes import AmplitudeVad, silence, tone
@@ -126,3 +128,60 @@ def test_digital_silence_skips_the_model() -> None:
     run(seg, silence(3.0), tone(1.0, amplitude=0.9))
     # 3 s of zeros never reach the model; the tone's ~31 windows do
     assert 25 <= vad.calls <= 35
+
+
+def timed(segmenter: Segmenter, *chunks: np.ndarray) -> list[tuple[int, object]]:
+    """Events with the number of samples pushed when each came out (fed 10 ms at a time)."""
+    out: list[tuple[int, object]] = []
+    pushed = 0
+    for chunk in chunks:
+        for i in range(0, len(chunk), 160):
+            piece = chunk[i : i + 160]
+            pushed += len(piece)
+            out.extend((pushed, e) for e in segmenter.push(piece))
+    return out
+
+
+def test_a_pause_announces_the_final_audio_before_the_end_is_certain() -> None:
+    opts = SegmenterOptions(min_silence_ms=400, post_roll_ms=96)
+    events = timed(Segmenter(AmplitudeVad(), opts), tone(1.5), silence(1.0))  # type: ignore[arg-type]
+    kinds = [type(e) for _, e in events]
+    assert kinds == [UtteranceStarted, UtterancePaused, UtteranceEnded]
+    (paused_at, paused), (ended_at, ended) = events[1], events[2]
+    assert isinstance(paused, UtterancePaused) and isinstance(ended, UtteranceEnded)
+    # the pause comes once the post-roll is covered, ~0.3 s before the end is certain
+    speech_end = 1.5 * SR
+    assert paused_at - speech_end <= 0.096 * SR + 2 * 512
+    assert ended_at - paused_at >= 0.25 * SR
+    # and it carries exactly the audio the end will
+    assert (paused.index, paused.start_sample, paused.end_sample) == (
+        ended.index,
+        ended.start_sample,
+        ended.end_sample,
+    )
+    assert np.array_equal(paused.audio, ended.audio)
+
+
+def test_speech_after_a_pause_takes_it_back() -> None:
+    opts = SegmenterOptions(min_silence_ms=400, post_roll_ms=96)
+    seg = Segmenter(AmplitudeVad(), opts)  # type: ignore[arg-type]
+    events = [e for _, e in timed(seg, tone(1.0), silence(0.25), tone(1.0), silence(1.0))]
+    kinds = [type(e) for e in events]
+    assert kinds == [
+        UtteranceStarted,
+        UtterancePaused,
+        UtteranceResumed,
+        UtterancePaused,
+        UtteranceEnded,
+    ]
+    first, last, ended = events[1], events[3], events[4]
+    assert isinstance(first, UtterancePaused) and isinstance(last, UtterancePaused)
+    assert isinstance(ended, UtteranceEnded)
+    assert first.end_sample < last.end_sample == ended.end_sample
+    assert np.array_equal(last.audio, ended.audio)
+
+
+def test_a_blip_is_never_announced_as_a_pause() -> None:
+    opts = SegmenterOptions(min_speech_ms=250)
+    events = run(Segmenter(AmplitudeVad(), opts), silence(0.5), tone(0.1), silence(1.0))  # type: ignore[arg-type]
+    assert [type(e) for e in events] == [UtteranceStarted, UtteranceDiscarded]
