@@ -218,6 +218,13 @@ class Participant:
     def on_forwarding(self, track_sid: str) -> None:
         self.room.on_track_forwarding(track_sid)
 
+    def publisher_dtx(self, mid: str) -> bool | None:
+        track = self.published.get(self._mid_to_track.get(mid, ""))
+        if track is None or track.info.type != models.AUDIO:
+            return None
+        no_dtx = models.AudioTrackFeature.TF_NO_DTX in track.info.audio_features
+        return not (track.info.disable_dtx or no_dtx)
+
     # -- signal requests ----------------------------------------------------------------------
 
     async def handle_request(self, request: rtc.SignalRequest) -> None:

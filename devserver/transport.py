@@ -95,6 +95,9 @@ class TransportEvents(Protocol):
     def on_connected(self) -> None: ...
     def on_failed(self) -> None: ...
     def on_forwarding(self, track_sid: str) -> None: ...
+    def publisher_dtx(self, mid: str) -> bool | None:
+        """Whether the track published on ``mid`` uses DTX; None if no audio is published there."""
+        ...
 
 
 def _new_peer_connection() -> RTCPeerConnection:
@@ -109,6 +112,40 @@ def _opus_payload_type(media: MediaDescription) -> int | None:
         if codec.mimeType.lower() == "audio/opus" and codec.payloadType is not None:
             return codec.payloadType
     return None
+
+
+# LiveKit's server answers a publisher's Opus with these parameters, and adds ``usedtx=1``
+# unless the track was announced with ``disable_dtx``. The publishing client configures its
+# encoder from the answer (libwebrtc reads the remote description), so this is what turns on
+# discontinuous transmission: a silent microphone then sends a packet every 400 ms, not 50 a
+# second.
+_OPUS_ANSWER_FMTP = "minptime=10;useinbandfec=1"
+
+
+def with_publisher_opus_parameters(sdp: str, dtx_for_mid: Callable[[str], bool | None]) -> str:
+    """``sdp`` (an answer to a publisher's offer) with LiveKit's Opus ``fmtp`` on each audio
+    section the client publishes on; ``dtx_for_mid(mid)`` is None for sections it does not."""
+    head, *sections = sdp.split("\r\nm=")
+    out = [head]
+    for section in sections:
+        lines = section.split("\r\n")
+        mid = next((line[6:] for line in lines if line.startswith("a=mid:")), None)
+        opus_pt = next(
+            (
+                line[9:].split()[0]
+                for line in lines
+                if line.startswith("a=rtpmap:") and line.lower().split()[-1].startswith("opus/")
+            ),
+            None,
+        )
+        dtx = dtx_for_mid(mid) if lines[0].startswith("audio") and mid is not None else None
+        if dtx is not None and opus_pt is not None:
+            fmtp = f"a=fmtp:{opus_pt} {_OPUS_ANSWER_FMTP}" + (";usedtx=1" if dtx else "")
+            lines = [line for line in lines if not line.startswith(f"a=fmtp:{opus_pt} ")]
+            at = next(i for i, line in enumerate(lines) if line.startswith(f"a=rtpmap:{opus_pt} "))
+            lines.insert(at + 1, fmtp)
+        out.append("\r\n".join(lines))
+    return "\r\nm=".join(out)
 
 
 def _opus_preferences() -> list[RTCRtpCodecCapability]:
@@ -488,7 +525,9 @@ class SinglePcTransport(RtcTransport):
             self._offer_requested_at = None
             response = rtc.SignalResponse()
             response.answer.type = "answer"
-            response.answer.sdp = self._pc.localDescription.sdp
+            response.answer.sdp = with_publisher_opus_parameters(
+                self._pc.localDescription.sdp, self._events.publisher_dtx
+            )
             response.answer.mid_to_track_id.update(self._mid_to_track_id())
             self._events.send_signal(response)
             self._report_forwarding(self._slots)
@@ -591,7 +630,9 @@ class DualPcTransport(RtcTransport):
         await pc.setLocalDescription(answer)
         response = rtc.SignalResponse()
         response.answer.type = "answer"
-        response.answer.sdp = pc.localDescription.sdp
+        response.answer.sdp = with_publisher_opus_parameters(
+            pc.localDescription.sdp, self._events.publisher_dtx
+        )
         self._events.send_signal(response)
         await self._publisher.flush_candidates()
 

@@ -114,11 +114,13 @@ def tone(frequency_hz: float, seconds: float, *, amplitude: float = 0.3) -> np.n
 
 
 async def publish_audio(
-    room: rtc.Room, name: str = "mic"
+    room: rtc.Room, name: str = "mic", *, dtx: bool | None = None
 ) -> tuple[rtc.AudioSource, rtc.LocalAudioTrack, rtc.LocalTrackPublication]:
     source = rtc.AudioSource(SAMPLE_RATE_HZ, 1)
     track = rtc.LocalAudioTrack.create_audio_track(name, source)
     options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+    if dtx is not None:  # unset: the SDK's default (on)
+        options.dtx = dtx
     publication = await asyncio.wait_for(
         room.local_participant.publish_track(track, options), EVENT_TIMEOUT_S
     )

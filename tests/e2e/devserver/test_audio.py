@@ -100,6 +100,37 @@ async def test_client_choosing_two_peer_connections(devserver: DevServerProcess)
     assert_clean_tone(await measure_tone(devserver.url, options, seconds=4.0))
 
 
+async def silent_packets_per_s(
+    url: str, options: rtc.RoomOptions, dtx: bool | None, seconds: float = 4.0
+) -> float:
+    """Packets a publisher sends per second while its microphone captures digital silence."""
+    room = room_name("dtx")
+    async with connected(url, token("quiet", room), options=options) as (speaker, _):
+        source, track, _ = await publish_audio(speaker, dtx=dtx)
+        player = asyncio.create_task(play(source, np.zeros(48_000 * 60, dtype=np.int16)))
+        try:
+            await asyncio.sleep(1.5)  # the encoder settles into DTX
+            before = await sent_packets(track)
+            await asyncio.sleep(seconds)
+            return (await sent_packets(track) - before) / seconds
+        finally:
+            player.cancel()
+
+
+@pytest.mark.parametrize("single_pc", [True, False], ids=["rtc-v1", "rtc"])
+async def test_a_silent_microphone_uses_dtx_as_on_livekit(
+    devserver: DevServerProcess, single_pc: bool
+) -> None:
+    """The answer carries LiveKit's Opus parameters (``usedtx=1``): the publisher's encoder
+    stops sending on silence (a packet per 400 ms instead of 50 per second)."""
+    options = rtc.RoomOptions(single_peer_connection=single_pc)
+    assert await silent_packets_per_s(devserver.url, options, dtx=None) < 6
+
+
+async def test_a_track_published_without_dtx_keeps_sending(devserver: DevServerProcess) -> None:
+    assert await silent_packets_per_s(devserver.url, rtc.RoomOptions(), dtx=False) > 40
+
+
 @pytest.fixture(scope="module")
 def server_without_v1(netns: VethNamespace) -> Iterator[DevServerProcess]:
     server = start_devserver(netns, "--no-single-peer-connection")
