@@ -6,9 +6,13 @@ participants speak real recordings in real time; a listener measures what a meet
 
 * first-partial latency: the clip's first word (offline word timings) -> first caption received;
 * final latency: the clip's last word -> its last final received;
-* concurrency: N participants speaking at once, N = 1, 2, ... until final p95 exceeds 2 s;
+* concurrency: N participants speaking at once, N = 1, 2, ... until final p95 exceeds 2 s (one
+  speaker says ``--single-rounds`` clips, for a steadier median);
 * CPU of a connected silent track: the worker's CPU with one silent microphone subscribed,
-  minus the same worker idle in the room.
+  minus the same worker idle in the room just before, ``--silent-repeats`` times (medians).
+
+Speech times are when the simulated microphone's audio leaves its queue for WebRTC (see
+``bot.simulate.Turn``), as a real microphone captures it.
 
 Writes ``bench/results/bot.json`` and prints a table. Uses ``DATABASE_URL`` when set, else the
 embedded PostgreSQL. The machine is shared: quote medians of one run.
@@ -108,26 +112,32 @@ async def measure_turns(
 
 
 async def silent_track_cpu(
-    url: str, room: str, proc: psutil.Process, seconds: float
-) -> dict[str, float]:
+    url: str, room: str, proc: psutil.Process, seconds: float, repeats: int
+) -> dict[str, Any]:
     def cpu_during(s: float) -> float:
         t0 = proc.cpu_times()
         time.sleep(s)
         t1 = proc.cpu_times()
         return (t1.user + t1.system - t0.user - t0.system) / s * 100
 
-    idle = await asyncio.to_thread(cpu_during, seconds)
-    silent = SimulatedSpeaker("silent")
-    await silent.join(url, token("silent", room))
-    feeder = asyncio.create_task(silent.pause(seconds + 6))
-    await asyncio.sleep(3.0)
-    busy = await asyncio.to_thread(cpu_during, seconds)
-    await feeder
-    await silent.leave()
+    idle: list[float] = []
+    busy: list[float] = []
+    for k in range(repeats):
+        await asyncio.sleep(3.0)  # the previous silent participant is gone
+        idle.append(await asyncio.to_thread(cpu_during, seconds))
+        silent = SimulatedSpeaker(f"silent-{k}")
+        await silent.join(url, token(silent.identity, room))
+        feeder = asyncio.create_task(silent.pause(seconds + 6))
+        await asyncio.sleep(3.0)
+        busy.append(await asyncio.to_thread(cpu_during, seconds))
+        await feeder
+        await silent.leave()
+    costs = [b - i for b, i in zip(busy, idle, strict=True)]
     return {
-        "idle_in_room_pct": round(idle, 2),
-        "one_silent_track_pct": round(busy, 2),
-        "silent_track_cost_pct_of_core": round(busy - idle, 2),
+        "idle_in_room_pct": round(float(np.median(idle)), 2),
+        "one_silent_track_pct": round(float(np.median(busy)), 2),
+        "silent_track_cost_pct_of_core": round(float(np.median(costs)), 2),
+        "silent_track_cost_runs_pct": [round(c, 2) for c in costs],
     }
 
 
@@ -136,7 +146,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from api.db.settings import DatabaseSettings
 
     times = word_times(args.model)
-    report: dict[str, Any] = {"model": args.model, "clip_word_times": times}
+    report: dict[str, Any] = {
+        "model": args.model,
+        "worker_env": args.env,
+        "clip_word_times": times,
+    }
     with veth_namespace("lbn") as ns:
         server = start_devserver(ns, "--departure-timeout", "30")
         async with open_database(DatabaseSettings()) as db:
@@ -153,6 +167,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "JOB_POLL_S": "1",
                 "ROOM_EMPTY_TIMEOUT_S": "600",
                 "SPOOL_DIR": str(RESULTS / "spool"),
+                **dict(item.split("=", 1) for item in args.env),
             }
             worker = WorkerProcess("bench-worker", env, RESULTS)
             try:
@@ -162,7 +177,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(3.0)
                 proc = psutil.Process(worker.process.pid)
                 report["silent_track"] = await silent_track_cpu(
-                    server.url, room, proc, args.silent_seconds
+                    server.url, room, proc, args.silent_seconds, args.silent_repeats
                 )
                 print(f"  silent track: {report['silent_track']}", file=sys.stderr)
                 rows = []
@@ -170,8 +185,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 for n in range(1, args.max_speakers + 1):
                     listener.captions.clear()
                     t0, c0 = time.monotonic(), proc.cpu_times()
+                    rounds = args.single_rounds if n == 1 else args.rounds
                     firsts, finals = await measure_turns(
-                        server.url, room, listener, n, args.rounds, times
+                        server.url, room, listener, n, rounds, times
                     )
                     c1, wall = proc.cpu_times(), time.monotonic() - t0
                     row = {
@@ -208,9 +224,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=os.environ.get("ASR_MODEL", "base"))
     parser.add_argument("--max-speakers", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--single-rounds", type=int, default=9)
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for the worker, e.g. SPECULATIVE_FINALS=false (repeatable)",
+    )
     parser.add_argument("--silent-seconds", type=float, default=15.0)
+    parser.add_argument("--silent-repeats", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS / "bot.json")
     args = parser.parse_args(argv)
+    if any("=" not in item for item in args.env):
+        parser.error("--env takes NAME=VALUE")
     if os.geteuid() != 0:
         print(
             "bench.bot: needs root (it creates a network namespace for the dev server)",
@@ -224,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     s = report["silent_track"]
     print(f"  CPU of a connected silent track: {s['silent_track_cost_pct_of_core']}% of one core")
     print(f"  (worker idle in the room {s['idle_in_room_pct']}%, with the track")
-    print(f"  {s['one_silent_track_pct']}%)")
+    print(f"  {s['one_silent_track_pct']}%; runs {s['silent_track_cost_runs_pct']})")
     head = ["speakers", "turns", "first p50", "first p95", "final p50", "final p95", "cores"]
     print("  " + " ".join(f"{h:>9}" for h in head))
     keys = ["speakers", "turns", "first_partial_p50_s", "first_partial_p95_s", "final_p50_s"]

@@ -37,7 +37,9 @@ class Turn:
 
     clip: Path
     pause_s: float = 0.0
-    started_at: float = 0.0  # monotonic time of the clip's first frame
+    # Monotonic times at which the clip's first and last audio leave the microphone's queue
+    # for WebRTC: what a real microphone would capture then, so latencies count from there.
+    started_at: float = 0.0
     ended_at: float = 0.0
 
 
@@ -93,9 +95,10 @@ class SimulatedSpeaker:
         if turn.pause_s > 0:
             await self.pause(turn.pause_s)
         pcm = to_pcm48k(read_file_audio(turn.clip))
-        turn.started_at = time.monotonic()
+        # Audio already queued (the pause's silence) goes out first.
+        turn.started_at = time.monotonic() + self.source.queued_duration
         await self.send(pcm, stop_after_s=stop_after_s)
-        turn.ended_at = time.monotonic()
+        turn.ended_at = time.monotonic() + self.source.queued_duration
 
     async def set_muted(self, muted: bool) -> None:
         assert self.publication is not None
