@@ -368,6 +368,7 @@ class Worker:
             RoomOptions(
                 empty_timeout_s=self.settings.room_empty_timeout_s,
                 max_tracks=self.settings.room_max_tracks,
+                frame_ms=self.settings.audio_frame_ms,
                 drain_timeout_s=self.settings.drain_timeout_s,
             ),
         )

@@ -60,9 +60,9 @@ class RoomOptions:
     empty_timeout_s: float = 20.0
     max_tracks: int = 16
     # Frames the AudioStream delivers: 50 ms each (10 ms frames cost 5x the Python overhead for
-    # no useful latency), and how many it may hold before dropping the oldest: 10 s.
+    # no useful latency), and how much audio it may hold before dropping the oldest: 10 s.
     frame_ms: int = 50
-    audio_queue_frames: int = 200
+    audio_queue_s: float = 10.0
     drain_timeout_s: float = 20.0
     legacy_transcription: bool = True
 
@@ -271,7 +271,7 @@ class RoomTranscriber:
             track=track,
             sample_rate=SAMPLE_RATE_HZ,
             num_channels=1,
-            capacity=self.options.audio_queue_frames,
+            capacity=max(1, round(self.options.audio_queue_s * 1000 / self.options.frame_ms)),
             frame_size_ms=self.options.frame_ms,
         )
         stream = self.engine.open_stream(f"{participant.identity}/{sid}")

@@ -271,7 +271,9 @@ class StreamTranscriber:
             return
         if self._speculation is not None:  # the decode started at the pause stands for a partial
             return
-        if not self._segmenter.in_speech:
+        if not self._segmenter.in_speech or self._segmenter.in_pause:
+            # A pause adds no words, and a partial decode started now would hold up the
+            # final's (one decode runs at a time).
             return
         n = self._segmenter.utterance_samples()
         if n < self._min_partial or n - self._last_partial_at < self._interval:

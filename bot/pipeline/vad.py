@@ -222,6 +222,11 @@ class Segmenter:
         return self._in_speech
 
     @property
+    def in_pause(self) -> bool:
+        """An utterance is open and its latest window was silent: it may be ending."""
+        return self._in_speech and self._silence_windows > 0
+
+    @property
     def samples_seen(self) -> int:
         return self._samples_seen + len(self._pending)
 

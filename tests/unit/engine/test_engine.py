@@ -47,11 +47,10 @@ async def transcribe(
 
 
 def make_engine(rec: ScriptedRecognizer, **opts: object) -> SpeechEngine:
+    defaults: dict[str, object] = {"partial_interval_ms": 300, "min_partial_audio_ms": 500}
     options = StreamOptions(
         segmenter=SegmenterOptions(min_silence_ms=400),
-        partial_interval_ms=300,
-        min_partial_audio_ms=500,
-        **opts,  # type: ignore[arg-type]
+        **{**defaults, **opts},  # type: ignore[arg-type]
     )
     return SpeechEngine(rec, _FakeSileroVad(), stream_options=options)  # type: ignore[arg-type]
 
@@ -243,3 +242,16 @@ async def test_a_speculation_already_decoding_when_speech_resumes_becomes_a_part
         (True, f"final {len(finals[1].audio)}"),
     ]
     assert len({c.utterance_id for c in got}) == 1
+
+
+async def test_no_partial_decode_starts_in_the_silence_that_ends_an_utterance() -> None:
+    rec = ScriptedRecognizer(length_text)
+    # frequent partials and no pause decode: the whole 400 ms of closing silence is exposed
+    engine = make_engine(rec, partial_interval_ms=100, speculative_finals=False)
+    audio = np.concatenate([tone(1.2), silence(1.0)])
+    captions = await transcribe(engine, audio, realtime_step_s=0.002)
+    partial_lengths = [len(r.audio) for b in rec.batches for r in b if not r.want_words]
+    assert partial_lengths, "partials were decoded while speaking"
+    # pre-roll (300 ms) + the tone + at most one window of silence
+    assert max(partial_lengths) <= (0.3 + 1.2) * 16_000 + 512
+    assert captions[-1].is_final
