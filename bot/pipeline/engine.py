@@ -316,9 +316,10 @@ class StreamTranscriber:
                 try:
                     hyp = await item.future
                 except asyncio.CancelledError:
-                    if item.future.cancelled():
-                        continue
-                    raise
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # this emitter is being stopped
+                    continue  # only the decode was cancelled: nothing to show for it
                 except AsrError:
                     self.stats.errors += 1
                     hyp = None

@@ -42,7 +42,7 @@ class Recognizer(Protocol):
     def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]: ...
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # jobs are found by identity (their audio is an array)
 class _Job:
     stream_key: str
     request: DecodeRequest

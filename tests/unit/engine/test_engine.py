@@ -5,6 +5,7 @@ import itertools
 import threading
 
 import numpy as np
+import pytest
 
 from bot.evaluation import number_words
 from bot.pipeline.asr import DecodeRequest
@@ -255,3 +256,17 @@ async def test_no_partial_decode_starts_in_the_silence_that_ends_an_utterance() 
     # pre-roll (300 ms) + the tone + at most one window of silence
     assert max(partial_lengths) <= (0.3 + 1.2) * 16_000 + 512
     assert captions[-1].is_final
+
+
+@pytest.mark.timeout(30)  # the regression this guards against is a hang
+async def test_closing_a_stream_while_its_emitter_awaits_a_decode_returns() -> None:
+    gate = threading.Event()
+    rec = ScriptedRecognizer(length_text, gate=gate)
+    engine = make_engine(rec, emit_partials=False)
+    stream = engine.open_stream("t")
+    # two utterances: the first's final is decoding (held at the gate), the second's waits
+    await _push(stream, np.concatenate([tone(1.0), silence(0.6), tone(1.0), silence(0.6)]))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(stream.aclose(), 2)  # the emitter stops, not waits for the next
+    gate.set()
+    await engine.aclose()

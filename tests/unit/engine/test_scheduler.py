@@ -134,17 +134,19 @@ async def test_finals_batch_together_partials_go_one_at_a_time() -> None:
 async def test_a_queued_decode_can_be_withdrawn_a_running_one_cannot() -> None:
     gate = threading.Event()
     rec = ScriptedRecognizer(gate=gate)
-    sched = DecodeScheduler(rec, max_pending_finals=2, max_batch=1)
+    sched = DecodeScheduler(rec, max_pending_finals=3, max_batch=1)
     running = await sched.submit_final("a", req(1, final=True))
     await asyncio.sleep(0.05)  # the worker took it and waits at the gate
-    queued = await sched.submit_final("b", req(2, final=True))
+    # the same stream: the jobs differ only in their audio arrays
+    ahead = await sched.submit_final("c", DecodeRequest(audio=np.full(320, 2, dtype=np.float32)))
+    queued = await sched.submit_final("c", req(3, final=True))
     assert sched.withdraw(running) is False
-    assert sched.withdraw(queued) is True
-    assert queued.cancelled()
+    assert sched.withdraw(queued) is True  # found behind another job, by identity
+    assert queued.cancelled() and not ahead.done()
     # its final slot is free again: another final fits without waiting
-    more = await asyncio.wait_for(sched.submit_final("c", req(3, final=True)), 1)
+    more = await asyncio.wait_for(sched.submit_final("d", req(4, final=True)), 1)
     gate.set()
-    await asyncio.gather(running, more)
-    assert [t for b in rec.batches for t in tags(b)] == [1, 3]
+    await asyncio.gather(running, ahead, more)
+    assert [t for b in rec.batches for t in tags(b)] == [1, 2, 4]
     assert sched.withdraw(running) is False  # done
     await sched.aclose()
