@@ -9,7 +9,10 @@ participants speak real recordings in real time; a listener measures what a meet
 * concurrency: N participants speaking at once, N = 1, 2, ... until final p95 exceeds 2 s (one
   speaker says ``--single-rounds`` clips, for a steadier median);
 * CPU of a connected silent track: the worker's CPU with one silent microphone subscribed,
-  minus the same worker idle in the room just before, ``--silent-repeats`` times (medians).
+  minus the same worker idle in the room just before, ``--silent-repeats`` times (medians);
+  with Opus DTX (LiveKit clients' default) and without. Beside it, the SDK's own cost of the
+  same track in a bare process (``bench.sdk_audio_cost``): received only, and read through an
+  ``AudioStream`` like the bot's, so what our pipeline adds shows.
 
 Speech times are when the simulated microphone's audio leaves its queue for WebRTC (see
 ``bot.simulate.Turn``), as a real microphone captures it.
@@ -112,7 +115,7 @@ async def measure_turns(
 
 
 async def silent_track_cpu(
-    url: str, room: str, proc: psutil.Process, seconds: float, repeats: int
+    url: str, room: str, proc: psutil.Process, seconds: float, repeats: int, *, dtx: bool
 ) -> dict[str, Any]:
     def cpu_during(s: float) -> float:
         t0 = proc.cpu_times()
@@ -125,7 +128,7 @@ async def silent_track_cpu(
     for k in range(repeats):
         await asyncio.sleep(3.0)  # the previous silent participant is gone
         idle.append(await asyncio.to_thread(cpu_during, seconds))
-        silent = SimulatedSpeaker(f"silent-{k}")
+        silent = SimulatedSpeaker(f"silent-{'dtx' if dtx else 'nodtx'}-{k}", dtx=dtx)
         await silent.join(url, token(silent.identity, room))
         feeder = asyncio.create_task(silent.pause(seconds + 6))
         await asyncio.sleep(3.0)
@@ -134,11 +137,49 @@ async def silent_track_cpu(
         await silent.leave()
     costs = [b - i for b, i in zip(busy, idle, strict=True)]
     return {
+        "dtx": dtx,
         "idle_in_room_pct": round(float(np.median(idle)), 2),
         "one_silent_track_pct": round(float(np.median(busy)), 2),
         "silent_track_cost_pct_of_core": round(float(np.median(costs)), 2),
         "silent_track_cost_runs_pct": [round(c, 2) for c in costs],
     }
+
+
+async def sdk_audio_cost(url: str, seconds: float, repeats: int, frame_ms: int) -> dict[str, Any]:
+    """The SDK's own cost of one silent (DTX) track in a bare process: medians of runs."""
+    out: dict[str, Any] = {}
+    for mode in ("subscribed", f"stream:{frame_ms}"):
+        costs: list[float] = []
+        for k in range(repeats):
+            room = room_name("sdk")
+            probe = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.sdk_audio_cost",
+                url,
+                token("probe", room),
+                mode,
+                str(seconds),
+                stdout=asyncio.subprocess.PIPE,
+                cwd=REPO,
+            )
+            assert probe.stdout is not None
+            if (await probe.stdout.readline()).strip() != b"ready":
+                raise RuntimeError("bench.sdk_audio_cost did not start")
+            silent = SimulatedSpeaker(f"silent-sdk-{k}")
+            await silent.join(url, token(silent.identity, room))
+            feeder = asyncio.create_task(silent.pause(seconds + 10))
+            result = json.loads(await probe.stdout.readline())
+            await probe.wait()
+            feeder.cancel()
+            await silent.room.disconnect()
+            costs.append(float(result["track_cost_pct"]))
+        out[mode] = {
+            "track_cost_pct_of_core": round(float(np.median(costs)), 2),
+            "runs_pct": costs,
+        }
+    print(f"  SDK alone: {out}", file=sys.stderr)
+    return out
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -176,10 +217,16 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 await listener.join(server.url, room, identity="listener")
                 await asyncio.sleep(3.0)
                 proc = psutil.Process(worker.process.pid)
-                report["silent_track"] = await silent_track_cpu(
-                    server.url, room, proc, args.silent_seconds, args.silent_repeats
+                for dtx in (True, False):
+                    key = "silent_track" if dtx else "silent_track_without_dtx"
+                    report[key] = await silent_track_cpu(
+                        server.url, room, proc, args.silent_seconds, args.silent_repeats, dtx=dtx
+                    )
+                    print(f"  {key}: {report[key]}", file=sys.stderr)
+                frame_ms = int(dict(e.split("=", 1) for e in args.env).get("AUDIO_FRAME_MS", 50))
+                report["sdk_alone"] = await sdk_audio_cost(
+                    server.url, args.silent_seconds, args.silent_repeats, frame_ms
                 )
-                print(f"  silent track: {report['silent_track']}", file=sys.stderr)
                 rows = []
                 sustained = 0
                 for n in range(1, args.max_speakers + 1):
@@ -248,10 +295,16 @@ def main(argv: list[str] | None = None) -> int:
     report = asyncio.run(bench(args))
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nBot through the dev server, model {report['model']}")
-    s = report["silent_track"]
-    print(f"  CPU of a connected silent track: {s['silent_track_cost_pct_of_core']}% of one core")
-    print(f"  (worker idle in the room {s['idle_in_room_pct']}%, with the track")
-    print(f"  {s['one_silent_track_pct']}%; runs {s['silent_track_cost_runs_pct']})")
+    for key, title in (("silent_track", "with DTX"), ("silent_track_without_dtx", "DTX off")):
+        s = report[key]
+        print(
+            f"  CPU of a connected silent track, {title}: "
+            f"{s['silent_track_cost_pct_of_core']}% of one core"
+        )
+        print(f"    (worker idle in the room {s['idle_in_room_pct']}%, with the track")
+        print(f"    {s['one_silent_track_pct']}%; runs {s['silent_track_cost_runs_pct']})")
+    for mode, cost in report["sdk_alone"].items():
+        print(f"  the SDK alone, {mode}: {cost['track_cost_pct_of_core']}% of one core")
     head = ["speakers", "turns", "first p50", "first p95", "final p50", "final p95", "cores"]
     print("  " + " ".join(f"{h:>9}" for h in head))
     keys = ["speakers", "turns", "first_partial_p50_s", "first_partial_p95_s", "final_p50_s"]

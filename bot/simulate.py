@@ -51,6 +51,8 @@ class SimulatedSpeaker:
     source: rtc.AudioSource = field(
         default_factory=lambda: rtc.AudioSource(RATE_HZ, 1, queue_size_ms=100)
     )
+    # Opus DTX, on by default in LiveKit clients: silence is sent as a packet per 400 ms.
+    dtx: bool = True
     publication: rtc.LocalTrackPublication | None = None
     sent_s: float = 0.0  # audio frames captured by this client
     published_at: float = 0.0
@@ -75,7 +77,7 @@ class SimulatedSpeaker:
         await self.room.connect(url, token)
         track = rtc.LocalAudioTrack.create_audio_track(f"{self.identity}-mic", self.source)
         self.publication = await self.room.local_participant.publish_track(
-            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+            track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, dtx=self.dtx)
         )
         self.published_at = time.monotonic()
 
