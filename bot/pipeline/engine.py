@@ -16,9 +16,9 @@ queue. A decode error costs one utterance (counted), never the stream.
 **Speculative finals.** The final decode starts when the segmenter reports a pause whose audio
 would be the whole utterance (``UtterancePaused``, about 100 ms into the silence), not when
 ``min_silence_ms`` has made the end certain. If the pause does end the utterance, that decode
-is its final: the same audio, so the same text, about 0.3 s sooner. If speech resumes, a decode
-not yet started is withdrawn and one already running is shown as a partial, so little is spent
-for nothing.
+is its final: the same audio, so the same text, about 0.25 s sooner (``bench/engine.py``).
+If speech resumes, a decode not yet started is withdrawn and one already running is shown as a
+partial, so little is spent for nothing.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ class StreamTranscriber:
                 self._speculation = _Speculation(event.index, event.end_sample, future)
                 self.stats.speculative_finals += 1
         elif isinstance(event, UtteranceResumed):
-            self._resume(event)
+            self._resume()
         elif isinstance(event, UtteranceEnded):
             self.stats.speech_s += len(event.audio) / SAMPLE_RATE_HZ
             spec, self._speculation = self._speculation, None
@@ -245,7 +245,7 @@ class StreamTranscriber:
                 _Pending(self._utterance_name(event.index), 0, _resolved(None), final=True)
             )
 
-    def _resume(self, event: UtteranceResumed) -> None:
+    def _resume(self) -> None:
         """Speech went on after a pause: its speculative final is at most a partial."""
         spec, self._speculation = self._speculation, None
         if spec is None or self._abandon(spec):
@@ -268,8 +268,6 @@ class StreamTranscriber:
 
     def _maybe_partial(self) -> None:
         if not self.options.emit_partials or self._partial_in_flight:
-            return
-        if self._speculation is not None:  # the decode started at the pause stands for a partial
             return
         if not self._segmenter.in_speech or self._segmenter.in_pause:
             # A pause adds no words, and a partial decode started now would hold up the
