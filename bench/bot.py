@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from bot.config import BotSettings
 from bot.simulate import SimulatedSpeaker, Turn
 from tests.e2e.bot.helpers import CaptionListener, WorkerProcess
 from tests.e2e.devserver.conftest import start_devserver
@@ -223,7 +224,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                         server.url, room, proc, args.silent_seconds, args.silent_repeats, dtx=dtx
                     )
                     print(f"  {key}: {report[key]}", file=sys.stderr)
-                frame_ms = int(dict(e.split("=", 1) for e in args.env).get("AUDIO_FRAME_MS", 50))
+                frame_ms = int(
+                    dict(e.split("=", 1) for e in args.env).get(
+                        "AUDIO_FRAME_MS", BotSettings.model_fields["audio_frame_ms"].default
+                    )
+                )
                 report["sdk_alone"] = await sdk_audio_cost(
                     server.url, args.silent_seconds, args.silent_repeats, frame_ms
                 )

@@ -103,7 +103,7 @@ class BotSettings(EngineSettings):
     max_rooms: int = Field(default=4, ge=1, le=256)
     room_max_tracks: int = Field(default=16, ge=1, le=256)
     room_empty_timeout_s: float = Field(default=20.0, ge=0)
-    audio_frame_ms: int = Field(default=50, ge=10, le=500)
+    audio_frame_ms: int = Field(default=100, ge=10, le=500)
     job_lease_s: float = Field(default=30.0, ge=3)
     job_poll_s: float = Field(default=5.0, gt=0)
     usage_checkpoint_s: float = Field(default=5.0, gt=0)

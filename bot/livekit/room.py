@@ -59,9 +59,11 @@ class EndReason(StrEnum):
 class RoomOptions:
     empty_timeout_s: float = 20.0
     max_tracks: int = 16
-    # Frames the AudioStream delivers: 50 ms each (10 ms frames cost 5x the Python overhead for
-    # no useful latency), and how much audio it may hold before dropping the oldest: 10 s.
-    frame_ms: int = 50
+    # Frames the AudioStream delivers: 100 ms each. Every frame is a wake-up through the SDK's
+    # native and Python layers: 50 ms frames made a connected silent track cost ~1 point of a
+    # core more (bench/bot.py), for ~25 ms of average caption latency. How much audio the
+    # stream may hold before dropping the oldest: 10 s.
+    frame_ms: int = 100
     audio_queue_s: float = 10.0
     drain_timeout_s: float = 20.0
     legacy_transcription: bool = True
