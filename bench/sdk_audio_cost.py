@@ -42,6 +42,7 @@ async def measure(url: str, token: str, mode: str, seconds: float) -> dict[str, 
     track = await asyncio.wait_for(subscribed.get(), 60)
     frames = 0
     reader: asyncio.Task[None] | None = None
+    stream: rtc.AudioStream | None = None
     if mode.startswith("stream:"):
         stream = rtc.AudioStream.from_track(
             track=track,
@@ -51,12 +52,12 @@ async def measure(url: str, token: str, mode: str, seconds: float) -> dict[str, 
             frame_size_ms=int(mode.split(":", 1)[1]),
         )
 
-        async def read() -> None:
+        async def read(audio: rtc.AudioStream) -> None:
             nonlocal frames
-            async for _ in stream:
+            async for _ in audio:
                 frames += 1
 
-        reader = asyncio.create_task(read())
+        reader = asyncio.create_task(read(stream))
     await asyncio.sleep(3.0)
     frames_before = frames
     busy = await cpu_percent(seconds)
@@ -67,8 +68,9 @@ async def measure(url: str, token: str, mode: str, seconds: float) -> dict[str, 
         "track_cost_pct": round(busy - idle, 2),
         "frames_per_s": round((frames - frames_before) / seconds, 1),
     }
-    if reader is not None:
-        reader.cancel()
+    if stream is not None and reader is not None:
+        await stream.aclose()  # before leaving: the SDK panics on a stream open at disconnect
+        await reader
     await room.disconnect()
     return result
 
