@@ -9,7 +9,7 @@ import pytest
 
 from bot.evaluation import number_words
 from bot.pipeline.asr import DecodeRequest
-from bot.pipeline.engine import SpeechEngine, StreamOptions
+from bot.pipeline.engine import SpeechEngine, StreamOptions, StreamTranscriber
 from bot.pipeline.types import Caption
 from bot.pipeline.vad import SegmenterOptions
 from tests.unit.engine.fakes import AmplitudeVad, ScriptedRecognizer, silence, tone
@@ -27,17 +27,22 @@ def growing_text(request: DecodeRequest) -> str:
     return " ".join(words[:n])
 
 
+def collect(stream: StreamTranscriber) -> tuple[list[Caption], asyncio.Task[None]]:
+    """The stream's captions as they come, and the task that gathers them."""
+    got: list[Caption] = []
+
+    async def consume() -> None:
+        async for c in stream.captions():
+            got.append(c)
+
+    return got, asyncio.create_task(consume())
+
+
 async def transcribe(
     engine: SpeechEngine, audio: np.ndarray, *, realtime_step_s: float = 0.0
 ) -> list[Caption]:
     stream = engine.open_stream("t")
-    captions: list[Caption] = []
-
-    async def consume() -> None:
-        async for c in stream.captions():
-            captions.append(c)
-
-    consumer = asyncio.create_task(consume())
+    captions, consumer = collect(stream)
     for i in range(0, len(audio), 320):
         await stream.push_audio(audio[i : i + 320])
         await asyncio.sleep(realtime_step_s)
@@ -108,13 +113,7 @@ async def test_a_decode_error_costs_one_utterance_not_the_stream() -> None:
     rec.fail_when = lambda r: len(r.audio) < 2.0 * 16_000
     audio = np.concatenate([tone(1.5), silence(1.0), tone(2.5)])
     stream = engine.open_stream("t")
-    got: list[Caption] = []
-
-    async def consume() -> None:
-        async for c in stream.captions():
-            got.append(c)
-
-    task = asyncio.create_task(consume())
+    got, task = collect(stream)
     for i in range(0, len(audio), 320):
         await stream.push_audio(audio[i : i + 320])
     await stream.end_input()
@@ -152,22 +151,16 @@ async def _settle(engine: SpeechEngine) -> None:
     await asyncio.sleep(0.05)
 
 
-async def _push(stream: object, audio: np.ndarray) -> None:
+async def _push(stream: StreamTranscriber, audio: np.ndarray) -> None:
     for i in range(0, len(audio), 320):
-        await stream.push_audio(audio[i : i + 320])  # type: ignore[attr-defined]
+        await stream.push_audio(audio[i : i + 320])
 
 
 async def test_the_final_decode_starts_at_the_pause_and_is_the_final() -> None:
     rec = ScriptedRecognizer(length_text)
     engine = make_engine(rec, emit_partials=False)
     stream = engine.open_stream("t")
-    got: list[Caption] = []
-
-    async def consume() -> None:
-        async for c in stream.captions():
-            got.append(c)
-
-    task = asyncio.create_task(consume())
+    got, task = collect(stream)
     await _push(stream, np.concatenate([tone(2.0), silence(0.2)]))  # a pause, not yet the end
     await _settle(engine)
     decoded = [r for b in rec.batches for r in b]
@@ -222,13 +215,7 @@ async def test_a_speculation_already_decoding_when_speech_resumes_becomes_a_part
     rec = ScriptedRecognizer(length_text, gate=gate)
     engine = make_engine(rec)
     stream = engine.open_stream("t")
-    got: list[Caption] = []
-
-    async def consume() -> None:
-        async for c in stream.captions():
-            got.append(c)
-
-    task = asyncio.create_task(consume())
+    got, task = collect(stream)
     await _push(stream, np.concatenate([tone(0.4), silence(0.2)]))  # too short for a partial
     await _settle(engine)  # the speculative final is decoding (held at the gate)
     await _push(stream, np.concatenate([tone(0.3), silence(1.0)]))
