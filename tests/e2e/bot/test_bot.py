@@ -358,7 +358,10 @@ async def test_sigterm_drains_finishes_the_utterance_and_releases_the_job(
         repo, livekit, start_worker, "alice", JOB_LEASE_S="60"
     )
     speech = asyncio.create_task(alice.say(Turn(QUILTER, pause_s=0.5)))
-    await listener.wait_for(lambda lis: any(not c.final and c.text for c in lis.captions))
+    # a partial with the utterance's first full word: that much audio has reached the bot
+    await listener.wait_for(
+        lambda lis: any(not c.final and "quilter" in c.text.lower() for c in lis.captions)
+    )
     status = await asyncio.to_thread(worker.stop)  # SIGTERM mid-utterance
     assert status == 0, worker.log()[-3000:]
     await speech
