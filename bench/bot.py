@@ -188,6 +188,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from api.db.settings import DatabaseSettings
 
     times = word_times(args.model)
+    worker_env = dict(item.split("=", 1) for item in args.env)
     report: dict[str, Any] = {
         "model": args.model,
         "worker_env": args.env,
@@ -209,7 +210,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "JOB_POLL_S": "1",
                 "ROOM_EMPTY_TIMEOUT_S": "600",
                 "SPOOL_DIR": str(RESULTS / "spool"),
-                **dict(item.split("=", 1) for item in args.env),
+                **worker_env,
             }
             worker = WorkerProcess("bench-worker", env, RESULTS)
             try:
@@ -225,7 +226,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     print(f"  {key}: {report[key]}", file=sys.stderr)
                 frame_ms = int(
-                    dict(e.split("=", 1) for e in args.env).get(
+                    worker_env.get(
                         "AUDIO_FRAME_MS", BotSettings.model_fields["audio_frame_ms"].default
                     )
                 )
