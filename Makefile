@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-unit check fmt bench bench-engine bench-bot bench-devserver bench-api demo clean
+.PHONY: setup livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-devserver bench-api demo clean
 
 setup: $(STAMP)
 
@@ -17,7 +17,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-test: setup
+# The official LiveKit server (pinned in lkserver/install.py), built once with `go install` into
+# .cache/livekit-server/; says what to do when Go is missing.
+livekit-server: setup
+	$(PY) -m lkserver install
+
+# What the end-to-end tests need beside Python: Redis (two official server nodes share one) and
+# iproute2 (network namespaces), from Debian when missing.
+test-deps:
+	@sh scripts/test-deps.sh
+
+test: setup livekit-server test-deps
 	$(PY) -m pytest tests
 
 test-unit: setup

@@ -25,6 +25,8 @@ from .errors import DevServerError
 
 
 class DevServerProcess:
+    kind = "dev"
+
     def __init__(
         self,
         args: Sequence[str] = (),

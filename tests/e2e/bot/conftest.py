@@ -1,4 +1,5 @@
-"""Fixtures: the dev server in a network namespace, a migrated database, worker processes."""
+"""Fixtures: a LiveKit server (ours, then the official one) in a network namespace, a migrated
+database, worker processes."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ import pytest
 
 from api.db.engine import create_engine, create_sessionmaker
 from api.db.repository import Repository
-from devserver.launcher import DevServerProcess
+from lkserver import LiveKitServer
 from tests.e2e.bot.helpers import WorkerProcess
-from tests.e2e.devserver.conftest import start_devserver
-from tests.e2e.devserver.helpers import API_KEY, API_SECRET
 from tests.integration.conftest import database_url, db_server  # noqa: F401 - fixtures
 from tests.support.db import truncate_all
+from tests.support.livekit import API_KEY, API_SECRET, SERVER_KINDS, start_server
 from tests.support.netns import VethNamespace, unavailable_reason, veth_namespace
 
 pytestmark = pytest.mark.e2e
@@ -28,9 +28,10 @@ def bot_netns() -> Iterator[VethNamespace]:
         yield namespace
 
 
-@pytest.fixture(scope="session")
-def livekit(bot_netns: VethNamespace) -> Iterator[DevServerProcess]:
-    server = start_devserver(bot_netns, "--departure-timeout", "2")
+@pytest.fixture(scope="session", params=SERVER_KINDS)
+def livekit(request: pytest.FixtureRequest, bot_netns: VethNamespace) -> Iterator[LiveKitServer]:
+    """Every bot test runs against our dev server and against the official LiveKit server."""
+    server = start_server(request.param, bot_netns, departure_timeout_s=2)
     try:
         yield server
     finally:
@@ -48,7 +49,7 @@ async def repo(database_url: str) -> AsyncIterator[Repository]:  # noqa: F811
 
 
 @pytest.fixture
-def worker_env(livekit: DevServerProcess, database_url: str, tmp_path: Path) -> dict[str, str]:  # noqa: F811
+def worker_env(livekit: LiveKitServer, database_url: str, tmp_path: Path) -> dict[str, str]:  # noqa: F811
     return {
         "DATABASE_URL": database_url,
         "LIVEKIT_URL": livekit.url,

@@ -21,7 +21,7 @@ from api.db.records import SessionRecord
 from api.db.repository import Repository
 from bot.evaluation import wer
 from bot.simulate import SimulatedSpeaker, Turn, to_pcm48k
-from devserver.launcher import DevServerProcess
+from lkserver import LiveKitServer
 from tests.e2e.bot.helpers import EVAL, WAIT_S, CaptionListener, TcpProxy, WorkerProcess
 from tests.e2e.devserver.helpers import room_name, token
 
@@ -62,7 +62,7 @@ async def join_speaker(url: str, room: str, identity: str) -> SimulatedSpeaker:
 
 async def open_meeting(
     repo: Repository,
-    livekit: DevServerProcess,
+    livekit: LiveKitServer,
     start_worker: Callable[..., WorkerProcess],
     *identities: str,
     **worker_env: str,
@@ -84,7 +84,7 @@ async def stored_finals(repo: Repository, session_id: int) -> list[tuple[str, st
 
 
 async def test_two_speakers_live_captions_stored_and_metered(
-    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session, _, listener, (alice, bob) = await open_meeting(
         repo, livekit, start_worker, "alice", "bob"
@@ -149,7 +149,7 @@ async def test_two_speakers_live_captions_stored_and_metered(
 
 
 async def test_late_join_leave_mid_sentence_and_mute(
-    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session, _, listener, (alice,) = await open_meeting(repo, livekit, start_worker, "alice")
 
@@ -192,7 +192,7 @@ async def test_late_join_leave_mid_sentence_and_mute(
 
 
 async def test_kill9_worker_another_takes_over_nothing_lost_or_duplicated(
-    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session = await new_session(repo)
     first = start_worker("w1")
@@ -231,7 +231,7 @@ async def test_kill9_worker_another_takes_over_nothing_lost_or_duplicated(
 
 async def test_database_cut_for_30s_loses_no_final(
     repo: Repository,
-    livekit: DevServerProcess,
+    livekit: LiveKitServer,
     start_worker: Callable[..., WorkerProcess],
     database_url: str,
 ) -> None:
@@ -276,7 +276,7 @@ async def test_database_cut_for_30s_loses_no_final(
 
 
 async def test_silence_and_noise_tracks_yield_no_captions(
-    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session, _, listener, (quiet, noisy) = await open_meeting(
         repo, livekit, start_worker, "quiet", "noisy"
@@ -310,7 +310,7 @@ async def test_malformed_room_name_is_rejected_with_a_reason(
 
 
 async def test_unreachable_livekit_is_retried_with_backoff_and_reported(
-    repo: Repository, start_worker: Callable[..., WorkerProcess], livekit: DevServerProcess
+    repo: Repository, start_worker: Callable[..., WorkerProcess], livekit: LiveKitServer
 ) -> None:
     session = await new_session(repo)
     host = livekit.url.split("//")[1].split(":")[0]
@@ -334,7 +334,7 @@ async def test_unreachable_livekit_is_retried_with_backoff_and_reported(
 
 
 async def test_stopping_the_job_makes_the_bot_leave(
-    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session, worker, listener, (alice,) = await open_meeting(repo, livekit, start_worker, "alice")
     await repo.stop_transcription(session.id, reason="stopped_by_user")
@@ -352,7 +352,7 @@ async def test_stopping_the_job_makes_the_bot_leave(
 
 
 async def test_sigterm_drains_finishes_the_utterance_and_releases_the_job(
-    repo: Repository, livekit: DevServerProcess, start_worker: Callable[..., WorkerProcess]
+    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session, worker, listener, (alice,) = await open_meeting(
         repo, livekit, start_worker, "alice", JOB_LEASE_S="60"

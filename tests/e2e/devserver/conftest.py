@@ -7,7 +7,6 @@ only non-loopback path they have to it; nothing leaves the machine.
 from __future__ import annotations
 
 import http.server
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from devserver.launcher import DevServerProcess
+from tests.support.livekit import start_devserver
 from tests.support.netns import VethNamespace, unavailable_reason, veth_namespace
-
-from .helpers import API_KEY, API_SECRET
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -79,23 +77,6 @@ class WebhookSink:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-def start_devserver(netns: VethNamespace, *args: str) -> DevServerProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO_ROOT),
-        "LIVEKIT_API_KEY": API_KEY,
-        "LIVEKIT_API_SECRET": API_SECRET,
-    }
-    server = DevServerProcess(
-        ["--bind", netns.namespace_address, "--port", "0", *args],
-        env=env,
-        command_prefix=netns.command([]),
-        cwd=str(REPO_ROOT),
-    )
-    server.start()
-    return server
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 from livekit import api, rtc
 
-API_KEY = "devkey"
-# at least 32 bytes: PyJWT warns about shorter HMAC keys, and tests turn warnings into errors
-API_SECRET = "devserver-e2e-secret-0123456789abcdef"
+from tests.support.livekit import API_KEY, API_SECRET
+
 SAMPLE_RATE_HZ = 48_000
 FRAME_SAMPLES = 480  # 10 ms
 EVENT_TIMEOUT_S = 30.0  # generous: the machine is shared and may be loaded
