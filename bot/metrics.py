@@ -23,3 +23,6 @@ TRACKS_REFUSED = Counter("transcriber_tracks_refused_total", "Tracks refused by 
 LIVEKIT_CONNECT_FAILURES = Counter(
     "transcriber_livekit_connect_failures_total", "Failed room joins"
 )
+LIVEKIT_REJOINS = Counter(
+    "transcriber_livekit_rejoins_total", "Rooms rejoined after LiveKit dropped the connection"
+)

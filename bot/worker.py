@@ -21,6 +21,7 @@ from decimal import Decimal
 from livekit import api as lkapi
 from livekit import rtc
 
+from api.db.enums import SessionStatus
 from api.db.errors import LimitExceeded, StorageError
 from api.db.notify import JobListener
 from api.db.records import (
@@ -45,6 +46,7 @@ logger = logging.getLogger("bot.worker")
 # LiveKit room names we accept: the API's session slugs, and nothing that could smuggle
 # control characters or paths into logs and URLs.
 ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MAX_RETRY_DELAY_S = 2.0
 
 
 def agent_token(settings: BotSettings, room_name: str) -> str:
@@ -377,17 +379,28 @@ class Worker:
             meter = tg.create_task(
                 self._meter(room, observer, handle), name=f"usage:{lease.job_id}"
             )
-            reason = await self._join(room, handle)
+            reason = await self._join(room, handle, self.settings.livekit_connect_attempts)
+            while reason is EndReason.DISCONNECTED and await self._session_live(handle):
+                # LiveKit went away (a crash, a restart, a network cut) and the SDK gave up:
+                # the meeting goes on, so keep trying until it is back or the session ends.
+                metrics.LIVEKIT_REJOINS.inc()
+                logger.warning("livekit connection lost; rejoining", extra={"job_id": lease.job_id})
+                reason = await self._join(room, handle, attempts=None)
             keep.cancel()
             meter.cancel()
         await observer.checkpoint(room.usage)  # the last word on usage
         await self._end_job(handle, reason)
 
-    async def _join(self, room: RoomTranscriber, handle: _RoomHandle) -> EndReason | None:
-        """Connect with backoff; None if LiveKit stayed unreachable."""
+    async def _join(
+        self, room: RoomTranscriber, handle: _RoomHandle, attempts: int | None
+    ) -> EndReason | None:
+        """Connect with backoff; None if LiveKit stayed unreachable for ``attempts`` tries
+        (None: until the job stops)."""
         token = agent_token(self.settings, handle.lease.session_slug)
         delay = 1.0
-        for attempt in range(1, self.settings.livekit_connect_attempts + 1):
+        attempt = 0
+        while attempts is None or attempt < attempts:
+            attempt += 1
             if handle.stop.is_set():
                 return EndReason.STOPPED
             try:
@@ -398,12 +411,23 @@ class Worker:
                     "livekit connect failed",
                     extra={"attempt": attempt, "error": str(exc)[:200], "retry_in_s": delay},
                 )
-                room.room = rtc.Room()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(handle.stop.wait(), delay)
-            delay = min(30.0, delay * 2)
+            # At most 2 s between tries (a refused connection costs little): captions resume within
+            # seconds of LiveKit's return.
+            delay = min(MAX_RETRY_DELAY_S, delay * 2)
         logger.error("livekit unreachable; job released", extra={"job_id": handle.lease.job_id})
         return None
+
+    async def _session_live(self, handle: _RoomHandle) -> bool:
+        """Whether the room is worth rejoining: the job still ours and its session not over."""
+        if handle.stop.is_set():
+            return False
+        try:
+            session = await self.repo.get_session_by_id(handle.lease.session_id)
+        except StorageError:
+            return True  # the database is away too: keep the meeting's captions going
+        return session is not None and session.status in (SessionStatus.CREATED, SessionStatus.LIVE)
 
     async def _end_job(self, handle: _RoomHandle, reason: EndReason | None) -> None:
         lease = handle.lease

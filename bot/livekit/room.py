@@ -8,7 +8,12 @@ subscribed (or unmuted) and stops it on unsubscribe, mute or leave. A pipeline i
 
 A failure in one pipeline is logged and counted and ends that pipeline only. The room ends
 when ``stop`` is set (job stopped, worker draining), when only agents have been present for
-``empty_timeout_s``, or when the server closes it; the open utterances are finished first.
+``empty_timeout_s`` (not counting time the SDK spends reconnecting), or when the connection ends;
+the open utterances are finished first. How it ended says what the worker does next: a
+connection that was lost (``DISCONNECTED``: the server died or went unreachable and the SDK gave
+up) is worth joining again while the session is live; one the server ended on purpose
+(``REMOVED``: room deleted or closed, the bot removed, its identity taken) is not. Each ``run`` is
+one connection with a fresh ``rtc.Room``; usage accumulates across them.
 """
 
 from __future__ import annotations
@@ -52,7 +57,21 @@ class RoomObserver(Protocol):
 class EndReason(StrEnum):
     STOPPED = "stopped"
     EMPTY = "empty"
-    DISCONNECTED = "disconnected"
+    DISCONNECTED = "disconnected"  # the connection was lost: rejoin while the session is live
+    REMOVED = "removed"  # the server ended it on purpose
+
+
+# Disconnect reasons that mean "the server meant it"; any other is a lost connection.
+_REMOVED_REASONS = frozenset(
+    {
+        rtc.DisconnectReason.CLIENT_INITIATED,
+        rtc.DisconnectReason.DUPLICATE_IDENTITY,
+        rtc.DisconnectReason.PARTICIPANT_REMOVED,
+        rtc.DisconnectReason.ROOM_DELETED,
+        rtc.DisconnectReason.ROOM_CLOSED,
+        rtc.DisconnectReason.USER_REJECTED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,18 +146,26 @@ class RoomTranscriber:
         self._humans: set[str] = set()
         self._changed = asyncio.Event()
         self._disconnected = asyncio.Event()
+        self._removed = False
+        self._reconnecting = False
         self._publisher: RoomCaptionPublisher | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def run(self, url: str, token: str, stop: asyncio.Event) -> EndReason:
-        room = self.room
+        """One connection to the room, until it ends (raises ``rtc.ConnectError`` if none)."""
+        self.room = room = rtc.Room()
+        self._humans.clear()
+        self._disconnected = asyncio.Event()
+        self._removed = self._reconnecting = False
         room.on("participant_connected", self._on_participant_connected)
         room.on("participant_disconnected", self._on_participant_disconnected)
         room.on("track_subscribed", self._on_track_subscribed)
         room.on("track_unsubscribed", self._on_track_unsubscribed)
         room.on("track_muted", self._on_track_muted)
         room.on("track_unmuted", self._on_track_unmuted)
-        room.on("disconnected", lambda *_: self._disconnected.set())
+        room.on("disconnected", self._on_disconnected)
+        room.on("reconnecting", lambda: self._set_reconnecting(True))
+        room.on("reconnected", lambda: self._set_reconnecting(False))
         await room.connect(url, token, rtc.RoomOptions(auto_subscribe=True))
         self._publisher = RoomCaptionPublisher(
             room.local_participant, legacy=self.options.legacy_transcription
@@ -164,8 +191,8 @@ class RoomTranscriber:
             if stop.is_set():
                 return EndReason.STOPPED
             if self._disconnected.is_set():
-                return EndReason.DISCONNECTED
-            if self._humans:
+                return EndReason.REMOVED if self._removed else EndReason.DISCONNECTED
+            if self._humans or self._reconnecting:
                 empty_since = None
             elif empty_since is None:
                 empty_since = loop.time()
@@ -196,6 +223,18 @@ class RoomTranscriber:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _on_disconnected(
+        self, reason: rtc.DisconnectReason.ValueType = rtc.DisconnectReason.UNKNOWN_REASON
+    ) -> None:
+        self._removed = reason in _REMOVED_REASONS
+        logger.info("disconnected from room", extra={"reason": rtc.DisconnectReason.Name(reason)})
+        self._disconnected.set()
+
+    def _set_reconnecting(self, reconnecting: bool) -> None:
+        self._reconnecting = reconnecting
+        logger.info("reconnecting to room" if reconnecting else "reconnected to room")
+        self._changed.set()
 
     def _on_participant_connected(self, participant: rtc.RemoteParticipant) -> None:
         if _is_agent(participant):

@@ -48,11 +48,11 @@ async def repo(database_url: str) -> AsyncIterator[Repository]:  # noqa: F811
         await engine.dispose()
 
 
-@pytest.fixture
-def worker_env(livekit: LiveKitServer, database_url: str, tmp_path: Path) -> dict[str, str]:  # noqa: F811
+def worker_env_for(livekit_url: str, database_url: str, tmp_path: Path) -> dict[str, str]:  # noqa: F811
+    """A worker's settings for the tests: tiny.en, short leases and timeouts."""
     return {
         "DATABASE_URL": database_url,
-        "LIVEKIT_URL": livekit.url,
+        "LIVEKIT_URL": livekit_url,
         "LIVEKIT_API_KEY": API_KEY,
         "LIVEKIT_API_SECRET": API_SECRET,
         "ASR_MODEL": "tiny.en",
@@ -63,6 +63,11 @@ def worker_env(livekit: LiveKitServer, database_url: str, tmp_path: Path) -> dic
         "SPOOL_DIR": str(tmp_path / "spool"),
         "MODEL_CACHE_DIR": str(tmp_path / "models"),
     }
+
+
+@pytest.fixture
+def worker_env(livekit: LiveKitServer, database_url: str, tmp_path: Path) -> dict[str, str]:  # noqa: F811
+    return worker_env_for(livekit.url, database_url, tmp_path)
 
 
 @pytest.fixture
