@@ -91,8 +91,10 @@ class ServerConfig:
         redis_address: str | None = None,
         empty_timeout_s: int = 300,
         departure_timeout_s: int = 20,
+        extra: Mapping[str, object] | None = None,
     ) -> ServerConfig:
-        """A config on ``bind_address``; ``node`` keeps several servers' ports apart."""
+        """A config on ``bind_address``; ``node`` keeps several servers' ports apart; ``extra``
+        adds top-level settings (``region``, ``node_selector``, ...)."""
         return cls(
             bind_address=bind_address,
             port=free_port(),
@@ -105,6 +107,7 @@ class ServerConfig:
             redis_address=redis_address,
             empty_timeout_s=empty_timeout_s,
             departure_timeout_s=departure_timeout_s,
+            extra=dict(extra or {}),
         )
 
     def document(self) -> dict[str, object]:

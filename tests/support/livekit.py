@@ -9,7 +9,7 @@ for it fails with that instruction rather than passing on the dev server alone.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -50,6 +50,7 @@ def official_config(
     departure_timeout_s: int = 20,
     empty_timeout_s: int = 300,
     redis_address: str | None = None,
+    extra: Mapping[str, object] | None = None,
 ) -> ServerConfig:
     return ServerConfig.on(
         netns.namespace_address,
@@ -60,6 +61,7 @@ def official_config(
         departure_timeout_s=departure_timeout_s,
         empty_timeout_s=empty_timeout_s,
         redis_address=redis_address,
+        extra=extra,
     )
 
 
