@@ -54,7 +54,7 @@ bench-api: setup
 bench-devserver: setup
 	$(PY) -m bench.devserver
 
-bench-bot: setup
+bench-bot: setup livekit-server
 	$(PY) -m bench.bot
 
 demo: setup

@@ -1,7 +1,8 @@
-"""Benchmark of the bot through the dev server (``python -m bench.bot``; root, for a netns).
+"""Benchmark of the bot through LiveKit (``python -m bench.bot``; root, for a netns).
 
 A real worker process (``python -m bot``, the default model unless ``--model``) transcribes a
-room on the dev server, which runs in a network namespace joined by a veth pair. Simulated
+room on the official LiveKit server and on our dev server, one after the other in one run
+(``--servers``), each in a network namespace joined by a veth pair. Simulated
 participants speak real recordings in real time; a listener measures what a meeting client sees:
 
 * first-partial latency: the clip's first word (offline word timings) -> first caption received;
@@ -39,9 +40,9 @@ import psutil
 from bot.config import BotSettings
 from bot.simulate import SimulatedSpeaker, Turn
 from tests.e2e.bot.helpers import CaptionListener, WorkerProcess
-from tests.e2e.devserver.conftest import start_devserver
-from tests.e2e.devserver.helpers import API_KEY, API_SECRET, room_name, token
-from tests.support.netns import veth_namespace
+from tests.e2e.devserver.helpers import room_name, token
+from tests.support.livekit import API_KEY, API_SECRET, start_server
+from tests.support.netns import VethNamespace, veth_namespace
 
 REPO = Path(__file__).resolve().parent.parent
 EVAL = REPO / "assets" / "eval"
@@ -183,6 +184,84 @@ async def sdk_audio_cost(url: str, seconds: float, repeats: int, frame_ms: int) 
     return out
 
 
+async def measure_server(
+    kind: str,
+    ns: VethNamespace,
+    db: Any,
+    args: argparse.Namespace,
+    times: dict[str, tuple[float, float]],
+    worker_env: dict[str, str],
+) -> dict[str, Any]:
+    """Every measurement through one server (``dev`` or ``official``), with a fresh worker."""
+    report: dict[str, Any] = {"server": kind}
+    server = start_server(kind, ns, departure_timeout_s=30)
+    repo = db.repository
+    room = room_name("bench")
+    session = await repo.create_session(space_id="bench", created_by="bench", slug=room)
+    await repo.request_transcription(session.id)
+    env = {
+        "DATABASE_URL": db.url,
+        "LIVEKIT_URL": server.url,
+        "LIVEKIT_API_KEY": API_KEY,
+        "LIVEKIT_API_SECRET": API_SECRET,
+        "ASR_MODEL": args.model,
+        "JOB_POLL_S": "1",
+        "ROOM_EMPTY_TIMEOUT_S": "600",
+        "SPOOL_DIR": str(RESULTS / "spool"),
+        **worker_env,
+    }
+    worker = WorkerProcess(f"bench-worker-{kind}", env, RESULTS)
+    try:
+        await worker.wait_ready(180)
+        listener = CaptionListener()
+        await listener.join(server.url, room, identity="listener")
+        await asyncio.sleep(3.0)
+        proc = psutil.Process(worker.process.pid)
+        for dtx in (True, False):
+            key = "silent_track" if dtx else "silent_track_without_dtx"
+            report[key] = await silent_track_cpu(
+                server.url, room, proc, args.silent_seconds, args.silent_repeats, dtx=dtx
+            )
+            print(f"  [{kind}] {key}: {report[key]}", file=sys.stderr)
+        frame_ms = int(
+            worker_env.get("AUDIO_FRAME_MS", BotSettings.model_fields["audio_frame_ms"].default)
+        )
+        report["sdk_alone"] = await sdk_audio_cost(
+            server.url, args.silent_seconds, args.silent_repeats, frame_ms
+        )
+        rows = []
+        sustained = 0
+        for n in range(1, args.max_speakers + 1):
+            listener.captions.clear()
+            t0, c0 = time.monotonic(), proc.cpu_times()
+            rounds = args.single_rounds if n == 1 else args.rounds
+            firsts, finals = await measure_turns(server.url, room, listener, n, rounds, times)
+            c1, wall = proc.cpu_times(), time.monotonic() - t0
+            row = {
+                "speakers": n,
+                "turns": len(finals),
+                "first_partial_p50_s": round(pct(firsts, 50), 3),
+                "first_partial_p95_s": round(pct(firsts, 95), 3),
+                "final_p50_s": round(pct(finals, 50), 3),
+                "final_p95_s": round(pct(finals, 95), 3),
+                "worker_cores_busy": round((c1.user + c1.system - c0.user - c0.system) / wall, 2),
+            }
+            rows.append(row)
+            print(f"  [{kind}] {row}", file=sys.stderr)
+            if not finals or row["final_p95_s"] > 2.0:
+                break
+            sustained = n
+        report["concurrency"] = rows
+        report["sustained_speakers"] = sustained
+        await listener.leave()
+    finally:
+        worker.stop()
+        server.cleanup()
+        with contextlib.suppress(Exception):
+            await repo.delete_session(session.id)
+    return report
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from api.db.database import open_database
     from api.db.settings import DatabaseSettings
@@ -193,81 +272,73 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "model": args.model,
         "worker_env": args.env,
         "clip_word_times": times,
+        "load_before": os.getloadavg(),
+        "servers": {},
     }
     with veth_namespace("lbn") as ns:
-        server = start_devserver(ns, "--departure-timeout", "30")
         async with open_database(DatabaseSettings()) as db:
-            repo = db.repository
-            room = room_name("bench")
-            session = await repo.create_session(space_id="bench", created_by="bench", slug=room)
-            await repo.request_transcription(session.id)
-            env = {
-                "DATABASE_URL": db.url,
-                "LIVEKIT_URL": server.url,
-                "LIVEKIT_API_KEY": API_KEY,
-                "LIVEKIT_API_SECRET": API_SECRET,
-                "ASR_MODEL": args.model,
-                "JOB_POLL_S": "1",
-                "ROOM_EMPTY_TIMEOUT_S": "600",
-                "SPOOL_DIR": str(RESULTS / "spool"),
-                **worker_env,
-            }
-            worker = WorkerProcess("bench-worker", env, RESULTS)
-            try:
-                await worker.wait_ready(180)
-                listener = CaptionListener()
-                await listener.join(server.url, room, identity="listener")
-                await asyncio.sleep(3.0)
-                proc = psutil.Process(worker.process.pid)
-                for dtx in (True, False):
-                    key = "silent_track" if dtx else "silent_track_without_dtx"
-                    report[key] = await silent_track_cpu(
-                        server.url, room, proc, args.silent_seconds, args.silent_repeats, dtx=dtx
-                    )
-                    print(f"  {key}: {report[key]}", file=sys.stderr)
-                frame_ms = int(
-                    worker_env.get(
-                        "AUDIO_FRAME_MS", BotSettings.model_fields["audio_frame_ms"].default
-                    )
+            for kind in args.servers:
+                report["servers"][kind] = await measure_server(
+                    kind, ns, db, args, times, worker_env
                 )
-                report["sdk_alone"] = await sdk_audio_cost(
-                    server.url, args.silent_seconds, args.silent_repeats, frame_ms
-                )
-                rows = []
-                sustained = 0
-                for n in range(1, args.max_speakers + 1):
-                    listener.captions.clear()
-                    t0, c0 = time.monotonic(), proc.cpu_times()
-                    rounds = args.single_rounds if n == 1 else args.rounds
-                    firsts, finals = await measure_turns(
-                        server.url, room, listener, n, rounds, times
-                    )
-                    c1, wall = proc.cpu_times(), time.monotonic() - t0
-                    row = {
-                        "speakers": n,
-                        "turns": len(finals),
-                        "first_partial_p50_s": round(pct(firsts, 50), 3),
-                        "first_partial_p95_s": round(pct(firsts, 95), 3),
-                        "final_p50_s": round(pct(finals, 50), 3),
-                        "final_p95_s": round(pct(finals, 95), 3),
-                        "worker_cores_busy": round(
-                            (c1.user + c1.system - c0.user - c0.system) / wall, 2
-                        ),
-                    }
-                    rows.append(row)
-                    print(f"  {row}", file=sys.stderr)
-                    if not finals or row["final_p95_s"] > 2.0:
-                        break
-                    sustained = n
-                report["concurrency"] = rows
-                report["sustained_speakers"] = sustained
-                await listener.leave()
-            finally:
-                worker.stop()
-                server.cleanup()
-                with contextlib.suppress(Exception):
-                    await repo.delete_session(session.id)
+    report["load_after"] = os.getloadavg()
     return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    servers = report["servers"]
+    kinds = list(servers)
+    load = ", ".join(f"{x:.2f}" for x in report["load_before"])
+    print(f"\nBot through LiveKit, model {report['model']} (load average before: {load})")
+    width = 22
+    print("  " + " " * 34 + "".join(f"{k + ' server':>{width}}" for k in kinds))
+
+    def line(title: str, cells: list[str]) -> None:
+        print(f"  {title:<34}" + "".join(f"{c:>{width}}" for c in cells))
+
+    for key, title in (
+        ("silent_track", "silent track, DTX"),
+        ("silent_track_without_dtx", "silent track, no DTX"),
+    ):
+        line(
+            f"{title} (% of a core)",
+            [str(servers[k][key]["silent_track_cost_pct_of_core"]) for k in kinds],
+        )
+        line("  runs", [str(servers[k][key]["silent_track_cost_runs_pct"]) for k in kinds])
+    for mode in servers[kinds[0]]["sdk_alone"]:
+        line(
+            f"SDK alone, {mode} (%)",
+            [
+                str(servers[k]["sdk_alone"].get(mode, {}).get("track_cost_pct_of_core", "-"))
+                for k in kinds
+            ],
+        )
+    n_max = max(len(servers[k]["concurrency"]) for k in kinds)
+    for i in range(n_max):
+        rows = [
+            servers[k]["concurrency"][i] if i < len(servers[k]["concurrency"]) else None
+            for k in kinds
+        ]
+        n = next(r for r in rows if r is not None)["speakers"]
+        for key, title in (
+            ("first_partial_p50_s", "first partial p50 / p95 (s)"),
+            ("final_p50_s", "final p50 / p95 (s)"),
+        ):
+            p95 = key.replace("p50", "p95")
+            line(f"{n} speaker(s): {title}", [f"{r[key]} / {r[p95]}" if r else "-" for r in rows])
+        line(
+            f"{n} speaker(s): turns, worker cores",
+            [f"{r['turns']}, {r['worker_cores_busy']}" if r else "-" for r in rows],
+        )
+    line(
+        "sustained speakers (final p95 <= 2 s)",
+        [str(servers[k]["sustained_speakers"]) for k in kinds],
+    )
+    if len(kinds) == 2:
+        a, b = kinds
+        r1a, r1b = servers[a]["concurrency"][0], servers[b]["concurrency"][0]
+        for key in ("first_partial_p50_s", "final_p50_s"):
+            print(f"  1 speaker {key}: {b}/{a} = {r1b[key] / r1a[key]:.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,6 +358,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--silent-seconds", type=float, default=15.0)
     parser.add_argument("--silent-repeats", type=int, default=3)
+    parser.add_argument(
+        "--servers",
+        default="dev,official",
+        help="comma-separated: dev (our dev server), official (the official LiveKit server)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "bot.json")
     args = parser.parse_args(argv)
     if any("=" not in item for item in args.env):
@@ -297,27 +373,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    args.servers = [k.strip() for k in args.servers.split(",") if k.strip()]
+    if not args.servers or set(args.servers) - {"dev", "official"}:
+        parser.error("--servers takes dev, official or both")
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = asyncio.run(bench(args))
     args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nBot through the dev server, model {report['model']}")
-    for key, title in (("silent_track", "with DTX"), ("silent_track_without_dtx", "DTX off")):
-        s = report[key]
-        print(
-            f"  CPU of a connected silent track, {title}: "
-            f"{s['silent_track_cost_pct_of_core']}% of one core"
-        )
-        print(f"    (worker idle in the room {s['idle_in_room_pct']}%, with the track")
-        print(f"    {s['one_silent_track_pct']}%; runs {s['silent_track_cost_runs_pct']})")
-    for mode, cost in report["sdk_alone"].items():
-        print(f"  the SDK alone, {mode}: {cost['track_cost_pct_of_core']}% of one core")
-    head = ["speakers", "turns", "first p50", "first p95", "final p50", "final p95", "cores"]
-    print("  " + " ".join(f"{h:>9}" for h in head))
-    keys = ["speakers", "turns", "first_partial_p50_s", "first_partial_p95_s", "final_p50_s"]
-    keys += ["final_p95_s", "worker_cores_busy"]
-    for r in report["concurrency"]:
-        print("  " + " ".join(f"{r[k]:>9}" for k in keys))
-    print(f"  sustained with final p95 <= 2 s: {report['sustained_speakers']} speakers")
+    print_report(report)
     print(f"\nwrote {args.output}")
     return 0
 

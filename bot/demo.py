@@ -20,7 +20,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,70 @@ class LiveCaptions:
                 print(line, flush=True)
 
 
+def livekit_choice() -> str:
+    """``official`` when the official server is installed or Go can build it, else ``dev``;
+    ``DEMO_LIVEKIT=dev|official`` chooses."""
+    from lkserver import find_binary, go_available
+
+    wanted = os.environ.get("DEMO_LIVEKIT", "auto").strip().lower()
+    if wanted not in ("auto", "dev", "official"):
+        raise SystemExit(f"demo: DEMO_LIVEKIT must be auto, dev or official (got {wanted!r})")
+    if wanted != "auto":
+        return wanted
+    return "official" if find_binary() is not None or go_available() else "dev"
+
+
+async def start_livekit(
+    env: dict[str, str],
+    logs: Path,
+    webhook_url: str,
+    procs: list[Proc],
+    closers: list[Callable[[], None]],
+) -> str:
+    """Start the official LiveKit server (or, without it and without Go, the dev server)."""
+    from lkserver import InstallError, OfficialServerProcess, ServerConfig, install
+
+    host = non_loopback_address()
+    if livekit_choice() == "official":
+        try:
+            binary = await asyncio.to_thread(install, lambda line: _say(f"• {line}"))
+            config = ServerConfig.on(
+                host,
+                api_key=env["LIVEKIT_API_KEY"],
+                api_secret=env["LIVEKIT_API_SECRET"],
+                webhook_urls=[webhook_url],
+            )
+            server = OfficialServerProcess(config, binary=binary)
+            # started in this (main) thread: the server dies with the thread that started it
+            server.start()
+            closers.append(server.cleanup)
+            _say(f"• official LiveKit server {binary.parent.name} at {server.url}")
+            return server.url
+        except InstallError as exc:
+            _say(f"• official LiveKit server unavailable ({exc}); using the dev server")
+    else:
+        _say(
+            "• Go not found, so the official LiveKit server cannot be built: using our dev "
+            "server (install Go 1.26+ or set LIVEKIT_SERVER_BIN for the official one)"
+        )
+    ready = logs / "devserver.json"
+    dev = await start(
+        "devserver",
+        ["-m", "devserver", "--bind", host, "--port", "0", "--ready-file", str(ready),
+         "--webhook-url", webhook_url],
+        env,
+        logs,
+    )  # fmt: skip
+    procs.append(dev)
+    for _ in range(100):
+        if ready.exists() and ready.read_text().strip():
+            break
+        await asyncio.sleep(0.1)
+    url = str(json.loads(ready.read_text())["url"])
+    _say(f"• LiveKit dev server at {url}")
+    return url
+
+
 @contextlib.asynccontextmanager
 async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, str]]]:
     """Database, LiveKit, API and bot; yields (livekit url, database url, api, env)."""
@@ -170,6 +234,7 @@ async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, s
     from api.db.settings import DatabaseSettings
 
     procs: list[Proc] = []
+    closers: list[Callable[[], None]] = []
     resolved = await resolve_database_url(DatabaseSettings())
     try:
         _say("• database ready" + (" (embedded PostgreSQL)" if resolved.embedded else ""))
@@ -181,27 +246,18 @@ async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, s
             LIVEKIT_API_KEY=os.environ.get("LIVEKIT_API_KEY", "devkey"),
             LIVEKIT_API_SECRET=os.environ.get("LIVEKIT_API_SECRET", "secret"),
         )
+        api_port = free_port("127.0.0.1")
         if os.environ.get("LIVEKIT_URL"):
             livekit_url = os.environ["LIVEKIT_URL"]
+            _say(f"• LiveKit at {livekit_url} (LIVEKIT_URL)")
         else:
-            host = non_loopback_address()
-            ready = logs / "devserver.json"
-            dev = await start(
-                "devserver",
-                ["-m", "devserver", "--bind", host, "--port", "0", "--ready-file", str(ready)],
-                env,
-                logs,
-            )
-            procs.append(dev)
-            for _ in range(100):
-                if ready.exists() and ready.read_text().strip():
-                    break
-                await asyncio.sleep(0.1)
-            livekit_url = json.loads(ready.read_text())["url"]
-            _say(f"• LiveKit dev server at {livekit_url}")
+            # A demo-only secret: the well-known dev defaults would let anyone sign webhooks.
+            env["LIVEKIT_API_KEY"] = "demo"
+            env["LIVEKIT_API_SECRET"] = secrets.token_urlsafe(32)
+            webhook = f"http://127.0.0.1:{api_port}/webhooks/livekit"
+            livekit_url = await start_livekit(env, logs, webhook, procs, closers)
         env["LIVEKIT_URL"] = livekit_url
         admin_key = secrets.token_urlsafe(24)
-        api_port = free_port("127.0.0.1")
         api_env = {
             **env,
             "API_HOST": "127.0.0.1",
@@ -230,6 +286,8 @@ async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, s
     finally:
         for proc in reversed(procs):
             await proc.stop()
+        for close in reversed(closers):
+            await asyncio.to_thread(close)
         await resolved.close()
         _say("• everything stopped")
 

@@ -1,5 +1,6 @@
 """``make demo`` end to end (tiny.en for speed): every service starts, captions show live, the
-stored transcript and the cost report come back from the API, and everything stops."""
+stored transcript and the cost report come back from the API, and everything stops; on the
+official LiveKit server (the default where it is installed or Go can build it) and on ours."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def test_demo_runs_the_whole_product(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("choice", "says"),
+    [("official", "official LiveKit server v"), ("dev", "LiveKit dev server at")],
+)
+def test_demo_runs_the_whole_product(tmp_path: Path, choice: str, says: str) -> None:
     server = start_test_server()  # DATABASE_URL's server when set, else an embedded one
     name = unique_database_name()
     try:
@@ -27,7 +32,7 @@ def test_demo_runs_the_whole_product(tmp_path: Path) -> None:
             "ASR_MODEL": "tiny.en",
             "DATABASE_URL": url,
             "DEMO_LOG_DIR": str(tmp_path),
-            "LIVEKIT_API_SECRET": "demo-secret-0123456789abcdef0123456789",
+            "DEMO_LIVEKIT": choice,
         }
         env.pop("LIVEKIT_URL", None)
         result = subprocess.run(
@@ -43,6 +48,7 @@ def test_demo_runs_the_whole_product(tmp_path: Path) -> None:
         server.close()
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert says in out.split("session ")[0], "the demo says which LiveKit server it runs"
     live = out.split("meeting over")[0]
     assert "Alice… " in live and "Bob… " in live, "partials are shown live"
     assert "  Alice: " in live and "americans" in live.lower(), "finals with speaker names"

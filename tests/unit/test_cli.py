@@ -19,3 +19,13 @@ def test_unknown_command_is_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_no_command_is_exit_2() -> None:
     assert cli.main([]) == 2
+
+
+def test_demo_refuses_an_unknown_livekit_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.demo import livekit_choice
+
+    monkeypatch.setenv("DEMO_LIVEKIT", "cloud")
+    with pytest.raises(SystemExit, match="DEMO_LIVEKIT must be auto, dev or official"):
+        livekit_choice()
+    monkeypatch.setenv("DEMO_LIVEKIT", "dev")
+    assert livekit_choice() == "dev"
