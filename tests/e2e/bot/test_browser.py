@@ -1,0 +1,248 @@
+"""Stock browser clients: ``livekit-client`` in Debian's Chromium, on both LiveKit servers.
+
+A speaker page publishes a real recording as its microphone (Chromium's fake capture from a WAV)
+with ``setMicrophoneEnabled``; a listener page reads captions the way meeting clients do
+(``registerTextStreamHandler('lk.transcription')`` and ``RoomEvent.TranscriptionReceived``). The
+pages are driven by ``tests/e2e/browser/driver.mjs`` (playwright-core with ``executablePath``;
+no browser is downloaded). Both signalling paths run: ``/rtc/v1`` (one peer connection, the
+client's default) and ``/rtc`` (two peer connections, ``singlePeerConnection: false``), plus the
+client's own fallback from ``/rtc/v1`` to ``/rtc`` on a dev server that refuses ``/rtc/v1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from api.db.enums import JobStatus
+from api.db.repository import Repository
+from bot.evaluation import wer
+from bot.pipeline.audio import read_file_audio
+from bot.simulate import to_pcm48k
+from lkserver import LiveKitServer
+from tests.e2e.bot.conftest import worker_env_for
+from tests.e2e.bot.helpers import EVAL, WorkerProcess
+from tests.e2e.bot.test_bot import new_session, reference, stored_finals, wait_job
+from tests.e2e.devserver.helpers import token
+from tests.support.livekit import start_devserver
+from tests.support.netns import VethNamespace
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+BROWSER_DIR = Path(__file__).resolve().parents[1] / "browser"
+JFK = EVAL / "en_jfk_inaugural.wav"
+QUILTER = EVAL / "en_librispeech_1272-128104-0000.wav"
+LEAD_S, TAIL_S = 1.5, 3.0
+
+
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        pytest.fail("Chromium is missing: run `make test-deps` (Debian: chromium)")
+    if not (BROWSER_DIR / "node_modules" / "playwright-core").is_dir():
+        pytest.fail(
+            "browser test packages missing: run `make test-deps` (npm ci in tests/e2e/browser)"
+        )
+    return found
+
+
+def microphone_wav(clip: Path, folder: Path) -> tuple[Path, float]:
+    """The clip with silence around it, 48 kHz mono int16: what the fake microphone plays."""
+    pcm = to_pcm48k(read_file_audio(clip))
+    silence = np.zeros(int(48_000 * LEAD_S), dtype=np.int16)
+    tail = np.zeros(int(48_000 * TAIL_S), dtype=np.int16)
+    audio = np.concatenate([silence, pcm, tail])
+    path = folder / f"mic-{clip.stem}.wav"
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(48_000)
+        out.writeframes(audio.tobytes())
+    return path, len(audio) / 48_000
+
+
+async def run_browsers(plan: dict[str, Any], timeout_s: float = 180.0) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        "node",
+        str(BROWSER_DIR / "driver.mjs"),
+        json.dumps({"chromium": chromium(), **plan}),
+        cwd=BROWSER_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout_s)
+    assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
+    report: dict[str, Any] = json.loads(out)
+    return report
+
+
+def problems(client: dict[str, Any]) -> list[str]:
+    """Reconnects, negotiation errors and page errors a client saw: a healthy run has none."""
+    bad = [
+        f"{e['kind']}: {e.get('arg') or e.get('message', '')}"
+        for e in client["events"]
+        if e["kind"] in ("Reconnecting", "SignalReconnecting", "Disconnected", "connect_error",
+                         "publish_error", "MediaDevicesError")
+    ]  # fmt: skip
+    bad += [
+        f"console {line['type']}: {line['text'][:200]}"
+        for line in client["console"]
+        if line["type"] in ("error", "pageerror")
+        or "NegotiationError" in line["text"]
+        or ("negotiation" in line["text"].lower()
+        and "fail" in line["text"].lower())
+    ]
+    return bad
+
+
+async def caption_a_browser_speaker(
+    url: str,
+    repo: Repository,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+    *,
+    clip: Path,
+    room_options: dict[str, Any],
+    audio_processing: bool = False,
+) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, str, str | None]]]:
+    session = await new_session(repo)
+    worker = WorkerProcess("w1", {**worker_env, "LIVEKIT_URL": url}, tmp_path)
+    try:
+        await worker.wait_ready()
+        wav, seconds = microphone_wav(clip, tmp_path)
+        report = await _run_meeting(url, session.slug, wav, seconds, room_options, audio_processing)
+        await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
+    finally:
+        worker.stop()
+    (speaker,) = report["speakers"]
+    (listener,) = report["listeners"]
+    published = {c["segmentId"] for c in listener["captions"] if c["final"] and c["text"]}
+    for _ in range(40):  # the stored copy may trail the published one by a moment
+        stored = await stored_finals(repo, session.id)
+        if {s[0] for s in stored} >= published:
+            break
+        await asyncio.sleep(0.25)
+    return speaker, listener, stored
+
+
+async def _run_meeting(
+    url: str,
+    room: str,
+    wav: Path,
+    seconds: float,
+    room_options: dict[str, Any],
+    audio_processing: bool,
+) -> dict[str, Any]:
+    return await run_browsers(
+        {
+            "url": url,
+            "seconds": seconds + 8.0,
+            "roomOptions": room_options,
+            "listeners": [{"identity": "carol", "token": token("carol", room)}],
+            "speakers": [
+                {
+                    "identity": "alice",
+                    "token": token("alice", room, name="Alice"),
+                    "wav": str(wav),
+                    "audioProcessing": audio_processing,
+                }
+            ],
+        }
+    )
+
+
+def assert_captioned(
+    speaker: dict[str, Any],
+    listener: dict[str, Any],
+    stored: list[tuple[str, str, str | None]],
+    clip: Path,
+) -> None:
+    assert problems(speaker) == [], problems(speaker)
+    assert problems(listener) == [], problems(listener)
+    (published,) = [e for e in speaker["events"] if e["kind"] == "published"]
+    assert speaker["trackSid"], "the publish settled with a track sid"
+    captions = [c for c in listener["captions"] if c["text"]]
+    assert captions, "the listener saw captions"
+    # attribution: the speaker's identity and microphone track
+    assert {c["sender"] for c in captions} == {"alice"}
+    assert {c["trackId"] for c in captions} == {speaker["trackSid"]}
+    # one segment id per utterance: partials first, then exactly one final, under one id
+    by_segment: dict[str, list[bool]] = {}
+    for c in captions:
+        by_segment.setdefault(c["segmentId"], []).append(c["final"])
+    for flags in by_segment.values():
+        assert flags[-1] is True and flags.count(True) == 1, flags
+    assert any(len(flags) > 1 for flags in by_segment.values()), "partials came before finals"
+    # the legacy Transcription packets reach the browser too
+    assert {seg["sender"] for seg in listener["legacy"]} == {"alice"}
+    text = " ".join(c["text"] for c in captions if c["final"])
+    # tiny.en through Opus in a browser: the same guard as the SDK speakers' (accuracy itself is
+    # measured on base in bench/engine.py)
+    assert wer(reference(clip.stem), text) <= 0.4, text
+    assert {s[0] for s in stored} == set(by_segment), "every final stored, nothing else"
+    assert published["ms"] < 15_000
+
+
+@pytest.mark.parametrize("single_pc", [True, False], ids=["rtc-v1", "rtc"])
+async def test_browser_speaker_is_captioned_in_a_browser_listener(
+    single_pc: bool,
+    livekit: LiveKitServer,
+    repo: Repository,
+    worker_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    speaker, listener, stored = await caption_a_browser_speaker(
+        livekit.url,
+        repo,
+        worker_env,
+        tmp_path,
+        clip=QUILTER,
+        room_options={"singlePeerConnection": single_pc},
+    )
+    assert_captioned(speaker, listener, stored, QUILTER)
+
+
+@pytest.fixture
+def devserver_without_v1(bot_netns: VethNamespace) -> Iterator[LiveKitServer]:
+    server = start_devserver(bot_netns, "--no-single-peer-connection", "--departure-timeout", "2")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+async def test_browser_falls_back_from_rtc_v1_to_rtc(
+    devserver_without_v1: LiveKitServer, repo: Repository, database_url: str, tmp_path: Path
+) -> None:
+    """The official server always offers /rtc/v1; ours can refuse it, as older servers do."""
+    env = worker_env_for(devserver_without_v1.url, database_url, tmp_path)
+    speaker, listener, stored = await caption_a_browser_speaker(
+        devserver_without_v1.url, repo, env, tmp_path, clip=QUILTER, room_options={}
+    )
+    assert_captioned(speaker, listener, stored, QUILTER)
+
+
+async def test_a_refused_token_shows_the_servers_reason_in_the_browser(
+    livekit: LiveKitServer,
+) -> None:
+    bad = token("mallory", "any-room", secret="another-secret-0123456789abcdefghijk")
+    report = await run_browsers(
+        {"url": livekit.url, "seconds": 0, "listeners": [{"identity": "mallory", "token": bad}]}
+    )
+    (client,) = report["listeners"]
+    (error,) = [e for e in client["events"] if e["kind"] == "connect_error"]
+    assert "Failed to fetch" not in error["message"], error
+    assert (
+        error["status"] == 401
+        or "401" in error["message"]
+        or "unauthorized" in error["message"].lower()
+    ), error
