@@ -230,9 +230,9 @@ class Participant:
     async def handle_request(self, request: rtc.SignalRequest) -> None:
         kind = request.WhichOneof("message")
         if kind == "offer":
-            await self.transport.handle_offer(request.offer.sdp)
+            await self.transport.handle_offer(request.offer.sdp, request.offer.id)
         elif kind == "answer":
-            await self.transport.handle_answer(request.answer.sdp)
+            await self.transport.handle_answer(request.answer.sdp, request.answer.id)
         elif kind == "trickle":
             await self.transport.add_ice_candidate(
                 request.trickle.target, request.trickle.candidateInit

@@ -51,6 +51,7 @@ class JoinParams:
     auto_subscribe: bool = True
     client: models.ClientInfo = field(default_factory=models.ClientInfo)
     publisher_offer: str | None = None
+    publisher_offer_id: int = 0  # the client's number for that offer, echoed in the answer
     metadata: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
 
@@ -89,6 +90,7 @@ def parse_join(request: web.Request, verifier: TokenVerifier, *, v1: bool) -> Jo
     params.client = join.client_info
     if join.HasField("publisher_offer") and join.publisher_offer.sdp:
         params.publisher_offer = join.publisher_offer.sdp
+        params.publisher_offer_id = join.publisher_offer.id
     if grants.can_update_own_metadata:
         params.metadata = join.metadata
         params.attributes = dict(join.participant_attributes)
@@ -262,7 +264,9 @@ class SignalService:
             try:
                 participant.transport.start(participant.sid)
                 if params.publisher_offer is not None:
-                    await participant.transport.handle_offer(params.publisher_offer)
+                    await participant.transport.handle_offer(
+                        params.publisher_offer, params.publisher_offer_id
+                    )
             except Exception:
                 logger.exception("could not set up the participant's connection")
                 participant.leave(models.JOIN_FAILURE)

@@ -317,10 +317,12 @@ class RtcTransport:
     def start(self, name: str) -> None:
         """Called once the client has its JoinResponse."""
 
-    async def handle_offer(self, sdp: str) -> None:
+    async def handle_offer(self, sdp: str, offer_id: int = 0) -> None:
+        """Answer the client's offer; the answer carries ``offer_id`` (the client's numbering)."""
         raise NotImplementedError
 
-    async def handle_answer(self, sdp: str) -> None:
+    async def handle_answer(self, sdp: str, answer_id: int = 0) -> None:
+        """The client's answer to a server offer; ``answer_id`` names the offer it answers."""
         raise NotImplementedError
 
     async def add_ice_candidate(self, target: int, candidate_init: str) -> None:
@@ -507,10 +509,10 @@ class SinglePcTransport(RtcTransport):
                 # in single-PC mode the client's own channels carry data both ways
                 self._data.use(kind, channel)
 
-    async def handle_offer(self, sdp: str) -> None:
-        await self._run(self._answer_offer(sdp), "answer")
+    async def handle_offer(self, sdp: str, offer_id: int = 0) -> None:
+        await self._run(self._answer_offer(sdp, offer_id), "answer")
 
-    async def _answer_offer(self, sdp: str) -> None:
+    async def _answer_offer(self, sdp: str, offer_id: int) -> None:
         async with self._lock:
             if self._closed:
                 return
@@ -525,6 +527,7 @@ class SinglePcTransport(RtcTransport):
             self._offer_requested_at = None
             response = rtc.SignalResponse()
             response.answer.type = "answer"
+            response.answer.id = offer_id  # the client settles a negotiation by this id
             response.answer.sdp = with_publisher_opus_parameters(
                 self._pc.localDescription.sdp, self._events.publisher_dtx
             )
@@ -535,7 +538,7 @@ class SinglePcTransport(RtcTransport):
             if missing or self._dirty:
                 self._request_offer()
 
-    async def handle_answer(self, sdp: str) -> None:
+    async def handle_answer(self, sdp: str, answer_id: int = 0) -> None:
         logger.debug("ignoring an answer in single peer connection mode")
 
     async def add_ice_candidate(self, target: int, candidate_init: str) -> None:
@@ -592,6 +595,8 @@ class DualPcTransport(RtcTransport):
         self._publisher = _PublisherSide(self._publisher_pc)
         self._subscriber_candidates: list[str] = []
         self._answer: asyncio.Future[str] | None = None
+        # like LiveKit, the server numbers its subscriber offers; the client's answer echoes it
+        self._offer_id = 0
         self._wake = asyncio.Event()
         self._watch_connection(self._subscriber_pc, primary=True)
         self._watch_connection(self._publisher_pc, primary=False)
@@ -615,11 +620,11 @@ class DualPcTransport(RtcTransport):
         self._spawn(self._negotiate(), name=f"negotiate:{name}")
         self._wake.set()
 
-    async def handle_offer(self, sdp: str) -> None:
+    async def handle_offer(self, sdp: str, offer_id: int = 0) -> None:
         """The client's publisher offer."""
-        await self._run(self._answer_offer(sdp), "answer")
+        await self._run(self._answer_offer(sdp, offer_id), "answer")
 
-    async def _answer_offer(self, sdp: str) -> None:
+    async def _answer_offer(self, sdp: str, offer_id: int) -> None:
         if self._closed:
             return
         offer = SessionDescription.parse(sdp)
@@ -630,15 +635,21 @@ class DualPcTransport(RtcTransport):
         await pc.setLocalDescription(answer)
         response = rtc.SignalResponse()
         response.answer.type = "answer"
+        response.answer.id = offer_id  # the client settles a negotiation by this id
         response.answer.sdp = with_publisher_opus_parameters(
             pc.localDescription.sdp, self._events.publisher_dtx
         )
         self._events.send_signal(response)
         await self._publisher.flush_candidates()
 
-    async def handle_answer(self, sdp: str) -> None:
-        """The client's answer to the subscriber offer."""
-        if self._answer is not None and not self._answer.done():
+    async def handle_answer(self, sdp: str, answer_id: int = 0) -> None:
+        """The client's answer to the subscriber offer (``answer_id`` 0: an unnumbered one)."""
+        if answer_id and answer_id != self._offer_id:
+            logger.debug(
+                "ignoring an answer to an earlier offer",
+                extra={"answer_id": answer_id, "offer_id": self._offer_id},
+            )
+        elif self._answer is not None and not self._answer.done():
             self._answer.set_result(sdp)
         else:
             logger.debug("ignoring an answer that no offer waits for")
@@ -696,8 +707,10 @@ class DualPcTransport(RtcTransport):
             if self._closed:
                 return
             self._answer = asyncio.get_running_loop().create_future()
+            self._offer_id += 1
             response = rtc.SignalResponse()
             response.offer.type = "offer"
+            response.offer.id = self._offer_id
             response.offer.sdp = pc.localDescription.sdp
             response.offer.mid_to_track_id.update(self._mid_to_track_id())
             self._events.send_signal(response)
