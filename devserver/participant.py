@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("devserver")
 
+OPUS_MIME_TYPE = "audio/opus"
+
+
+def _set_mime_type(info: models.TrackInfo, mime_type: str) -> None:
+    """The track's codec, on the track and on its (single) codec entry, as LiveKit fills them."""
+    info.mime_type = mime_type
+    if info.codecs:
+        info.codecs[0].mime_type = mime_type
+
 
 class SignalSink(Protocol):
     """Where a participant's signal responses go (its WebSocket, through a bounded queue)."""
@@ -189,10 +198,11 @@ class Participant:
                 continue
             info.mid = inbound.mid
             fanout: AudioFanout | None = None
+            if inbound.mime_type:
+                _set_mime_type(info, inbound.mime_type)
             if inbound.kind == "audio" and inbound.payload_type is not None:
                 fanout = AudioFanout(inbound.payload_type)
                 fanout.install(inbound.receiver)
-                info.mime_type = "audio/opus"
             else:
                 discard_rtp(inbound.receiver)
                 logger.warning(
@@ -282,6 +292,10 @@ class Participant:
             stream=request.stream,
         )
         info.audio_features.extend(request.audio_features)
+        info.codecs.add(cid=request.cid)
+        if request.type == models.AUDIO:
+            # the only audio codec this server negotiates; confirmed (or corrected) by the offer
+            _set_mime_type(info, OPUS_MIME_TYPE)
         self._pending_tracks[request.cid] = info
         response = rtc.SignalResponse()
         response.track_published.cid = request.cid

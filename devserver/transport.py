@@ -39,6 +39,8 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.codecs import CODECS
+from aiortc.rtcpeerconnection import find_common_codecs
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
 from livekit.protocol import models, rtc
@@ -69,6 +71,7 @@ class InboundMedia:
     kind: str
     payload_type: int | None  # the negotiated Opus payload type, None for other media
     receiver: RTCRtpReceiver
+    mime_type: str = ""  # the codec the answer selects (the client sends with it), e.g. audio/opus
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,12 @@ def _opus_payload_type(media: MediaDescription) -> int | None:
         if codec.mimeType.lower() == "audio/opus" and codec.payloadType is not None:
             return codec.payloadType
     return None
+
+
+def negotiated_mime_type(media: MediaDescription) -> str:
+    """The codec an aiortc answer to ``media`` selects: the offer's first one aiortc supports."""
+    common = find_common_codecs(CODECS.get(media.kind, []), media.rtp.codecs)
+    return common[0].mimeType if common else ""  # a retransmission codec never comes first
 
 
 # LiveKit's server answers a publisher's Opus with these parameters, and adds ``usedtx=1``
@@ -249,6 +258,7 @@ class _PublisherSide:
                     kind=media.kind,
                     payload_type=_opus_payload_type(media) if media.kind == "audio" else None,
                     receiver=transceivers[mid].receiver,
+                    mime_type=negotiated_mime_type(media),
                 )
             )
         stopped = tuple(sorted(self.inbound_mids - sending))

@@ -128,6 +128,8 @@ async def test_mute_unmute_unpublish_and_republish(
             _, remote_publication, _ = await events.wait("track_subscribed")
             assert remote_publication.sid == publication.sid
             assert not remote_publication.muted
+            assert remote_publication.mime_type == "audio/opus"  # what browsers read the codec from
+            assert publication.mime_type == "audio/opus"  # from the TrackPublishedResponse
 
             track.mute()
             (_, muted) = await events.wait("track_muted")

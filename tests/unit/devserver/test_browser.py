@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import MediaDescription, SessionDescription
 from livekit.protocol import models, rtc
 
 from devserver import DevServer, DevServerConfig
+from devserver.transport import negotiated_mime_type
 from tests.unit.devserver.test_server import SECRET, Signal, join_request_param, token
 
 
@@ -157,3 +159,62 @@ async def test_single_pc_answers_echo_the_offer_id(
         assert (await signal.next("answer")).answer.id == 2
     finally:
         await pc.close()
+
+
+# -- track mime types ---------------------------------------------------------------------------
+
+
+async def test_audio_tracks_carry_their_mime_type(
+    server: DevServer, session: aiohttp.ClientSession
+) -> None:
+    speaker_pc = RTCPeerConnection()
+    try:
+        listener = await connect(session, server, token("listener", "mime"))
+        await listener.next("join")
+        speaker = await connect(session, server, token("speaker", "mime"))
+        await speaker.next("join")
+
+        published = await add_track(speaker, "mic")
+        assert published.mime_type == "audio/opus"  # in the TrackPublishedResponse
+        assert [(c.mime_type, c.cid) for c in published.codecs] == [("audio/opus", "mic")]
+
+        await speaker.send(offer_request(await publisher_offer(speaker_pc), 1))
+        await speaker.next("answer")
+        while True:  # the listener learns of the track, with its negotiated codec
+            update = (await listener.next("update")).update
+            tracks = [t for p in update.participants if p.identity == "speaker" for t in p.tracks]
+            if tracks:
+                break
+        assert [(t.sid, t.mime_type) for t in tracks] == [(published.sid, "audio/opus")]
+        assert tracks[0].codecs[0].mime_type == "audio/opus"
+    finally:
+        await speaker_pc.close()
+
+
+def _offer_section(payload_types: str, rtpmaps: list[str]) -> MediaDescription:
+    sdp = "\r\n".join(
+        [
+            "v=0",
+            "o=- 1 1 IN IP4 0.0.0.0",
+            "s=-",
+            "t=0 0",
+            f"m=audio 9 UDP/TLS/RTP/SAVPF {payload_types}",
+            "c=IN IP4 0.0.0.0",
+            "a=mid:0",
+            "a=sendonly",
+            *rtpmaps,
+            "",
+        ]
+    )
+    return SessionDescription.parse(sdp).media[0]
+
+
+def test_the_mime_type_is_the_codec_the_answer_selects() -> None:
+    # Chrome lists RED after Opus; aiortc does not negotiate RED, so the track is Opus either way
+    red_first = _offer_section(
+        "63 111 0", ["a=rtpmap:63 red/48000/2", "a=rtpmap:111 opus/48000/2", "a=rtpmap:0 PCMU/8000"]
+    )
+    assert negotiated_mime_type(red_first) == "audio/opus"
+    pcmu_only = _offer_section("0", ["a=rtpmap:0 PCMU/8000"])
+    assert negotiated_mime_type(pcmu_only) == "audio/PCMU"
+    assert negotiated_mime_type(_offer_section("100", ["a=rtpmap:100 L16/48000/2"])) == ""
