@@ -10,6 +10,7 @@ import tempfile
 from types import TracebackType
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from livekit.protocol import models
 
 from .auth import TokenVerifier, bearer_token
@@ -23,6 +24,38 @@ from .webhooks import WebhookNotifier
 logger = logging.getLogger("devserver")
 
 _SHUTDOWN_TIMEOUT_S = 3.0
+# Browsers (livekit-client) fetch /rtc/validate and / from the page's origin. Like LiveKit,
+# every origin is allowed: the token, not the origin, authorizes a request.
+_CORS_ALLOWED_METHODS = "GET, HEAD, POST, OPTIONS"
+_CORS_ALLOWED_HEADERS = ("Authorization", "Content-Type")
+_CORS_MAX_AGE_S = 86400
+
+
+@web.middleware
+async def _cors_preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer a CORS preflight (``OPTIONS`` with ``Access-Control-Request-Method``) itself."""
+    if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+        return await handler(request)
+    requested = [
+        name.strip()
+        for name in request.headers.get("Access-Control-Request-Headers", "").split(",")
+        if name.strip()
+    ]
+    allowed = list(_CORS_ALLOWED_HEADERS)
+    allowed += [name for name in requested if name.lower() not in {a.lower() for a in allowed}]
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": _CORS_ALLOWED_METHODS,
+            "Access-Control-Allow-Headers": ", ".join(allowed),
+            "Access-Control-Max-Age": str(_CORS_MAX_AGE_S),
+        },
+    )
+
+
+async def _allow_any_origin(request: web.Request, response: web.StreamResponse) -> None:
+    """Let browsers read every response, errors included (a refused token's reason, a 404)."""
+    response.headers["Access-Control-Allow-Origin"] = "*"
 
 
 class DevServer:
@@ -61,7 +94,8 @@ class DevServer:
     async def start(self) -> None:
         if self._runner is not None:
             raise RuntimeError("the dev server is already running")
-        app = web.Application()
+        app = web.Application(middlewares=[_cors_preflight])
+        app.on_response_prepare.append(_allow_any_origin)
         app.router.add_get("/", self._health)
         app.router.add_get("/rtc", self._signal.connect)
         app.router.add_get("/rtc/v1", self._signal.connect)

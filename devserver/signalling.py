@@ -184,6 +184,9 @@ class SignalService:
 
     async def validate(self, request: web.Request) -> web.Response:
         v1 = request.path.startswith("/rtc/v1")
+        if v1 and not self._config.single_peer_connection:
+            # the SDK falls back to /rtc on this 404 (and only on a 404)
+            return web.Response(status=404, text="single peer connection (/rtc/v1) is off")
         try:
             params = parse_join(request, self._verifier, v1=v1)
             if not self._config.auto_create_rooms and self._rooms.get(params.room_name) is None:

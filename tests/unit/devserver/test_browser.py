@@ -19,6 +19,8 @@ from devserver import DevServer, DevServerConfig
 from devserver.transport import negotiated_mime_type
 from tests.unit.devserver.test_server import SECRET, Signal, join_request_param, token
 
+ORIGIN = "http://localhost:5173"
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[DevServer]:
@@ -218,3 +220,55 @@ def test_the_mime_type_is_the_codec_the_answer_selects() -> None:
     pcmu_only = _offer_section("0", ["a=rtpmap:0 PCMU/8000"])
     assert negotiated_mime_type(pcmu_only) == "audio/PCMU"
     assert negotiated_mime_type(_offer_section("100", ["a=rtpmap:100 L16/48000/2"])) == ""
+
+
+# -- HTTP endpoints a browser fetches ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/rtc/validate", "/rtc/v1/validate", "/"])
+async def test_browsers_may_read_the_http_endpoints(
+    server: DevServer, session: aiohttp.ClientSession, path: str
+) -> None:
+    url = f"{server.http_url}{path}"
+    async with session.get(url, headers={"Origin": ORIGIN}) as response:
+        assert response.headers.get("Access-Control-Allow-Origin") == "*"
+    async with session.head(url, headers={"Origin": ORIGIN}) as response:
+        assert response.headers.get("Access-Control-Allow-Origin") == "*"
+    preflight = {
+        "Origin": ORIGIN,
+        "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "authorization",
+    }
+    async with session.options(url, headers=preflight) as response:
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert "GET" in response.headers["Access-Control-Allow-Methods"]
+        allowed = response.headers["Access-Control-Allow-Headers"].lower()
+        assert "authorization" in allowed.replace(" ", "").split(",")
+
+
+async def test_a_refused_token_reason_is_readable_cross_origin(
+    server: DevServer, session: aiohttp.ClientSession
+) -> None:
+    url = f"{server.http_url}/rtc/validate?access_token={token('a', 'r1')}&room=elsewhere"
+    async with session.get(url, headers={"Origin": ORIGIN}) as response:
+        assert response.status == 401
+        assert response.headers.get("Access-Control-Allow-Origin") == "*"
+        assert "room" in await response.text()
+
+
+async def test_v1_validate_is_404_when_single_pc_is_off(
+    session: aiohttp.ClientSession,
+) -> None:
+    config = DevServerConfig(port=0, api_secret=SECRET, single_peer_connection=False)
+    jwt_token = token("a", "r")
+    async with DevServer(config) as running:
+        base = f"{running.http_url}/rtc"
+        async with session.get(
+            f"{base}/v1/validate?access_token={jwt_token}", headers={"Origin": ORIGIN}
+        ) as response:
+            assert response.status == 404  # livekit-client falls back to /rtc on a 404 only
+            assert response.headers.get("Access-Control-Allow-Origin") == "*"
+            assert "requested room does not exist" not in await response.text()
+        async with session.get(f"{base}/validate?access_token={jwt_token}") as response:
+            assert response.status == 200
