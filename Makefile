@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-devserver bench-api demo clean
+.PHONY: setup livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-browser bench-devserver bench-api demo clean
 
 setup: $(STAMP)
 
@@ -43,7 +43,7 @@ fmt: setup
 	$(VENV)/bin/ruff check --fix .
 
 # All benchmarks; the bot and dev server ones need root (they create a network namespace).
-bench: bench-engine bench-api bench-devserver bench-bot
+bench: bench-engine bench-api bench-devserver bench-bot bench-browser
 
 bench-engine: setup
 	$(PY) -m bench.engine
@@ -56,6 +56,10 @@ bench-devserver: setup
 
 bench-bot: setup livekit-server
 	$(PY) -m bench.bot
+
+# Chrome's default microphone processing against live accuracy (Chromium, the official server).
+bench-browser: setup livekit-server test-deps
+	$(PY) -m bench.browser
 
 demo: setup
 	$(PY) -m bot.demo

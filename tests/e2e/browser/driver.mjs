@@ -74,6 +74,22 @@ async function joinInPage({ url, token, roomOptions, publish, audioProcessing })
         echoCancellation: audioProcessing };
       const pub = await room.localParticipant.setMicrophoneEnabled(true, options);
       log.trackSid = pub ? pub.trackSid : null;
+      // The level of what is actually sent (after the browser's processing), every 100 ms.
+      const track = pub && pub.track ? pub.track.mediaStreamTrack : null;
+      if (track) {
+        const ctx = new AudioContext();
+        const analyser = ctx.createAnalyser();
+        analyser.fftSize = 2048;
+        ctx.createMediaStreamSource(new MediaStream([track])).connect(analyser);
+        const buf = new Float32Array(analyser.fftSize);
+        log.levels = [];
+        setInterval(() => {
+          analyser.getFloatTimeDomainData(buf);
+          let sum = 0;
+          for (const v of buf) sum += v * v;
+          log.levels.push([Date.now(), Math.sqrt(sum / buf.length)]);
+        }, 100);
+      }
       note('published', { ms: Date.now() - started, trackSid: log.trackSid,
         mime: pub && pub.mimeType ? pub.mimeType : '' });
     } catch (e) {
