@@ -19,11 +19,19 @@ from livekit import rtc
 
 from api.db.enums import JobStatus
 from api.db.repository import Repository
-from bot.simulate import Turn
+from bot.simulate import SimulatedSpeaker, Turn
 from lkserver import OfficialServerProcess
 from tests.e2e.bot.conftest import worker_env_for
 from tests.e2e.bot.helpers import CaptionListener, WorkerProcess
-from tests.e2e.bot.test_bot import SONNET, join_speaker, new_session, stored_finals, wait_job
+from tests.e2e.bot.test_bot import (
+    JFK,
+    QUILTER,
+    SONNET,
+    join_speaker,
+    new_session,
+    stored_finals,
+    wait_job,
+)
 from tests.support.livekit import official_config, start_official
 from tests.support.netns import VethNamespace
 
@@ -42,6 +50,11 @@ def outage_server(bot_netns: VethNamespace) -> Iterator[OfficialServerProcess]:
         yield server
     finally:
         server.cleanup()
+
+
+async def say_all(speaker: SimulatedSpeaker, *turns: Turn) -> None:
+    for turn in turns:
+        await speaker.say(turn)
 
 
 def connected(room: rtc.Room) -> bool:
@@ -89,7 +102,8 @@ async def test_server_outage_bot_rejoins_and_no_final_is_lost_or_doubled(
             with contextlib.suppress(Exception):
                 await alice.room.disconnect()
             alice = await join_speaker(url, session.slug, "alice")
-            speech = asyncio.create_task(alice.say(Turn(SONNET)))
+            # other words than before the outage, so a final stored twice would show
+            speech = asyncio.create_task(say_all(alice, Turn(QUILTER), Turn(JFK, pause_s=1.0)))
 
         def resumed(lis: CaptionListener) -> bool:
             return any(c.at > back_at and c.sender == "alice" and c.text for c in lis.captions)
