@@ -204,6 +204,18 @@ async def test_kill9_worker_another_takes_over_nothing_lost_or_duplicated(
     second = start_worker("w2")
     await second.wait_ready()
 
+    await kill_first_while_alice_speaks(repo, session, first, listener, alice)
+    await listener.leave()
+
+
+async def kill_first_while_alice_speaks(
+    repo: Repository,
+    session: SessionRecord,
+    first: WorkerProcess,
+    listener: CaptionListener,
+    alice: SimulatedSpeaker,
+) -> None:
+    """Kill ``first`` (SIGKILL) mid-speech; worker w2 must take over with nothing lost."""
     speech = asyncio.create_task(alice.say(Turn(SONNET, pause_s=1.0)))
     await listener.wait_for(lambda lis: len(lis.finals("alice")) >= 2)
     first.kill()
@@ -226,7 +238,6 @@ async def test_kill9_worker_another_takes_over_nothing_lost_or_duplicated(
     published = {c.segment_id: c.text for c in listener.finals()}
     assert set(published) <= set(ids), "every final published before and after the kill is stored"
     assert {s[1] for s in stored if s[0] in published} == set(published.values())
-    await listener.leave()
 
 
 async def test_database_cut_for_30s_loses_no_final(
