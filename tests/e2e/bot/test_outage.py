@@ -112,6 +112,7 @@ async def test_server_outage_bot_rejoins_and_no_final_is_lost_or_doubled(
         first_after = min(
             c.at for c in listener.captions if c.at > back_at and c.sender == "alice" and c.text
         )
+        print(f"outage {down_s:.0f} s: captions resumed {first_after - back_at:.1f} s after")
         assert first_after - back_at <= RESUME_WITHIN_S, (
             f"captions resumed {first_after - back_at:.1f} s after the server was back",
             worker.log()[-3000:],
