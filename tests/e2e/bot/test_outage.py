@@ -120,6 +120,13 @@ async def test_server_outage_bot_rejoins_and_no_final_is_lost_or_doubled(
         await speech
         await alice.pause(1.5)
         await alice.leave()
+        if down_s > 30:  # past the SDK's own reconnection: the worker rejoined the room itself
+            rejoins = [
+                line
+                for line in (await worker.metrics()).splitlines()
+                if line.startswith("transcriber_livekit_rejoins_total")
+            ]
+            assert rejoins and float(rejoins[0].split()[-1]) >= 1, rejoins
 
         published = {c.segment_id: c.text for lis in listeners for c in lis.finals()}
         deadline = time.monotonic() + 30.0
