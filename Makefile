@@ -10,12 +10,18 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	# silero-vad ships the ONNX VAD; --no-deps keeps torch out
-	$(PIP) install -q --no-deps silero-vad==6.2.3
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
-	touch $(STAMP)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "setup: installing the Python packages into $(VENV) (a few minutes the first time; log: $(VENV)/setup.log)"
+	@: > $(VENV)/setup.log
+	@# pip and setuptools talk on stderr even when all is well (build-backend notes): their output
+	@# goes to the log, shown only when a step fails.
+	@$(PIP) install -q --upgrade pip >>$(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+	@$(PIP) install -q -c constraints.txt -e '.[dev]' >>$(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+	@# silero-vad ships the ONNX VAD; --no-deps keeps torch out. Installed last: an install after
+	@# it would report its (deliberately) missing torch as a dependency conflict.
+	@$(PIP) install -q --no-deps silero-vad==6.2.3 >>$(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+	@echo "setup: done"
+	@touch $(STAMP)
 
 # The official LiveKit server (pinned in lkserver/install.py), built once with `go install` into
 # .cache/livekit-server/; says what to do when Go is missing.

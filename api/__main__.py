@@ -70,9 +70,10 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logs.configure(args.log_level)
+    logs.configure(args.log_level)  # readable until the settings say otherwise
 
     settings = ApiSettings()
+    logs.configure(args.log_level, settings.log_format)
     if args.host is not None:
         settings = settings.model_copy(update={"api_host": args.host})
     if args.port is not None:

@@ -1,5 +1,6 @@
-"""Log lines of every process (API, bot): static message, details from ``extra=``; JSON lines
-by default, or text for a terminal."""
+"""Log lines of every process (API, bot): static message, details from ``extra=``; readable text
+by default (``LOG_FORMAT=text``: details as ``key=value``, as the dev server writes them), or
+one JSON object a line (``LOG_FORMAT=json``)."""
 
 from __future__ import annotations
 
@@ -36,10 +37,12 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         extra = {k: v for k, v in vars(record).items() if k not in _STANDARD and k[:1] != "_"}
         base = super().format(record)
-        return f"{base} {extra}" if extra else base
+        if not extra:
+            return base
+        return base + " " + " ".join(f"{k}={v}" for k, v in sorted(extra.items()))
 
 
-def configure(level: str = "INFO", fmt: str = "json") -> None:
+def configure(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())
     root = logging.getLogger()

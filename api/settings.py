@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -15,6 +16,8 @@ class ApiSettings(BaseSettings):
 
     api_host: str = "0.0.0.0"
     api_port: int = Field(default=8080, ge=0, le=65535)
+    # log lines: readable text, or one JSON object a line (the bot reads the same variable)
+    log_format: Literal["json", "text"] = "text"
     # HS256 secret for user JWTs (claims sub, space, role); unset: user JWTs are refused
     api_jwt_secret: SecretStr | None = None
     # shared key for service-to-service calls (Authorization: Bearer <key> or X-Api-Key); unset: off

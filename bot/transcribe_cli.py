@@ -38,7 +38,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="transcriber transcribe", description=__doc__.splitlines()[0] if __doc__ else None
+        prog="transcriber transcribe",
+        description="Transcribe an audio file with the same streaming engine as a live call.",
     )
     p.add_argument("file", type=Path, help="audio file (WAV, FLAC, MP3, OGG, M4A, WebM...)")
     p.add_argument("-f", "--format", choices=FORMATS, default="txt", help="output format (txt)")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -370,7 +370,7 @@ class WhisperRecognizer:
             logger.warning("word alignment failed", exc_info=True)
             return h
         duration_s = n_samples / SAMPLE_RATE_HZ
-        words = tuple(
+        words = merge_punctuation(
             RecognizedWord(
                 text=str(w["word"]).strip(),
                 start_s=min(float(w["start"]), duration_s),
@@ -381,6 +381,28 @@ class WhisperRecognizer:
             if str(w["word"]).strip()
         )
         return replace(h, words=words)
+
+
+_OPENING = frozenset("\"'“‘«¿¡([{")
+
+
+def merge_punctuation(words: Iterable[RecognizedWord]) -> tuple[RecognizedWord, ...]:
+    """Punctuation is never a word of its own: Whisper's alignment times ``.`` or ``,`` as a
+    token; it joins the word before it (an opening quote or bracket, the word after it)."""
+    out: list[RecognizedWord] = []
+    opening = ""
+    for word in words:
+        if any(ch.isalnum() for ch in word.text):
+            if opening:
+                word = replace(word, text=opening + word.text)
+                opening = ""
+            out.append(word)
+        elif out and not all(ch in _OPENING for ch in word.text):
+            last = out[-1]
+            out[-1] = replace(last, text=last.text + word.text, end_s=max(last.end_s, word.end_s))
+        else:
+            opening += word.text
+    return tuple(out)
 
 
 def _suppressed(tok: Any) -> tuple[int, ...]:
