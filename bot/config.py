@@ -94,7 +94,7 @@ class BotSettings(EngineSettings):
     embedded server when it is unset), shared with the API.
     """
 
-    livekit_url: str = "ws://localhost:7880"
+    livekit_url: str = "ws://127.0.0.1:7880"
     livekit_api_key: str = "devkey"
     livekit_api_secret: str = "secret"
     worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")

@@ -1,11 +1,12 @@
 """``make demo``: the whole product on one machine, on embedded defaults.
 
-Starts PostgreSQL (embedded, unless ``DATABASE_URL`` is set), the LiveKit dev server (unless
-``LIVEKIT_URL`` is set), the API and the bot; creates a session through the API; two simulated
-participants join with API-issued tokens and speak real recordings (public-domain clips from
-``assets/eval``); a third participant shows the captions live as a meeting client would (stock
-``lk.transcription`` text streams); then the stored transcript and the usage/cost report are
-fetched from the API, and everything is shut down.
+Starts PostgreSQL (embedded, unless ``DATABASE_URL`` is set), a LiveKit server (the official one
+when it is installed or Go can build it, else our dev server; none when ``LIVEKIT_URL`` is set),
+the API and the bot; creates a session through the API; two simulated participants join with
+API-issued tokens and speak real recordings (clips from ``assets/eval``, whose README gives each
+one's source and license); a third participant shows the captions live as a meeting client would
+(stock ``lk.transcription`` text streams); then the stored transcript and the usage/cost report
+are fetched from the API, and everything is shut down.
 """
 
 from __future__ import annotations
