@@ -44,7 +44,14 @@ def test_bad_file_exits_2_with_one_line(tmp_path: Path, make: object, message: s
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+    assert "Errno" not in lines[0], "the cause in words, not a raw error code"
     assert result.stdout == ""
+
+
+def test_help_is_plain_text_for_a_terminal() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    assert "``" not in result.stdout and "transcribe" in result.stdout.lower()
 
 
 def test_unknown_format_and_missing_argument_exit_2(tmp_path: Path) -> None:
