@@ -409,10 +409,11 @@ async def meeting(livekit_url: str, api: Api) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
 
-    # The SDK warns about handle bookkeeping on disconnect; the demo shows captions, not that.
-    logging.basicConfig(level=logging.ERROR)
+    from api import logs
+
+    # The demo shows captions; its own log lines are errors only, in the services' format.
+    logs.configure("ERROR")
     try:
         asyncio.run(demo())
     except KeyboardInterrupt:
