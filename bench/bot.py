@@ -290,11 +290,11 @@ def print_report(report: dict[str, Any]) -> None:
     kinds = list(servers)
     load = ", ".join(f"{x:.2f}" for x in report["load_before"])
     print(f"\nBot through LiveKit, model {report['model']} (load average before: {load})")
-    width = 22
-    print("  " + " " * 34 + "".join(f"{k + ' server':>{width}}" for k in kinds))
+    width = 24
+    print("  " + " " * 42 + "".join(f"{k + ' server':>{width}}" for k in kinds))
 
     def line(title: str, cells: list[str]) -> None:
-        print(f"  {title:<34}" + "".join(f"{c:>{width}}" for c in cells))
+        print(f"  {title:<42}" + "".join(f"{c:>{width}}" for c in cells))
 
     for key, title in (
         ("silent_track", "silent track, DTX"),
