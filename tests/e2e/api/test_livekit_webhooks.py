@@ -47,11 +47,14 @@ async def test_server_webhooks_make_the_session_live_request_the_job_and_end_it(
     alice = SimulatedSpeaker("alice")
     await alice.join(livekit.url, joined["token"])
 
-    async def live() -> bool:
+    async def live_and_requested() -> bool:
+        # one webhook, two writes: the participant (the session goes LIVE), then the job
         session = await repo.get_session(slug)
-        return session is not None and session.status is SessionStatus.LIVE
+        if session is None or session.status is not SessionStatus.LIVE:
+            return False
+        return await repo.get_job(session.id) is not None
 
-    await poll(live)
+    await poll(live_and_requested)
     session = await repo.get_session(slug)
     assert session is not None
     job = await repo.get_job(session.id)

@@ -96,6 +96,7 @@ async def test_python_m_api_serves_and_stops_on_sigterm(database_url: str) -> No
         "API_PORT": str(port),
         "API_JWT_SECRET": JWT_SECRET,
         "API_ADMIN_KEY": ADMIN_KEY,
+        "LOG_FORMAT": "json",  # readable text by default; JSON lines for log shippers
     }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
