@@ -608,7 +608,15 @@ class DualPcTransport(RtcTransport):
         # like LiveKit, the server numbers its subscriber offers; the client's answer echoes it
         self._offer_id = 0
         self._wake = asyncio.Event()
+        # set once the subscriber connection's (bundled) DTLS transport is up, or never will be
+        self._subscriber_settled = asyncio.Event()
         self._watch_connection(self._subscriber_pc, primary=True)
+
+        @self._subscriber_pc.on("connectionstatechange")
+        def on_subscriber_state() -> None:
+            if self._subscriber_pc.connectionState in ("connected", "failed", "closed"):
+                self._subscriber_settled.set()
+
         self._watch_connection(self._publisher_pc, primary=False)
 
         @self._publisher_pc.on("datachannel")
@@ -677,6 +685,7 @@ class DualPcTransport(RtcTransport):
 
     def _stop_negotiating(self) -> None:
         self._wake.set()
+        self._subscriber_settled.set()
         if self._answer is not None and not self._answer.done():
             self._answer.set_result("")  # an empty answer: the negotiation ends unapplied
 
@@ -699,6 +708,13 @@ class DualPcTransport(RtcTransport):
                 logger.exception("subscriber negotiation failed")
 
     async def _offer_once(self) -> None:
+        if self._generation > 0:
+            # aiortc starts a transceiver's sender only when a remote description is applied
+            # while the DTLS transport is already connected (``__connect`` skips senders while
+            # it is still connecting, and nothing starts them later). The first offer carries
+            # the data channels only, so media waits until its transport is up: an answer
+            # applied during the handshake would leave its tracks silent for good.
+            await self._subscriber_settled.wait()
         async with self._lock:
             pc = self._subscriber_pc
             # The first offer carries the data channels only. aiortc bundles on the transport
