@@ -138,7 +138,7 @@ class RoomTranscriber:
         self.engine = engine
         self.observer = observer
         self.options = options or RoomOptions()
-        self.room = rtc.Room()
+        self.room: rtc.Room | None = None  # the connection of the current run()
         self.usage: dict[str, TrackUsage] = {}  # by track sid
         self.pipeline_failures = 0
         self._pipelines: dict[str, tuple[asyncio.Task[None], rtc.AudioStream]] = {}
