@@ -82,7 +82,25 @@ async def one_run(url: str, repo: Any, clip: str, processing: bool, folder: Path
         "first_word_ok": bool(hyp_words) and hyp_words[0] == first_ref,
         "text": text,
         "finals_seen_live": len(seen),
+        "captions_live": len(report["listeners"][0]["captions"]),
+        **levels(report["speakers"][0]),
         "problems": problems(report["speakers"][0]) + problems(report["listeners"][0]),
+    }
+
+
+def levels(speaker: dict[str, Any]) -> dict[str, Any]:
+    """What the speaker's browser sent, after its processing: the loudest 100 ms (RMS, full
+    scale 1.0), how long after publishing the sent level first reached speech (0.01), and the
+    share of 100 ms windows at or above it."""
+    published = next((e["at"] for e in speaker["events"] if e["kind"] == "published"), None)
+    samples = speaker.get("levels") or []
+    if published is None or not samples:
+        return {"sent_rms_max": None, "sent_speech_after_ms": None, "sent_speech_share": None}
+    loud = [at for at, rms in samples if rms >= 0.01]
+    return {
+        "sent_rms_max": round(max(rms for _, rms in samples), 4),
+        "sent_speech_after_ms": (loud[0] - published) if loud else None,
+        "sent_speech_share": round(len(loud) / len(samples), 3),
     }
 
 
@@ -104,10 +122,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "LIVEKIT_API_SECRET": API_SECRET,
                 "ASR_MODEL": args.model,
                 "JOB_POLL_S": "1",
-                "ROOM_EMPTY_TIMEOUT_S": "3",
+                # ROOM_EMPTY_TIMEOUT_S stays at its default (20 s): the bot joins as soon as the
+                # job is claimed, before the two browsers are up, and a short timeout made it
+                # leave the still-empty room (under load, browsers took > 3 s to join: the runs
+                # "without captions" of earlier versions of this bench, processing on or off).
+                # Each run stops its own transcription, so the bot leaves when a run ends.
                 "SPOOL_DIR": str(Path(tmp) / "spool"),
             }
-            worker = WorkerProcess("bench-browser", env, Path(tmp))
+            # the worker's log stays beside the results (a run without captions is explained there)
+            worker = WorkerProcess("bench-browser-worker", env, RESULTS)
             try:
                 await worker.wait_ready(180)
                 for r in range(args.runs):
@@ -147,6 +170,7 @@ def summary(report: dict[str, Any]) -> list[dict[str, Any]]:
                 "wer_min_max": (min(wers), max(wers)),
                 "first_word_ok": f"{sum(r['first_word_ok'] for r in mine)}/{len(mine)}",
                 "runs_with_problems": sum(bool(r["problems"]) for r in mine),
+                "runs_without_captions": sum(r["captions_live"] == 0 for r in mine),
             })  # fmt: skip
     return rows
 
@@ -166,12 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     report["summary"] = summary(report)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nChrome's microphone processing, model {report['model']}, {args.server} server")
-    head = ["clip", "processing", "runs", "WER med", "WER mean", "min-max", "1st word", "issues"]
+    head = ["clip", "processing", "runs", "WER med", "WER mean", "min-max", "1st word", "issues",
+            "no captions"]  # fmt: skip
     print("  " + "".join(f"{h:>14}" for h in head))
     for row in report["summary"]:
         cells = [row["clip"][:13], row["processing"], row["runs"], row["wer_median"],
                  row["wer_mean"], "{}-{}".format(*row["wer_min_max"]), row["first_word_ok"],
-                 row["runs_with_problems"]]  # fmt: skip
+                 row["runs_with_problems"], row["runs_without_captions"]]  # fmt: skip
         print("  " + "".join(f"{c!s:>14}" for c in cells))
     print(f"\nwrote {args.output}")
     return 0
