@@ -16,13 +16,13 @@ import sys
 
 from aiohttp import web
 
-from api import logs
 from api.app import create_app
 from api.context import CONTEXT
 from api.db.database import open_database
 from api.db.settings import DatabaseSettings
 from api.settings import ApiSettings
 from api.sweeper import run_sweeper
+from core import logs
 
 logger = logging.getLogger("api")
 

@@ -20,7 +20,7 @@ the repository:
 Both readers have contract tests (``tests/integration/api``) asserting they return exactly what
 the repository returns, so the two cannot drift apart unnoticed.
 
-Connection failures are translated to :class:`api.db.errors.StorageUnavailable` like the
+Connection failures are translated to :class:`core.errors.StorageUnavailable` like the
 repository does.
 """
 
@@ -38,7 +38,6 @@ from sqlalchemy import Select, bindparam, func, literal_column, select, true, tu
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.db.errors import StorageUnavailable
 from api.db.models import Participant, Segment, Session, SpaceQuota, TrackUsage
 from api.db.records import (
     SegmentCursor,
@@ -50,6 +49,7 @@ from api.db.records import (
     UsageReport,
     UsageTotals,
 )
+from core.errors import StorageUnavailable
 
 _UNAVAILABLE = (OSError, TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError)
 

@@ -9,10 +9,10 @@ later join (only ``.../transcription/start`` restarts it).
 from __future__ import annotations
 
 from api.db.enums import JobStatus
-from api.db.errors import LimitExceeded
 from api.db.records import JobRecord, SessionRecord, TranscriptionLimits
 from api.db.repository import Repository
 from api.errors import limit_code
+from core.errors import LimitExceeded
 
 # stop_reason of a job stopped through POST .../transcription/stop
 STOPPED_BY_USER = "stopped_by_user"

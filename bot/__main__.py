@@ -18,9 +18,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from api import logs
 from bot.config import BotSettings
-from bot.errors import TranscriberError
+from core import logs
+from core.errors import TranscriberError
 
 logger = logging.getLogger("bot")
 
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, stop)
 
-    from api.db.errors import StorageError
+    from core.errors import StorageError
 
     try:
         asyncio.run(run())

@@ -410,7 +410,7 @@ async def meeting(livekit_url: str, api: Api) -> None:
 
 def main(argv: list[str] | None = None) -> int:
 
-    from api import logs
+    from core import logs
 
     # The demo shows captions; its own log lines are errors only, in the services' format.
     logs.configure("ERROR")

@@ -22,7 +22,6 @@ from livekit import api as lkapi
 from livekit import rtc
 
 from api.db.enums import SessionStatus
-from api.db.errors import LimitExceeded, StorageError
 from api.db.notify import JobListener
 from api.db.records import (
     FinalSegment,
@@ -40,6 +39,7 @@ from bot.livekit.captions import Speaker, SpokenCaption
 from bot.livekit.room import EndReason, RoomOptions, RoomTranscriber, TrackUsage
 from bot.pipeline.engine import SpeechEngine
 from bot.spool import FinalSpool
+from core.errors import LimitExceeded, StorageError
 
 logger = logging.getLogger("bot.worker")
 

@@ -16,8 +16,8 @@ from typing import Final
 import asyncpg  # type: ignore[import-untyped]
 
 from api.db.engine import asyncpg_dsn
-from api.db.errors import StorageUnavailable
 from api.db.records import JobNotification
+from core.errors import StorageUnavailable
 
 __all__ = ["JOB_CHANNEL", "JobListener", "job_payload"]
 

@@ -2,7 +2,7 @@
 
 ``Repository(sessionmaker)`` is cheap to build; each method opens a session, commits (or rolls
 back) and returns plain records (:mod:`api.db.records`). Foreign exceptions are translated here,
-once (:mod:`api.db.errors`): a broken or refused connection is :class:`StorageUnavailable`
+once (:mod:`core.errors`): a broken or refused connection is :class:`StorageUnavailable`
 (retryable), a refused write is :class:`ConflictError`.
 
 Times: every method takes an optional ``now``; None means the database clock (``now()``), which
@@ -65,15 +65,6 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.db.enums import JobStatus, ParticipantRole, SessionStatus
-from api.db.errors import (
-    ConflictError,
-    InvalidState,
-    LimitExceeded,
-    NotFound,
-    SlugTaken,
-    StorageError,
-    StorageUnavailable,
-)
 from api.db.models import (
     SEARCH_CONFIG,
     Participant,
@@ -108,6 +99,15 @@ from api.db.records import (
     UsageReport,
     UsageTotals,
     WordTiming,
+)
+from core.errors import (
+    ConflictError,
+    InvalidState,
+    LimitExceeded,
+    NotFound,
+    SlugTaken,
+    StorageError,
+    StorageUnavailable,
 )
 
 __all__ = ["JOB_CHANNEL", "Repository", "SessionWithJob", "new_slug"]

@@ -13,11 +13,12 @@ from api.context import context, principal
 from api.db.records import SegmentCursor, SegmentRecord, SessionRecord
 from api.db.repository import Repository
 from api.errors import NotFound, ValidationFailed
-from api.exports import ExportFormat, ExportHeader, ExportSegment
 from api.http import json_model, parse_query
 from api.openapi import Operation, Reply
 from api.routes.common import SLUG_RE, scoped_session
 from api.schemas import SegmentOut, TranscriptExport, TranscriptPage, TranscriptQuery
+from core import transcripts as documents
+from core.transcripts import ExportFormat, ExportHeader, ExportSegment
 
 # rows fetched per query while streaming an export
 EXPORT_BATCH = 2000
@@ -109,7 +110,7 @@ async def _download(
     if fmt is ExportFormat.DOCX:
         segments = [s async for batch in _batches(repo, session.id) for s in batch]
         loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(None, exports.render_docx, header, segments)
+        body = await loop.run_in_executor(None, documents.render_docx, header, segments)
         return web.Response(body=body, headers=headers)
 
     # text formats stream: one query per batch of rows, UTF-8 chunks written as they are made
@@ -118,24 +119,24 @@ async def _download(
     index = 1
     async for batch in _batches(repo, session.id):
         if fmt is ExportFormat.SRT:
-            chunks = exports.render_srt(batch, first_index=index)
+            chunks = documents.render_srt(batch, first_index=index)
             index += len(batch)
         elif fmt is ExportFormat.VTT:
-            chunks = exports.render_vtt(batch, header=first)
+            chunks = documents.render_vtt(batch, header=first)
         elif fmt is ExportFormat.TXT:
-            chunks = exports.render_txt(batch)
+            chunks = documents.render_txt(batch)
         else:
-            chunks = exports.render_json_items(batch, first=first)
+            chunks = documents.render_json_items(batch, first=first)
             if first:
-                chunks = itertools.chain([exports.json_prefix(header)], chunks)
-        data = b"".join(exports.encode_chunks(chunks))
+                chunks = itertools.chain([documents.json_prefix(header)], chunks)
+        data = b"".join(documents.encode_chunks(chunks))
         if first:
             await response.prepare(request)  # only now: a failed first query is still a JSON error
             first = False
         if data:
             await response.write(data)
     if fmt is ExportFormat.JSON:
-        await response.write(exports.JSON_SUFFIX.encode())
+        await response.write(documents.JSON_SUFFIX.encode())
     await response.write_eof()
     return response
 

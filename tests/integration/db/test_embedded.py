@@ -15,8 +15,8 @@ import pytest
 from api.db.database import open_database
 from api.db.embedded import EmbeddedPostgres
 from api.db.engine import asyncpg_dsn
-from api.db.errors import EmbeddedPostgresError
 from api.db.settings import DatabaseSettings
+from core.errors import EmbeddedPostgresError
 
 
 @pytest.fixture

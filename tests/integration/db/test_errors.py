@@ -7,9 +7,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db.engine import create_engine, create_sessionmaker, normalize_database_url, redact_url
-from api.db.errors import StorageUnavailable
 from api.db.notify import JobListener
 from api.db.repository import Repository
+from core.errors import StorageUnavailable
 
 
 async def test_unreachable_database_is_retryable() -> None:

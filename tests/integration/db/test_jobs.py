@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from api.db.enums import JobStatus
-from api.db.errors import InvalidState, NotFound
 from api.db.notify import JobListener
 from api.db.records import JobLease
 from api.db.repository import Repository
+from core.errors import InvalidState, NotFound
 
 T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
