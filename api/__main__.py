@@ -18,11 +18,11 @@ from aiohttp import web
 
 from api.app import create_app
 from api.context import CONTEXT
-from api.db.database import open_database
-from api.db.settings import DatabaseSettings
 from api.settings import ApiSettings
 from api.sweeper import run_sweeper
 from core import logs
+from store.database import open_database
+from store.settings import DatabaseSettings
 
 logger = logging.getLogger("api")
 

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.auth import Authenticator
 from api.context import CONTEXT, ApiContext
-from api.db.repository import Repository
 from api.errors import error_middleware
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
@@ -22,6 +21,7 @@ from api.openapi import Operation, build_document
 from api.queries import TranscriptReader, UsageReader
 from api.routes import sessions, system, transcripts, usage, webhooks
 from api.settings import ApiSettings
+from store.repository import Repository
 
 TITLE = "livekit-transcriber API"
 VERSION = "0.1.0"

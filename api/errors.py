@@ -136,7 +136,7 @@ def from_storage(exc: storage.StorageError) -> ApiError:
 
 
 def limit_code(reason: str) -> str:
-    """The error code of a :class:`api.db.records.LimitReason` value."""
+    """The error code of a :class:`store.records.LimitReason` value."""
     return _LIMIT_CODES.get(reason, "limit_exceeded")
 
 

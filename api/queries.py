@@ -1,4 +1,4 @@
-"""Reads the API needs that ``api.db.repository`` does not offer, over the storage models.
+"""Reads the API needs that ``store.repository`` does not offer, over the storage models.
 
 Kept here (not in ``api/db``, which the storage side owns); the storage side may fold them into
 the repository:
@@ -38,8 +38,9 @@ from sqlalchemy import Select, bindparam, func, literal_column, select, true, tu
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.db.models import Participant, Segment, Session, SpaceQuota, TrackUsage
-from api.db.records import (
+from core.errors import StorageUnavailable
+from store.models import Participant, Segment, Session, SpaceQuota, TrackUsage
+from store.records import (
     SegmentCursor,
     SegmentRecord,
     SessionRecord,
@@ -49,7 +50,6 @@ from api.db.records import (
     UsageReport,
     UsageTotals,
 )
-from core.errors import StorageUnavailable
 
 _UNAVAILABLE = (OSError, TimeoutError, sa_exc.OperationalError, sa_exc.InterfaceError)
 

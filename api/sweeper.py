@@ -11,11 +11,11 @@ import asyncio
 import datetime as dt
 import logging
 
-from api.db.records import SweepResult
-from api.db.repository import Repository
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from core.errors import StorageError
+from store.records import SweepResult
+from store.repository import Repository
 
 logger = logging.getLogger("api.sweeper")
 

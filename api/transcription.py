@@ -8,11 +8,11 @@ later join (only ``.../transcription/start`` restarts it).
 
 from __future__ import annotations
 
-from api.db.enums import JobStatus
-from api.db.records import JobRecord, SessionRecord, TranscriptionLimits
-from api.db.repository import Repository
 from api.errors import limit_code
 from core.errors import LimitExceeded
+from store.enums import JobStatus
+from store.records import JobRecord, SessionRecord, TranscriptionLimits
+from store.repository import Repository
 
 # stop_reason of a job stopped through POST .../transcription/stop
 STOPPED_BY_USER = "stopped_by_user"

@@ -37,10 +37,10 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.db.engine import asyncpg_dsn, create_engine, create_sessionmaker, redact_url
-from api.db.migrate import upgrade_url
-from api.db.records import SegmentCursor, UsageGroupBy
-from api.db.repository import Repository
+from store.engine import asyncpg_dsn, create_engine, create_sessionmaker, redact_url
+from store.migrate import upgrade_url
+from store.records import SegmentCursor, UsageGroupBy
+from store.repository import Repository
 
 EPOCH = datetime(2026, 5, 1, tzinfo=UTC)
 PERIOD_DAYS = 180

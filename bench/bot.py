@@ -263,8 +263,8 @@ async def measure_server(
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from api.db.database import open_database
-    from api.db.settings import DatabaseSettings
+    from store.database import open_database
+    from store.settings import DatabaseSettings
 
     times = word_times(args.model)
     worker_env = dict(item.split("=", 1) for item in args.env)

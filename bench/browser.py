@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api.db.enums import JobStatus
 from bot.evaluation import normalize, wer
+from store.enums import JobStatus
 from tests.e2e.bot.helpers import WorkerProcess
 from tests.e2e.devserver.helpers import room_name, token
 from tests.support.browser import microphone_wav, problems, run_browsers
@@ -87,8 +87,8 @@ async def one_run(url: str, repo: Any, clip: str, processing: bool, folder: Path
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from api.db.database import open_database
-    from api.db.settings import DatabaseSettings
+    from store.database import open_database
+    from store.settings import DatabaseSettings
 
     runs: list[dict[str, Any]] = []
     with (

@@ -45,11 +45,11 @@ def health_app(worker: object) -> web.Application:
 
 
 async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
-    from api.db.database import open_database
-    from api.db.settings import DatabaseSettings
     from bot.pipeline.engine import build_engine
     from bot.spool import FinalSpool, running
     from bot.worker import Worker
+    from store.database import open_database
+    from store.settings import DatabaseSettings
 
     engine = build_engine(settings)
     async with open_database(DatabaseSettings(), application_name="transcriber-bot") as db:

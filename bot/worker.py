@@ -21,18 +21,6 @@ from decimal import Decimal
 from livekit import api as lkapi
 from livekit import rtc
 
-from api.db.enums import SessionStatus
-from api.db.notify import JobListener
-from api.db.records import (
-    FinalSegment,
-    JobLease,
-    JobNotification,
-    SessionRecord,
-    TranscriptionLimits,
-    UsageCheckpoint,
-    WordTiming,
-)
-from api.db.repository import Repository
 from bot import metrics
 from bot.config import BotSettings
 from bot.livekit.captions import Speaker, SpokenCaption
@@ -40,6 +28,17 @@ from bot.livekit.room import EndReason, RoomOptions, RoomTranscriber, TrackUsage
 from bot.pipeline.engine import SpeechEngine
 from bot.spool import FinalSpool
 from core.errors import LimitExceeded, StorageError
+from store.enums import SessionStatus
+from store.notify import JobListener
+from store.records import (
+    FinalSegment,
+    JobLease,
+    JobNotification,
+    SessionRecord,
+    UsageCheckpoint,
+    WordTiming,
+)
+from store.repository import Repository
 
 logger = logging.getLogger("bot.worker")
 
@@ -101,11 +100,7 @@ class StorageObserver:
         self._reported: dict[str, _Reported] = {}
         self._unopened: dict[str, Speaker] = {}
         self._ended: set[str] = set()
-        self._limits = TranscriptionLimits(
-            max_tracks_per_session=settings.max_tracks_per_session or None,
-            max_tracks_per_user=settings.max_tracks_per_user or None,
-            monthly_minutes_quota=settings.space_monthly_minutes_quota or None,
-        )
+        self._limits = settings.transcription_limits()
 
     async def participant_joined(self, identity: str, name: str) -> None:
         try:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from api.db.records import LimitCheck
+    from store.records import LimitCheck
 
 __all__ = [
     "AsrError",

@@ -11,8 +11,6 @@ from aiohttp import web
 from api import transcription
 from api.auth import SERVICE_USER, Role
 from api.context import context, principal
-from api.db.enums import ParticipantRole
-from api.db.records import ParticipantRecord, SessionCursor
 from api.errors import NotFound, ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
@@ -29,6 +27,8 @@ from api.schemas import (
     SessionPage,
     TokenQuery,
 )
+from store.enums import ParticipantRole
+from store.records import ParticipantRecord, SessionCursor
 
 _MAX_ID = 2**63 - 1
 

@@ -10,8 +10,6 @@ from aiohttp import web
 
 from api import exports
 from api.context import context, principal
-from api.db.records import SegmentCursor, SegmentRecord, SessionRecord
-from api.db.repository import Repository
 from api.errors import NotFound, ValidationFailed
 from api.http import json_model, parse_query
 from api.openapi import Operation, Reply
@@ -19,6 +17,8 @@ from api.routes.common import SLUG_RE, scoped_session
 from api.schemas import SegmentOut, TranscriptExport, TranscriptPage, TranscriptQuery
 from core import transcripts as documents
 from core.transcripts import ExportFormat, ExportHeader, ExportSegment
+from store.records import SegmentCursor, SegmentRecord, SessionRecord
+from store.repository import Repository
 
 # rows fetched per query while streaming an export
 EXPORT_BATCH = 2000

@@ -1,7 +1,7 @@
 """Usage and cost: per session (rows + totals), and reports of a space or a user by day,
 participant, user or session over a date range; JSON or CSV.
 
-Billing follows storage (``api.db.money``): each participant track bills
+Billing follows storage (``store.money``): each participant track bills
 ``ceil(audio_seconds / 60)`` minutes at the price it started with; totals are sums of rows.
 Usage of deleted sessions stays in space and user reports (billing history).
 """
@@ -18,7 +18,6 @@ from pydantic import BaseModel
 
 from api.auth import Role
 from api.context import context, principal
-from api.db import records
 from api.errors import Forbidden, ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
@@ -37,6 +36,7 @@ from api.schemas import (
     UsageReportQuery,
     UsageTotals,
 )
+from store import records
 
 _CSV = {"text/csv": {"type": "string"}}
 

@@ -25,10 +25,10 @@ from pydantic import BaseModel
 
 from api import transcription
 from api.context import ApiContext, context
-from api.db.models import IDENTITY_LEN, NAME_LEN, USER_ID_LEN
 from api.livekit import WebhookNotice
 from api.openapi import Operation, Reply
 from api.routes.common import ACTIVE, SLUG_RE
+from store.models import IDENTITY_LEN, NAME_LEN, USER_ID_LEN
 
 logger = logging.getLogger("api")
 

@@ -1,4 +1,4 @@
-"""Database fixtures for integration tests (tests/integration/db and tests/integration/api).
+"""Database fixtures for integration tests (tests/integration/store and tests/integration/api).
 
 * ``database_url`` (session): a fresh database of this run, migrated to head, dropped at the end;
   on ``DATABASE_URL``'s server when set, else on the embedded server.
@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.db.engine import create_engine, create_sessionmaker
-from api.db.migrate import upgrade_url
-from api.db.repository import Repository
+from store.engine import create_engine, create_sessionmaker
+from store.migrate import upgrade_url
+from store.repository import Repository
 from tests.support.db import (
     TestServer,
     create_database,

@@ -19,9 +19,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from api.db.engine import create_engine, create_sessionmaker
-from api.db.repository import Repository
 from lkserver import LiveKitServer, free_port
+from store.engine import create_engine, create_sessionmaker
+from store.repository import Repository
 from tests.integration.conftest import database_url, db_server  # noqa: F401 - fixtures
 from tests.support.db import truncate_all
 from tests.support.livekit import API_KEY, API_SECRET, SERVER_KINDS, start_server

@@ -11,10 +11,10 @@ from typing import Any
 
 from livekit import rtc
 
-from api.db.enums import JobStatus, SessionStatus
-from api.db.repository import Repository
 from bot.simulate import SimulatedSpeaker
 from lkserver import LiveKitServer
+from store.enums import JobStatus, SessionStatus
+from store.repository import Repository
 from tests.e2e.api.conftest import ApiProcess, poll
 
 

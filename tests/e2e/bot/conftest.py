@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from api.db.engine import create_engine, create_sessionmaker
-from api.db.repository import Repository
 from lkserver import LiveKitServer
+from store.engine import create_engine, create_sessionmaker
+from store.repository import Repository
 from tests.e2e.bot.helpers import WorkerProcess
 from tests.integration.conftest import database_url, db_server  # noqa: F401 - fixtures
 from tests.support.db import truncate_all

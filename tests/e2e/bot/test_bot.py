@@ -16,12 +16,12 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from api.db.enums import JobStatus
-from api.db.records import SessionRecord
-from api.db.repository import Repository
 from bot.evaluation import wer
 from bot.simulate import SimulatedSpeaker, Turn, to_pcm48k
 from lkserver import LiveKitServer
+from store.enums import JobStatus
+from store.records import SessionRecord
+from store.repository import Repository
 from tests.e2e.bot.helpers import EVAL, WAIT_S, CaptionListener, TcpProxy, WorkerProcess
 from tests.e2e.devserver.helpers import room_name, token
 

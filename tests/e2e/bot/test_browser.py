@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from api.db.enums import JobStatus
-from api.db.repository import Repository
 from bot.evaluation import wer
 from lkserver import LiveKitServer
+from store.enums import JobStatus
+from store.repository import Repository
 from tests.e2e.bot.conftest import worker_env_for
 from tests.e2e.bot.helpers import EVAL, WorkerProcess
 from tests.e2e.bot.test_bot import new_session, reference, stored_finals, wait_job

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from livekit import rtc
 
-from api.db.enums import JobStatus
-from api.db.repository import Repository
 from bot.simulate import SimulatedSpeaker, Turn
 from lkserver import OfficialServerProcess
+from store.enums import JobStatus
+from store.repository import Repository
 from tests.e2e.bot.conftest import worker_env_for
 from tests.e2e.bot.helpers import CaptionListener, WorkerProcess
 from tests.e2e.bot.test_bot import (

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from livekit import api as lkapi
 
-from api.db.repository import Repository
 from lkserver import OfficialServerProcess, free_port
+from store.repository import Repository
 from tests.e2e.bot.conftest import worker_env_for
 from tests.e2e.bot.helpers import CaptionListener, WorkerProcess
 from tests.e2e.bot.test_bot import (

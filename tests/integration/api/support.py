@@ -14,8 +14,8 @@ from livekit.protocol.models import ParticipantInfo, Room
 from livekit.protocol.webhook import WebhookEvent
 
 from api.auth import issue_user_token
-from api.db.records import FinalSegment, SessionRecord, UsageCheckpoint
-from api.db.repository import Repository
+from store.records import FinalSegment, SessionRecord, UsageCheckpoint
+from store.repository import Repository
 
 JWT_SECRET = "integration-jwt-secret-0123456789abcdef"
 ADMIN_KEY = "integration-admin-key-0123456789"

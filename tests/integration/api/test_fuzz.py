@@ -35,8 +35,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import create_app
-from api.db.engine import create_engine, create_sessionmaker
-from api.db.repository import Repository
+from store.engine import create_engine, create_sessionmaker
+from store.repository import Repository
 from tests.integration.api.conftest import api_settings
 from tests.integration.api.support import (
     LIVEKIT_KEY,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from livekit.api import TokenVerifier
 
-from api.db.enums import JobStatus, ParticipantRole, SessionStatus
-from api.db.records import SessionRecord
-from api.db.repository import Repository
+from store.enums import JobStatus, ParticipantRole, SessionStatus
+from store.records import SessionRecord
+from store.repository import Repository
 from tests.integration.api.conftest import Client, MakeClient
 from tests.integration.api.support import (
     LIVEKIT_KEY,

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from api.db.enums import JobStatus, SessionStatus
-from api.db.repository import Repository
+from store.enums import JobStatus, SessionStatus
+from store.repository import Repository
 from tests.integration.api.conftest import Client
 from tests.integration.api.support import admin, error_of, seed_transcript, seed_usage, user
 

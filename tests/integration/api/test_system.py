@@ -12,10 +12,10 @@ from pathlib import Path
 
 import aiohttp
 
-from api.db.enums import JobStatus, SessionStatus
-from api.db.repository import Repository
 from api.metrics import ApiMetrics
 from api.sweeper import sweep_once
+from store.enums import JobStatus, SessionStatus
+from store.repository import Repository
 from tests.integration.api.conftest import Client, api_settings
 from tests.integration.api.support import ADMIN_KEY, JWT_SECRET, user
 

@@ -13,9 +13,9 @@ import srt
 import webvtt
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.db.records import SessionRecord, TranscriptPage
-from api.db.repository import Repository
 from api.queries import TranscriptReader
+from store.records import SessionRecord, TranscriptPage
+from store.repository import Repository
 from tests.integration.api.conftest import Client
 from tests.integration.api.support import seed_transcript, user
 

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.db.models import TrackUsage
-from api.db.records import SessionRecord, UsageGroupBy
-from api.db.repository import Repository
 from api.queries import UsageReader
+from store.models import TrackUsage
+from store.records import SessionRecord, UsageGroupBy
+from store.repository import Repository
 from tests.integration.api.conftest import Client
 from tests.integration.api.support import admin, seed_usage, user
 

@@ -10,9 +10,9 @@ import pytest
 from livekit.api import AccessToken
 from livekit.protocol.models import ParticipantInfo
 
-from api.db.enums import JobStatus, SessionStatus
-from api.db.records import SessionRecord
-from api.db.repository import Repository
+from store.enums import JobStatus, SessionStatus
+from store.records import SessionRecord
+from store.repository import Repository
 from tests.integration.api.conftest import Client, MakeClient
 from tests.integration.api.support import LIVEKIT_KEY, LIVEKIT_SECRET, seed_usage, webhook
 

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from api.db.records import JobLease
 from bot.config import BotSettings
 from bot.worker import Worker, _RoomHandle
+from store.records import JobLease
 
 
 def lease(job_id: int, attempt: int) -> JobLease:

@@ -14,12 +14,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.db import migrate
-from api.db.database import open_database
-from api.db.engine import create_engine
-from api.db.models import Base
-from api.db.settings import DatabaseSettings
 from bot import cli
+from store import migrate
+from store.database import open_database
+from store.engine import create_engine
+from store.models import Base
+from store.settings import DatabaseSettings
 from tests.support.db import REPO_ROOT, TABLES
 
 

@@ -6,10 +6,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db.engine import create_engine, create_sessionmaker, normalize_database_url, redact_url
-from api.db.notify import JobListener
-from api.db.repository import Repository
 from core.errors import StorageUnavailable
+from store.engine import create_engine, create_sessionmaker, normalize_database_url, redact_url
+from store.notify import JobListener
+from store.repository import Repository
 
 
 async def test_unreachable_database_is_retryable() -> None:

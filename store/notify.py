@@ -15,9 +15,9 @@ from typing import Final
 
 import asyncpg  # type: ignore[import-untyped]
 
-from api.db.engine import asyncpg_dsn
-from api.db.records import JobNotification
 from core.errors import StorageUnavailable
+from store.engine import asyncpg_dsn
+from store.records import JobNotification
 
 __all__ = ["JOB_CHANNEL", "JobListener", "job_payload"]
 

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db.enums import JobStatus, ParticipantRole, SessionStatus
-from api.db.models import Participant, Segment, TrackUsage, TranscriptionJob
-from api.db.records import FinalSegment, SessionCursor, UsageCheckpoint, UsageGroupBy
-from api.db.repository import Repository
 from core.errors import NotFound, SlugTaken
+from store.enums import JobStatus, ParticipantRole, SessionStatus
+from store.models import Participant, Segment, TrackUsage, TranscriptionJob
+from store.records import FinalSegment, SessionCursor, UsageCheckpoint, UsageGroupBy
+from store.repository import Repository
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 """The repository: every query the API and the bot make, each method one transaction.
 
 ``Repository(sessionmaker)`` is cheap to build; each method opens a session, commits (or rolls
-back) and returns plain records (:mod:`api.db.records`). Foreign exceptions are translated here,
+back) and returns plain records (:mod:`store.records`). Foreign exceptions are translated here,
 once (:mod:`core.errors`): a broken or refused connection is :class:`StorageUnavailable`
 (retryable), a refused write is :class:`ConflictError`.
 
@@ -64,8 +64,17 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.db.enums import JobStatus, ParticipantRole, SessionStatus
-from api.db.models import (
+from core.errors import (
+    ConflictError,
+    InvalidState,
+    LimitExceeded,
+    NotFound,
+    SlugTaken,
+    StorageError,
+    StorageUnavailable,
+)
+from store.enums import JobStatus, ParticipantRole, SessionStatus
+from store.models import (
     SEARCH_CONFIG,
     Participant,
     Segment,
@@ -74,9 +83,9 @@ from api.db.models import (
     TrackUsage,
     TranscriptionJob,
 )
-from api.db.money import DEFAULT_CURRENCY, quantize_seconds
-from api.db.notify import JOB_CHANNEL, job_payload
-from api.db.records import (
+from store.money import DEFAULT_CURRENCY, quantize_seconds
+from store.notify import JOB_CHANNEL, job_payload
+from store.records import (
     FinalSegment,
     JobLease,
     JobRecord,
@@ -99,15 +108,6 @@ from api.db.records import (
     UsageReport,
     UsageTotals,
     WordTiming,
-)
-from core.errors import (
-    ConflictError,
-    InvalidState,
-    LimitExceeded,
-    NotFound,
-    SlugTaken,
-    StorageError,
-    StorageUnavailable,
 )
 
 __all__ = ["JOB_CHANNEL", "Repository", "SessionWithJob", "new_slug"]

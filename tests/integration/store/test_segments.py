@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.db.records import FinalSegment, SegmentCursor, UpsertOutcome, WordTiming
-from api.db.repository import Repository
+from store.records import FinalSegment, SegmentCursor, UpsertOutcome, WordTiming
+from store.repository import Repository
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from api.db.database import open_database
-from api.db.embedded import EmbeddedPostgres
-from api.db.engine import asyncpg_dsn
-from api.db.settings import DatabaseSettings
 from core.errors import EmbeddedPostgresError
+from store.database import open_database
+from store.embedded import EmbeddedPostgres
+from store.engine import asyncpg_dsn
+from store.settings import DatabaseSettings
 
 
 @pytest.fixture

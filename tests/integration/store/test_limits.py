@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from api.db.records import LimitReason, TranscriptionLimits, UsageCheckpoint
-from api.db.repository import Repository
 from core.errors import InvalidState, LimitExceeded, NotFound
+from store.records import LimitReason, TranscriptionLimits, UsageCheckpoint
+from store.repository import Repository
 
 T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 PRICE = Decimal("0.01")

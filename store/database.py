@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.db.embedded import EmbeddedPostgres
-from api.db.engine import create_engine, create_sessionmaker, redact_url
-from api.db.migrate import upgrade
-from api.db.repository import Repository
-from api.db.settings import DatabaseSettings
+from store.embedded import EmbeddedPostgres
+from store.engine import create_engine, create_sessionmaker, redact_url
+from store.migrate import upgrade
+from store.repository import Repository
+from store.settings import DatabaseSettings
 
 __all__ = ["Database", "ResolvedDatabase", "open_database", "resolve_database_url"]
 

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.db.enums import JobStatus
-from api.db.notify import JobListener
-from api.db.records import JobLease
-from api.db.repository import Repository
 from core.errors import InvalidState, NotFound
+from store.enums import JobStatus
+from store.notify import JobListener
+from store.records import JobLease
+from store.repository import Repository
 
 T0 = datetime(2026, 11, 10, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=30)

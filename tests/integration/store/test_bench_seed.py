@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from api.db.engine import create_engine, create_sessionmaker
-from api.db.records import UsageGroupBy
-from api.db.repository import Repository
 from bench.api_seed import LONG_SESSION_SEGMENTS, Plan, seed
+from store.engine import create_engine, create_sessionmaker
+from store.records import UsageGroupBy
+from store.repository import Repository
 
 
 async def test_seed_tiny(empty_database_url: str) -> None:

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db.models import TrackUsage
-from api.db.money import billed_minutes, quantize_seconds, track_cost
-from api.db.records import UsageCheckpoint, UsageGroupBy
-from api.db.repository import Repository
+from store.models import TrackUsage
+from store.money import billed_minutes, quantize_seconds, track_cost
+from store.records import UsageCheckpoint, UsageGroupBy
+from store.repository import Repository
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 PRICE = Decimal("0.01")
@@ -56,7 +56,7 @@ def test_money_rejects_negative() -> None:
 
 
 async def test_generated_columns_match_python(db: AsyncSession) -> None:
-    """PostgreSQL's generated billed_minutes/total_cost agree with api.db.money, exactly."""
+    """PostgreSQL's generated billed_minutes/total_cost agree with store.money, exactly."""
     rng = random.Random(5)
     edge = ["0", "0.001", "59.999", "60", "60.001", "119.999", "120", "120.001", "86400"]
     values = [Decimal(v) for v in edge]
