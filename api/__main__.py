@@ -42,7 +42,7 @@ async def serve(settings: ApiSettings, db_settings: DatabaseSettings, *, migrate
             )
             ctx = app[CONTEXT]
             sweeper = asyncio.create_task(
-                run_sweeper(ctx.repository, settings, ctx.metrics), name="session-sweeper"
+                run_sweeper(ctx.store, settings, ctx.metrics), name="session-sweeper"
             )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -11,19 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.auth import Authenticator, Principal
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
-from api.queries import TranscriptReader, UsageReader
 from api.settings import ApiSettings
 from store.records import TranscriptionLimits
-from store.repository import Repository
+from store.stores import Store
 
 
 @dataclass(slots=True)
 class ApiContext:
     settings: ApiSettings
     sessionmaker: async_sessionmaker[AsyncSession]
-    repository: Repository
-    transcripts: TranscriptReader
-    usage: UsageReader
+    store: Store
     authenticator: Authenticator
     livekit: LiveKitGateway
     metrics: ApiMetrics

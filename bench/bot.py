@@ -195,10 +195,10 @@ async def measure_server(
     """Every measurement through one server (``dev`` or ``official``), with a fresh worker."""
     report: dict[str, Any] = {"server": kind}
     server = start_server(kind, ns, departure_timeout_s=30)
-    repo = db.repository
+    repo = db.store
     room = room_name("bench")
-    session = await repo.create_session(space_id="bench", created_by="bench", slug=room)
-    await repo.request_transcription(session.id)
+    session = await repo.sessions.create_session(space_id="bench", created_by="bench", slug=room)
+    await repo.jobs.request_transcription(session.id)
     env = {
         "DATABASE_URL": db.url,
         "LIVEKIT_URL": server.url,
@@ -258,7 +258,7 @@ async def measure_server(
         worker.stop()
         server.cleanup()
         with contextlib.suppress(Exception):
-            await repo.delete_session(session.id)
+            await repo.sessions.delete_session(session.id)
     return report
 
 

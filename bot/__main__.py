@@ -53,9 +53,9 @@ async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
 
     engine = build_engine(settings)
     async with open_database(DatabaseSettings(), application_name="transcriber-bot") as db:
-        spool = FinalSpool(db.repository, settings.spool_dir, settings.worker_id)
+        spool = FinalSpool(db.store.transcripts, settings.spool_dir, settings.worker_id)
         async with running(spool):
-            worker = Worker(settings, db.repository, engine, spool, db.url)
+            worker = Worker(settings, db.store, engine, spool, db.url)
             runner = web.AppRunner(health_app(worker), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, settings.bot_http_host, settings.bot_http_port)

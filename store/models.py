@@ -51,7 +51,7 @@ __all__ = [
 
 # Text search configuration of ``segments.search_vector``: PostgreSQL's ``russian`` configuration
 # stems Cyrillic words with the Russian Snowball stemmer and ASCII words with the English one, so
-# one vector serves both languages the product is evaluated on (see repository.transcript_page).
+# one vector serves both languages the product is evaluated on (see store.transcripts).
 SEARCH_CONFIG = "russian"
 
 NAMING_CONVENTION = {

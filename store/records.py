@@ -1,4 +1,4 @@
-"""Plain values the repository takes and returns.
+"""Plain values the stores take and return.
 
 Reads return frozen dataclasses, not ORM objects: nothing lazy-loads after the transaction closed,
 and the API's schemas and the bot depend on these shapes only.

@@ -45,7 +45,7 @@ async def scoped_session(request: web.Request) -> Scoped:
     slug = request.match_info["slug"]
     found = None
     if SLUG_RE.match(slug):
-        found = await context(request).repository.get_session_with_job(slug)
+        found = await context(request).store.sessions.get_session_with_job(slug)
     if found is None or not who.can_see_space(found[0].space_id):
         raise NotFound("no such session")
     return Scoped(who, found[0], found[1])

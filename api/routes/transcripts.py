@@ -18,7 +18,7 @@ from api.schemas import SegmentOut, TranscriptExport, TranscriptPage, Transcript
 from core import transcripts as documents
 from core.transcripts import ExportFormat, ExportHeader, ExportSegment
 from store.records import SegmentCursor, SegmentRecord, SessionRecord
-from store.repository import Repository
+from store.stores import Store
 
 # rows fetched per query while streaming an export
 EXPORT_BATCH = 2000
@@ -54,10 +54,10 @@ def _export_segment(segment: SegmentRecord) -> ExportSegment:
     )
 
 
-async def _batches(repo: Repository, session_id: int) -> AsyncIterator[list[ExportSegment]]:
+async def _batches(repo: Store, session_id: int) -> AsyncIterator[list[ExportSegment]]:
     cursor: SegmentCursor | None = None
     while True:
-        page = await repo.transcript_page(session_id, after=cursor, limit=EXPORT_BATCH)
+        page = await repo.transcripts.transcript_page(session_id, after=cursor, limit=EXPORT_BATCH)
         yield [_export_segment(s) for s in page.items]
         if page.next_cursor is None:
             return
@@ -70,7 +70,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     if query.format is not None:
         scoped = await scoped_session(request)
-        return await _download(request, ctx.repository, scoped.session, query.format)
+        return await _download(request, ctx.store, scoped.session, query.format)
     after = None
     if query.cursor:
         try:
@@ -79,15 +79,15 @@ async def transcript(request: web.Request) -> web.StreamResponse:
             raise ValidationFailed("cursor: invalid cursor") from exc
     if query.q is not None:
         scoped = await scoped_session(request)
-        page = await ctx.repository.transcript_page(
+        page = await ctx.store.transcripts.transcript_page(
             scoped.session.id, q=query.q, after=after, limit=query.limit
         )
     else:
-        # the hot path: session and page in one statement (see api.queries.TranscriptReader)
+        # the hot path: session and page in one statement (TranscriptStore.session_page)
         slug = request.match_info["slug"]
         found = None
         if SLUG_RE.match(slug):
-            found = await ctx.transcripts.page(slug, after=after, limit=query.limit)
+            found = await ctx.store.transcripts.session_page(slug, after=after, limit=query.limit)
         if found is None or not who.can_see_space(found[0].space_id):
             raise NotFound("no such session")
         page = found[1]
@@ -100,7 +100,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
 
 
 async def _download(
-    request: web.Request, repo: Repository, session: SessionRecord, fmt: ExportFormat
+    request: web.Request, repo: Store, session: SessionRecord, fmt: ExportFormat
 ) -> web.StreamResponse:
     header = ExportHeader(slug=session.slug, title=session.title, space_id=session.space_id)
     headers = {

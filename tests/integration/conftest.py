@@ -4,7 +4,7 @@
   on ``DATABASE_URL``'s server when set, else on the embedded server.
 * ``engine`` (test): an engine on it; every application table is truncated before the test, so
   code under test may commit like in production.
-* ``sessionmaker``, ``db`` (an ``AsyncSession``), ``repo`` (a :class:`Repository`).
+* ``sessionmaker``, ``db`` (an ``AsyncSession``), ``repo`` (a :class:`Store`).
 * ``db_server`` (session) and ``empty_database_url`` (test: a new, unmigrated database).
 """
 
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from store.engine import create_engine, create_sessionmaker
 from store.migrate import upgrade_url
-from store.repository import Repository
+from store.stores import Store
 from tests.support.db import (
     TestServer,
     create_database,
@@ -88,5 +88,5 @@ async def db(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[As
 
 
 @pytest.fixture
-def repo(sessionmaker: async_sessionmaker[AsyncSession]) -> Repository:
-    return Repository(sessionmaker)
+def repo(sessionmaker: async_sessionmaker[AsyncSession]) -> Store:
+    return Store(sessionmaker)

@@ -122,8 +122,8 @@ def test_concurrent_migrate_processes_serialise(empty_database_url: str) -> None
 async def test_open_database_migrates_the_given_url(empty_database_url: str) -> None:
     async with open_database(DatabaseSettings(database_url=empty_database_url)) as db:
         assert await migrate.current_revision(db.engine) == migrate.head_revision()
-        created = await db.repository.create_session(space_id="s", created_by="u")
-        assert await db.repository.get_session(created.slug) == created
+        created = await db.store.sessions.create_session(space_id="s", created_by="u")
+        assert await db.store.sessions.get_session(created.slug) == created
 
 
 def test_transcriber_migrate_cli(

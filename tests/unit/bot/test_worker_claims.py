@@ -17,6 +17,7 @@ class QueueRepo:
 
     def __init__(self, *leases: JobLease) -> None:
         self.leases = list(leases)
+        self.jobs = self  # Store.jobs
 
     async def claim_job(self, worker_id: str, **_: Any) -> JobLease | None:
         return self.leases.pop(0) if self.leases else None
