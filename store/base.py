@@ -102,13 +102,23 @@ class RowMapper(Generic[_R]):
         self._cls = cls
         self._prefix = prefix
         self._fields = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        # builders per label set (a handful per record type), and the last result's
         self._shapes: dict[tuple[str, ...], Callable[[Row[Any]], _R]] = {}
+        self._last_shape: object = None
+        self._last_build: Callable[[Row[Any]], _R] = self._resolve
 
     def __call__(self, row: Row[Any]) -> _R:
+        # rows of one result share one metadata object: the labels are looked up once per result
+        if row._parent is not self._last_shape:
+            return self._resolve(row)
+        return self._last_build(row)
+
+    def _resolve(self, row: Row[Any]) -> _R:
         keys = tuple(row._fields)
         build = self._shapes.get(keys)
         if build is None:
             build = self._shapes[keys] = self._builder(keys)
+        self._last_shape, self._last_build = row._parent, build
         return build(row)
 
     def many(self, rows: Iterable[Row[Any]]) -> list[_R]:
