@@ -16,13 +16,13 @@ import sys
 
 from aiohttp import web
 
-from api import logs
 from api.app import create_app
 from api.context import CONTEXT
-from api.db.database import open_database
-from api.db.settings import DatabaseSettings
 from api.settings import ApiSettings
 from api.sweeper import run_sweeper
+from core import logs
+from store.database import open_database
+from store.settings import DatabaseSettings
 
 logger = logging.getLogger("api")
 
@@ -42,7 +42,7 @@ async def serve(settings: ApiSettings, db_settings: DatabaseSettings, *, migrate
             )
             ctx = app[CONTEXT]
             sweeper = asyncio.create_task(
-                run_sweeper(ctx.repository, settings, ctx.metrics), name="session-sweeper"
+                run_sweeper(ctx.store, settings, ctx.metrics), name="session-sweeper"
             )
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()

@@ -10,18 +10,17 @@ import datetime as dt
 from collections.abc import Sequence
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import Authenticator
 from api.context import CONTEXT, ApiContext
-from api.db.repository import Repository
 from api.errors import error_middleware
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
 from api.openapi import Operation, build_document
-from api.queries import TranscriptReader, UsageReader
 from api.routes import sessions, system, transcripts, usage, webhooks
 from api.settings import ApiSettings
+from store.stores import Store
 
 TITLE = "livekit-transcriber API"
 VERSION = "0.1.0"
@@ -38,26 +37,16 @@ def operations() -> Sequence[Operation]:
     ]
 
 
-def _engine_of(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncEngine:
-    engine = sessionmaker.kw.get("bind")
-    if not isinstance(engine, AsyncEngine):
-        raise TypeError("the sessionmaker must be bound to an AsyncEngine")
-    return engine
-
-
 def create_app(
     settings: ApiSettings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> web.Application:
     ops = operations()
-    engine = _engine_of(sessionmaker)
     metrics = ApiMetrics()
     secret = settings.livekit_api_secret
     ctx = ApiContext(
         settings=settings,
         sessionmaker=sessionmaker,
-        repository=Repository(sessionmaker),
-        transcripts=TranscriptReader(engine),
-        usage=UsageReader(engine),
+        store=Store(sessionmaker),
         authenticator=Authenticator(
             settings.api_jwt_secret.get_secret_value() if settings.api_jwt_secret else None,
             settings.api_admin_key.get_secret_value() if settings.api_admin_key else None,

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import jwt
 from aiohttp import web
 
-from api.db.models import SPACE_ID_LEN, USER_ID_LEN
 from api.errors import BadRequest, Forbidden, Unauthorized
+from store.models import SPACE_ID_LEN, USER_ID_LEN
 
 SERVICE_USER = "service"
 

@@ -9,21 +9,18 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import Authenticator, Principal
-from api.db.records import TranscriptionLimits
-from api.db.repository import Repository
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
-from api.queries import TranscriptReader, UsageReader
 from api.settings import ApiSettings
+from store.records import TranscriptionLimits
+from store.stores import Store
 
 
 @dataclass(slots=True)
 class ApiContext:
     settings: ApiSettings
     sessionmaker: async_sessionmaker[AsyncSession]
-    repository: Repository
-    transcripts: TranscriptReader
-    usage: UsageReader
+    store: Store
     authenticator: Authenticator
     livekit: LiveKitGateway
     metrics: ApiMetrics
@@ -31,13 +28,8 @@ class ApiContext:
 
     @property
     def limits(self) -> TranscriptionLimits:
-        """The settings' limits (0 = none) as the repository takes them."""
-        s = self.settings
-        return TranscriptionLimits(
-            max_tracks_per_session=s.max_tracks_per_session or None,
-            max_tracks_per_user=s.max_tracks_per_user or None,
-            monthly_minutes_quota=s.space_monthly_minutes_quota or None,
-        )
+        """The settings' limits (0 = none) as the stores take them."""
+        return self.settings.transcription_limits()
 
 
 CONTEXT: web.AppKey[ApiContext] = web.AppKey("api_context", ApiContext)

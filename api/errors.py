@@ -21,7 +21,7 @@ The tree::
 
 aiohttp raises 405 ``method_not_allowed`` and 413 ``payload_too_large`` itself.
 
-Storage errors (:mod:`api.db.errors`) map once, here: unavailable -> 503, not found -> 404,
+Storage errors (:mod:`core.errors`) map once, here: unavailable -> 503, not found -> 404,
 invalid state -> 409 ``session_not_active``, a refused write -> 409, a limit -> 429 with the
 limit's code (``session_track_limit``, ``user_track_limit``, ``quota_exceeded``).
 
@@ -39,7 +39,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
-from api.db import errors as storage
+from core import errors as storage
 
 logger = logging.getLogger("api")
 
@@ -136,7 +136,7 @@ def from_storage(exc: storage.StorageError) -> ApiError:
 
 
 def limit_code(reason: str) -> str:
-    """The error code of a :class:`api.db.records.LimitReason` value."""
+    """The error code of a :class:`store.records.LimitReason` value."""
     return _LIMIT_CODES.get(reason, "limit_exceeded")
 
 

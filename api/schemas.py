@@ -13,9 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from api.db.enums import JobStatus, ParticipantRole, SessionStatus
-from api.db.models import LANGUAGE_LEN, NAME_LEN, USER_ID_LEN
-from api.exports import ExportFormat
+from core.transcripts import ExportFormat
+from store.enums import JobStatus, ParticipantRole, SessionStatus
+from store.models import LANGUAGE_LEN, NAME_LEN, USER_ID_LEN
 
 
 def _storable(value: str) -> str:
@@ -177,7 +177,7 @@ class ExportSegmentOut(BaseModel):
 
 
 class TranscriptExport(BaseModel):
-    """The ``?format=json`` download (see ``api.exports.render_json``)."""
+    """The ``?format=json`` download (see ``core.transcripts.render_json``)."""
 
     session: ExportSessionOut
     segments: list[ExportSegmentOut]

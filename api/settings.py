@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from store.settings import UsageSettings
 
 
-class ApiSettings(BaseSettings):
-    """Every variable the API reads; names are the environment variable names (upper case)."""
+class ApiSettings(UsageSettings):
+    """Every variable the API reads; names are the environment variable names (upper case).
+
+    Price and limits (``TRANSCRIPTION_COST_PER_MINUTE``, ``MAX_TRACKS_PER_*``,
+    ``SPACE_MONTHLY_MINUTES_QUOTA``) come from :class:`store.settings.UsageSettings`, shared
+    with the bot.
+    """
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
 
@@ -27,7 +33,7 @@ class ApiSettings(BaseSettings):
     # lifetime of LiveKit join tokens issued by GET /api/sessions/{slug}/token
     api_join_token_ttl_minutes: int = Field(default=360, ge=1)
 
-    # postgresql+asyncpg://... ; unset: the embedded PostgreSQL of api.db
+    # postgresql+asyncpg://... ; unset: the embedded PostgreSQL of store
     database_url: str | None = None
 
     # LiveKit's own variable names
@@ -39,10 +45,3 @@ class ApiSettings(BaseSettings):
     session_inactive_minutes: int = Field(default=30, ge=1)
     session_expire_hours: int = Field(default=24, ge=1)
     session_sweep_interval_seconds: float = Field(default=60.0, gt=0)
-
-    # usage and cost
-    transcription_cost_per_minute: Decimal = Field(default=Decimal("0.01"), ge=0)
-    # limits checked when transcription starts; 0 means no limit
-    max_tracks_per_session: int = Field(default=16, ge=0)
-    max_tracks_per_user: int = Field(default=32, ge=0)
-    space_monthly_minutes_quota: int = Field(default=0, ge=0)

@@ -2,7 +2,7 @@
 sessions older than ``SESSION_EXPIRE_HOURS`` expire (their jobs stop, open usage closes).
 
 One task per API process, every ``SESSION_SWEEP_INTERVAL_SECONDS``; several replicas may sweep at
-once (the repository skips rows another sweeper holds). A failing database only delays a sweep.
+once (the session store skips rows another sweeper holds). A failing database only delays a sweep.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import asyncio
 import datetime as dt
 import logging
 
-from api.db.errors import StorageError
-from api.db.records import SweepResult
-from api.db.repository import Repository
 from api.metrics import ApiMetrics
 from api.settings import ApiSettings
+from core.errors import StorageError
+from store.records import SweepResult
+from store.stores import Store
 
 logger = logging.getLogger("api.sweeper")
 
@@ -23,7 +23,7 @@ BATCH_SIZE = 500
 
 
 async def sweep_once(
-    repo: Repository,
+    repo: Store,
     settings: ApiSettings,
     *,
     metrics: ApiMetrics | None = None,
@@ -33,7 +33,7 @@ async def sweep_once(
     ended: list[str] = []
     expired: list[str] = []
     while True:
-        result = await repo.sweep_sessions(
+        result = await repo.sessions.sweep_sessions(
             inactive_after=dt.timedelta(minutes=settings.session_inactive_minutes),
             expire_after=dt.timedelta(hours=settings.session_expire_hours),
             now=now,
@@ -48,7 +48,7 @@ async def sweep_once(
             return SweepResult(ended=ended, expired=expired)
 
 
-async def run_sweeper(repo: Repository, settings: ApiSettings, metrics: ApiMetrics) -> None:
+async def run_sweeper(repo: Store, settings: ApiSettings, metrics: ApiMetrics) -> None:
     """Sweep forever (until cancelled)."""
     while True:
         try:

@@ -8,18 +8,18 @@ later join (only ``.../transcription/start`` restarts it).
 
 from __future__ import annotations
 
-from api.db.enums import JobStatus
-from api.db.errors import LimitExceeded
-from api.db.records import JobRecord, SessionRecord, TranscriptionLimits
-from api.db.repository import Repository
 from api.errors import limit_code
+from core.errors import LimitExceeded
+from store.enums import JobStatus
+from store.records import JobRecord, SessionRecord, TranscriptionLimits
+from store.stores import Store
 
 # stop_reason of a job stopped through POST .../transcription/stop
 STOPPED_BY_USER = "stopped_by_user"
 
 
 async def start(
-    repo: Repository,
+    repo: Store,
     session: SessionRecord,
     *,
     limits: TranscriptionLimits,
@@ -29,16 +29,16 @@ async def start(
 
     Raises :class:`LimitExceeded` (-> 429) and ``InvalidState`` for an ended session (-> 409).
     """
-    check = await repo.check_transcription_allowed(
+    check = await repo.usage.check_transcription_allowed(
         session_id=session.id, limits=limits, user_id=user_id
     )
     if not check.allowed:
         raise LimitExceeded(check)
-    return await repo.request_transcription(session.id)
+    return await repo.jobs.request_transcription(session.id)
 
 
 async def on_join(
-    repo: Repository,
+    repo: Store,
     session: SessionRecord,
     job: JobRecord | None,
     *,

@@ -43,8 +43,8 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 from api.auth import issue_user_token
-from api.db.engine import asyncpg_dsn
 from bench import api_seed
+from store.engine import asyncpg_dsn
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent

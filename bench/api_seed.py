@@ -10,8 +10,8 @@ sessions is a 2-hour meeting of 2 400 segments, for the SRT export), 80 000 part
 empty (``--reset`` truncates it). The manifest (JSON) names what the load benchmark should hit:
 the busiest space and its busiest month, a typical session, the long session.
 
-``--explain`` then runs the repository's own queries (captured from the engine, so the plans
-are those of the real SQL) under ``EXPLAIN (ANALYZE, BUFFERS)`` and times the repository
+``--explain`` then runs the stores' own queries (captured from the engine, so the plans
+are those of the real SQL) under ``EXPLAIN (ANALYZE, BUFFERS)`` and times the store
 methods: usage report of one space over a month (target p95 < 50 ms), a transcript page, a
 search, the whole long session (the SRT export's read).
 """
@@ -37,10 +37,10 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.db.engine import asyncpg_dsn, create_engine, create_sessionmaker, redact_url
-from api.db.migrate import upgrade_url
-from api.db.records import SegmentCursor, UsageGroupBy
-from api.db.repository import Repository
+from store.engine import asyncpg_dsn, create_engine, create_sessionmaker, redact_url
+from store.migrate import upgrade_url
+from store.records import SegmentCursor, UsageGroupBy
+from store.stores import Store
 
 EPOCH = datetime(2026, 5, 1, tzinfo=UTC)
 PERIOD_DAYS = 180
@@ -482,17 +482,17 @@ async def _throughput(
 
 async def explain(database_url: str, manifest: Manifest) -> dict[str, Any]:
     engine = create_engine(database_url, pool_size=16, max_overflow=0)
-    repo = Repository(create_sessionmaker(engine))
+    repo = Store(create_sessionmaker(engine))
     try:
-        long = await repo.get_session(manifest.long_session_slug)
-        typical = await repo.get_session(manifest.typical_session_slug)
+        long = await repo.sessions.get_session(manifest.long_session_slug)
+        typical = await repo.sessions.get_session(manifest.typical_session_slug)
         assert long is not None and typical is not None
         start = datetime.fromisoformat(manifest.report_month_start)
         end = datetime.fromisoformat(manifest.report_month_end)
         space = manifest.report_space_id
 
         def report(group_by: UsageGroupBy) -> Callable[[], Awaitable[Any]]:
-            return lambda: repo.usage_report(
+            return lambda: repo.usage.usage_report(
                 space_id=space, start=start, end=end, group_by=group_by
             )
 
@@ -500,22 +500,22 @@ async def explain(database_url: str, manifest: Manifest) -> dict[str, Any]:
             "usage_report_space_month_by_day": report(UsageGroupBy.DAY),
             "usage_report_space_month_by_participant": report(UsageGroupBy.PARTICIPANT),
             "usage_report_space_month_by_user": report(UsageGroupBy.USER),
-            "usage_report_user_month_by_day": lambda: repo.usage_report(
+            "usage_report_user_month_by_day": lambda: repo.usage.usage_report(
                 user_id="user-1", start=start, end=end, group_by=UsageGroupBy.DAY
             ),
-            "transcript_page_100": lambda: repo.transcript_page(typical.id, limit=100),
-            "transcript_page_100_long_session_middle": lambda: repo.transcript_page(
+            "transcript_page_100": lambda: repo.transcripts.transcript_page(typical.id, limit=100),
+            "transcript_page_100_long_session_middle": lambda: repo.transcripts.transcript_page(
                 long.id, limit=100, after=SegmentCursor(LONG_SESSION_SEGMENTS * 1500, 0)
             ),
-            "transcript_search_long_session": lambda: repo.transcript_page(
+            "transcript_search_long_session": lambda: repo.transcripts.transcript_page(
                 long.id, q="бюджет", limit=100
             ),
-            "transcript_search_count_long_session": lambda: repo.count_segments(
+            "transcript_search_count_long_session": lambda: repo.transcripts.count_segments(
                 long.id, q="budget"
             ),
             "srt_read_long_session": lambda: _drain(repo, long.id),
-            "session_usage": lambda: repo.session_usage(typical.id),
-            "list_sessions_with_jobs": lambda: repo.list_sessions_with_jobs(
+            "session_usage": lambda: repo.usage.session_usage(typical.id),
+            "list_sessions_with_jobs": lambda: repo.sessions.list_sessions_with_jobs(
                 space_id=space, limit=50
             ),
         }
@@ -534,8 +534,8 @@ async def explain(database_url: str, manifest: Manifest) -> dict[str, Any]:
         await engine.dispose()
 
 
-async def _drain(repo: Repository, session_id: int) -> int:
-    return sum([1 async for _ in repo.iter_segments(session_id)])
+async def _drain(repo: Store, session_id: int) -> int:
+    return sum([1 async for _ in repo.transcripts.iter_segments(session_id)])
 
 
 def main(argv: list[str] | None = None) -> int:

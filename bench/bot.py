@@ -195,10 +195,10 @@ async def measure_server(
     """Every measurement through one server (``dev`` or ``official``), with a fresh worker."""
     report: dict[str, Any] = {"server": kind}
     server = start_server(kind, ns, departure_timeout_s=30)
-    repo = db.repository
+    repo = db.store
     room = room_name("bench")
-    session = await repo.create_session(space_id="bench", created_by="bench", slug=room)
-    await repo.request_transcription(session.id)
+    session = await repo.sessions.create_session(space_id="bench", created_by="bench", slug=room)
+    await repo.jobs.request_transcription(session.id)
     env = {
         "DATABASE_URL": db.url,
         "LIVEKIT_URL": server.url,
@@ -258,13 +258,13 @@ async def measure_server(
         worker.stop()
         server.cleanup()
         with contextlib.suppress(Exception):
-            await repo.delete_session(session.id)
+            await repo.sessions.delete_session(session.id)
     return report
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from api.db.database import open_database
-    from api.db.settings import DatabaseSettings
+    from store.database import open_database
+    from store.settings import DatabaseSettings
 
     times = word_times(args.model)
     worker_env = dict(item.split("=", 1) for item in args.env)

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from api.db.enums import JobStatus
 from bot.evaluation import normalize, wer
+from store.enums import JobStatus
 from tests.e2e.bot.helpers import WorkerProcess
 from tests.e2e.devserver.helpers import room_name, token
 from tests.support.browser import microphone_wav, problems, run_browsers
@@ -40,10 +40,10 @@ CLIPS = ["en_jfk_inaugural", "en_librispeech_1272-128104-0000", "en_ljspeech_LJ0
 
 async def one_run(url: str, repo: Any, clip: str, processing: bool, folder: Path) -> dict[str, Any]:
     room = room_name("br")
-    session = await repo.create_session(space_id="bench", created_by="bench", slug=room)
-    await repo.request_transcription(session.id)
+    session = await repo.sessions.create_session(space_id="bench", created_by="bench", slug=room)
+    await repo.jobs.request_transcription(session.id)
     deadline = time.monotonic() + 60
-    while (job := await repo.get_job(session.id)) is None or job.status != JobStatus.RUNNING:
+    while (job := await repo.jobs.get_job(session.id)) is None or job.status != JobStatus.RUNNING:
         if time.monotonic() > deadline:
             raise RuntimeError("the worker never took the job")
         await asyncio.sleep(0.3)
@@ -66,12 +66,12 @@ async def one_run(url: str, repo: Any, clip: str, processing: bool, folder: Path
     seen = {c["segmentId"] for c in report["listeners"][0]["captions"] if c["final"]}
     deadline = time.monotonic() + 30.0
     while True:  # every final the listener saw is stored (a loaded machine may trail)
-        page = await repo.transcript_page(session.id, limit=500)
+        page = await repo.transcripts.transcript_page(session.id, limit=500)
         if {s.utterance_id for s in page.items} >= seen or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
     text = " ".join(s.text for s in page.items)
-    await repo.stop_transcription(session.id, reason="bench")
+    await repo.jobs.stop_transcription(session.id, reason="bench")
     ref = (EVAL / f"{clip}.txt").read_text(encoding="utf-8")
     first_ref = normalize(ref)[0]
     hyp_words = normalize(text)
@@ -105,8 +105,8 @@ def levels(speaker: dict[str, Any]) -> dict[str, Any]:
 
 
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
-    from api.db.database import open_database
-    from api.db.settings import DatabaseSettings
+    from store.database import open_database
+    from store.settings import DatabaseSettings
 
     runs: list[dict[str, Any]] = []
     with (
@@ -137,9 +137,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     for clip in CLIPS:
                         order = (True, False) if r % 2 == 0 else (False, True)
                         for processing in order:
-                            run = await one_run(
-                                server.url, db.repository, clip, processing, Path(tmp)
-                            )
+                            run = await one_run(server.url, db.store, clip, processing, Path(tmp))
                             run["round"] = r
                             runs.append(run)
                             print(f"  {json.dumps({k: v for k, v in run.items() if k != 'text'})}",

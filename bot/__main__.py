@@ -18,9 +18,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from api import logs
 from bot.config import BotSettings
-from bot.errors import TranscriberError
+from core import logs
+from core.errors import TranscriberError
 
 logger = logging.getLogger("bot")
 
@@ -45,17 +45,17 @@ def health_app(worker: object) -> web.Application:
 
 
 async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
-    from api.db.database import open_database
-    from api.db.settings import DatabaseSettings
     from bot.pipeline.engine import build_engine
     from bot.spool import FinalSpool, running
     from bot.worker import Worker
+    from store.database import open_database
+    from store.settings import DatabaseSettings
 
     engine = build_engine(settings)
     async with open_database(DatabaseSettings(), application_name="transcriber-bot") as db:
-        spool = FinalSpool(db.repository, settings.spool_dir, settings.worker_id)
+        spool = FinalSpool(db.store.transcripts, settings.spool_dir, settings.worker_id)
         async with running(spool):
-            worker = Worker(settings, db.repository, engine, spool, db.url)
+            worker = Worker(settings, db.store, engine, spool, db.url)
             runner = web.AppRunner(health_app(worker), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, settings.bot_http_host, settings.bot_http_port)
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(settings, stop)
 
-    from api.db.errors import StorageError
+    from core.errors import StorageError
 
     try:
         asyncio.run(run())

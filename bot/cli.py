@@ -16,7 +16,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "transcribe": ("bot.transcribe_cli", "main", "transcribe an audio file through the engine"),
     "bot": ("bot.__main__", "main", "run the LiveKit transcription worker"),
     "api": ("api.__main__", "main", "run the HTTP API"),
-    "migrate": ("api.db.migrate", "main", "apply database migrations (alembic upgrade head)"),
+    "migrate": ("store.migrate", "main", "apply database migrations (alembic upgrade head)"),
     "devserver": ("devserver.__main__", "main", "run the LiveKit-compatible dev server"),
 }
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +13,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bot.pipeline.asr import AsrOptions
 from bot.pipeline.engine import StreamOptions
 from bot.pipeline.vad import SegmenterOptions
+from store.settings import UsageSettings
 
 
 class EngineSettings(BaseSettings):
@@ -87,12 +87,15 @@ class EngineSettings(BaseSettings):
         )
 
 
-class BotSettings(EngineSettings):
-    """Settings of the worker process (``transcriber bot``): the engine's plus these.
+class BotSettings(EngineSettings, UsageSettings):
+    """Settings of the worker process (``transcriber bot``): the engine's, the price and limits
+    shared with the API (:class:`store.settings.UsageSettings`), plus these.
 
-    The database is configured by ``api.db.settings.DatabaseSettings`` (``DATABASE_URL``, or the
+    The database is configured by ``store.settings.DatabaseSettings`` (``DATABASE_URL``, or the
     embedded server when it is unset), shared with the API.
     """
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
     livekit_url: str = "ws://127.0.0.1:7880"
     livekit_api_key: str = "devkey"
@@ -109,12 +112,6 @@ class BotSettings(EngineSettings):
     usage_checkpoint_s: float = Field(default=5.0, gt=0)
     livekit_connect_attempts: int = Field(default=5, ge=1)
     spool_dir: Path = Path(".data/spool")
-    transcription_cost_per_minute: Decimal = Field(default=Decimal("0.01"), ge=0)
-    transcription_currency: str = "USD"
-    # The same limits (and variables) as the API's; 0 = no limit.
-    max_tracks_per_session: int = Field(default=16, ge=0)
-    max_tracks_per_user: int = Field(default=32, ge=0)
-    space_monthly_minutes_quota: int = Field(default=0, ge=0)
     bot_http_host: str = "0.0.0.0"
     bot_http_port: int = Field(default=8081, ge=0, le=65535)
     drain_timeout_s: float = Field(default=30.0, ge=0)

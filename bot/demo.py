@@ -267,9 +267,9 @@ async def start_livekit(
 @contextlib.asynccontextmanager
 async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, str]]]:
     """Database, LiveKit, API and bot; yields (livekit url, database url, api, env)."""
-    from api.db.database import resolve_database_url
-    from api.db.migrate import upgrade_url
-    from api.db.settings import DatabaseSettings
+    from store.database import resolve_database_url
+    from store.migrate import upgrade_url
+    from store.settings import DatabaseSettings
 
     procs: list[Proc] = []
     closers: list[Callable[[], None]] = []
@@ -410,7 +410,7 @@ async def meeting(livekit_url: str, api: Api) -> None:
 
 def main(argv: list[str] | None = None) -> int:
 
-    from api import logs
+    from core import logs
 
     # The demo shows captions; its own log lines are errors only, in the services' format.
     logs.configure("ERROR")

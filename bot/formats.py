@@ -7,8 +7,8 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from api.exports import ExportSegment, render_srt, render_txt, render_vtt
 from bot.pipeline.types import Caption
+from core.transcripts import ExportSegment, render_srt, render_txt, render_vtt
 
 FORMATS = ("json", "srt", "vtt", "txt")
 

@@ -28,9 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from api.db.errors import StorageError
-from api.db.records import FinalSegment, UpsertOutcome, WordTiming
 from bot import metrics
+from core.errors import StorageError
+from store.records import FinalSegment, UpsertOutcome, WordTiming
 
 logger = logging.getLogger("bot.spool")
 

@@ -19,10 +19,10 @@ from typing import TextIO
 
 from pydantic import ValidationError
 
-from bot.errors import TranscriberError
 from bot.formats import FORMATS, render
 from bot.pipeline.audio import file_duration_s, iter_file_audio
 from bot.pipeline.types import SAMPLE_RATE_HZ, Caption
+from core.errors import TranscriberError
 
 FEED_SAMPLES = SAMPLE_RATE_HZ // 50  # 20 ms, like a live frame
 

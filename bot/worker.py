@@ -1,6 +1,6 @@
 """The worker: claims transcription jobs from Postgres and runs one ``RoomTranscriber`` per job.
 
-Jobs are claimed with ``FOR UPDATE SKIP LOCKED`` (``Repository.claim_job``) and held by a lease
+Jobs are claimed with ``FOR UPDATE SKIP LOCKED`` (``Store.jobs.claim_job``) and held by a lease
 that a heartbeat renews every third of ``JOB_LEASE_S``. The worker wakes on ``LISTEN/NOTIFY``
 and polls every ``JOB_POLL_S`` as a fallback (a missed notification, or a listener connection
 that died). A worker that dies stops renewing: its leases expire and another worker claims the
@@ -18,28 +18,27 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from livekit import api as lkapi
+import livekit.api as lkapi
 from livekit import rtc
 
-from api.db.enums import SessionStatus
-from api.db.errors import LimitExceeded, StorageError
-from api.db.notify import JobListener
-from api.db.records import (
-    FinalSegment,
-    JobLease,
-    JobNotification,
-    SessionRecord,
-    TranscriptionLimits,
-    UsageCheckpoint,
-    WordTiming,
-)
-from api.db.repository import Repository
 from bot import metrics
 from bot.config import BotSettings
 from bot.livekit.captions import Speaker, SpokenCaption
 from bot.livekit.room import EndReason, RoomOptions, RoomTranscriber, TrackUsage
 from bot.pipeline.engine import SpeechEngine
 from bot.spool import FinalSpool
+from core.errors import LimitExceeded, StorageError
+from store.enums import SessionStatus
+from store.notify import JobListener
+from store.records import (
+    FinalSegment,
+    JobLease,
+    JobNotification,
+    SessionRecord,
+    UsageCheckpoint,
+    WordTiming,
+)
+from store.stores import Store
 
 logger = logging.getLogger("bot.worker")
 
@@ -85,7 +84,7 @@ class StorageObserver:
 
     def __init__(
         self,
-        repo: Repository,
+        repo: Store,
         spool: FinalSpool,
         session: SessionRecord,
         settings: BotSettings,
@@ -101,21 +100,19 @@ class StorageObserver:
         self._reported: dict[str, _Reported] = {}
         self._unopened: dict[str, Speaker] = {}
         self._ended: set[str] = set()
-        self._limits = TranscriptionLimits(
-            max_tracks_per_session=settings.max_tracks_per_session or None,
-            max_tracks_per_user=settings.max_tracks_per_user or None,
-            monthly_minutes_quota=settings.space_monthly_minutes_quota or None,
-        )
+        self._limits = settings.transcription_limits()
 
     async def participant_joined(self, identity: str, name: str) -> None:
         try:
-            await self._repo.participant_joined(self._session.id, identity, name=name or None)
+            await self._repo.sessions.participant_joined(
+                self._session.id, identity, name=name or None
+            )
         except StorageError:
             logger.warning("participant join not recorded", extra={"session_id": self._session.id})
 
     async def participant_left(self, identity: str) -> None:
         try:
-            await self._repo.participant_left(self._session.id, identity)
+            await self._repo.sessions.participant_left(self._session.id, identity)
         except StorageError:
             logger.warning("participant leave not recorded", extra={"session_id": self._session.id})
 
@@ -132,10 +129,10 @@ class StorageObserver:
         return True
 
     async def _open(self, speaker: Speaker) -> None:
-        await self._repo.participant_joined(
+        await self._repo.sessions.participant_joined(
             self._session.id, speaker.identity, name=speaker.name or None
         )
-        await self._repo.open_track_usage(
+        await self._repo.usage.open_track_usage(
             session_id=self._session.id,
             participant_identity=speaker.identity,
             track_sid=speaker.track_sid,
@@ -214,7 +211,7 @@ class StorageObserver:
         if not checkpoints:
             return
         try:
-            await self._repo.checkpoint_usage(checkpoints)
+            await self._repo.usage.checkpoint_usage(checkpoints)
         except StorageError:
             metrics.DB_WRITE_FAILURES.labels(kind="usage").inc()
             logger.warning("usage checkpoint failed; retried next time")
@@ -240,7 +237,7 @@ class Worker:
     def __init__(
         self,
         settings: BotSettings,
-        repo: Repository,
+        repo: Store,
         engine: SpeechEngine,
         spool: FinalSpool,
         database_url: str,
@@ -298,7 +295,9 @@ class Worker:
 
     async def _claim(self) -> None:
         while len(self.rooms) < self.settings.max_rooms:
-            lease = await self.repo.claim_job(self.settings.worker_id, lease_for=self._lease_for)
+            lease = await self.repo.jobs.claim_job(
+                self.settings.worker_id, lease_for=self._lease_for
+            )
             if lease is None:
                 return
             current = self.rooms.get(lease.job_id)
@@ -345,7 +344,7 @@ class Worker:
         except Exception:
             logger.exception("room failed", extra={"job_id": lease.job_id})
             with contextlib.suppress(StorageError):
-                await self.repo.release_job(lease)
+                await self.repo.jobs.release_job(lease)
         finally:
             self.rooms.pop(lease.job_id, None)
             metrics.ACTIVE_ROOMS.set(len(self.rooms))
@@ -354,12 +353,12 @@ class Worker:
         lease = handle.lease
         if not ROOM_NAME.match(lease.session_slug):
             logger.error("job rejected: malformed room name", extra={"job_id": lease.job_id})
-            await self.repo.finish_job(lease, reason="invalid_room_name")
+            await self.repo.jobs.finish_job(lease, reason="invalid_room_name")
             return
-        session = await self.repo.get_session_by_id(lease.session_id)
+        session = await self.repo.sessions.get_session_by_id(lease.session_id)
         if session is None:
             logger.error("job rejected: session not found", extra={"job_id": lease.job_id})
-            await self.repo.finish_job(lease, reason="session_missing")
+            await self.repo.jobs.finish_job(lease, reason="session_missing")
             return
         observer = StorageObserver(
             self.repo, self.spool, session, self.settings, self.engine.recognizer.model_name
@@ -424,7 +423,7 @@ class Worker:
         if handle.stop.is_set():
             return False
         try:
-            session = await self.repo.get_session_by_id(handle.lease.session_id)
+            session = await self.repo.sessions.get_session_by_id(handle.lease.session_id)
         except StorageError:
             return True  # the database is away too: keep the meeting's captions going
         return session is not None and session.status in (SessionStatus.CREATED, SessionStatus.LIVE)
@@ -435,18 +434,18 @@ class Worker:
             if handle.lost:
                 return  # another worker holds it, or the job was stopped
             if reason is None or handle.draining:
-                await self.repo.release_job(lease)
+                await self.repo.jobs.release_job(lease)
             elif reason is EndReason.STOPPED:
-                await self.repo.finish_job(lease, reason="stopped")
+                await self.repo.jobs.finish_job(lease, reason="stopped")
             else:
-                await self.repo.finish_job(lease, reason=reason.value)
+                await self.repo.jobs.finish_job(lease, reason=reason.value)
 
     async def _keep_lease(self, handle: _RoomHandle) -> None:
         interval = self.settings.job_lease_s / 3
         while True:
             await asyncio.sleep(interval)
             try:
-                alive = await self.repo.heartbeat(handle.lease, lease_for=self._lease_for)
+                alive = await self.repo.jobs.heartbeat(handle.lease, lease_for=self._lease_for)
             except StorageError:
                 logger.warning("heartbeat failed", extra={"job_id": handle.lease.job_id})
                 continue

@@ -1,6 +1,6 @@
 """Alembic environment: async (asyncpg), or on a connection the caller lends.
 
-``api.db.migrate`` passes its own connection in ``config.attributes["connection"]`` (so the API
+``store.migrate`` passes its own connection in ``config.attributes["connection"]`` (so the API
 and the bot migrate inside their event loop); the ``alembic`` CLI gets here with no connection and
 runs :func:`run_async_migrations` under ``asyncio.run``. The URL comes from
 ``config.attributes["database_url"]``, else ``sqlalchemy.url``, else ``DATABASE_URL``, else the
@@ -17,9 +17,9 @@ from alembic import context
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from api.db.engine import create_engine, normalize_database_url
-from api.db.migrate import MIGRATION_LOCK_ID
-from api.db.models import Base
+from store.engine import create_engine, normalize_database_url
+from store.migrate import MIGRATION_LOCK_ID
+from store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -81,8 +81,8 @@ def run_migrations_online() -> None:
     if url is not None:
         asyncio.run(run_async_migrations(url))
         return
-    from api.db.embedded import EmbeddedPostgres
-    from api.db.settings import DatabaseSettings
+    from store.embedded import EmbeddedPostgres
+    from store.settings import DatabaseSettings
 
     settings = DatabaseSettings()
     with EmbeddedPostgres(settings.embedded_pg_dir, system_user=settings.embedded_pg_user) as pg:

@@ -1,4 +1,4 @@
-"""Repository-wide test configuration. Area fixtures live in each folder's conftest.py."""
+"""Store-wide test configuration. Area fixtures live in each folder's conftest.py."""
 
 from __future__ import annotations
 

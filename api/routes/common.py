@@ -9,10 +9,10 @@ from aiohttp import web
 
 from api.auth import Principal, Role
 from api.context import context, principal
-from api.db.enums import SessionStatus
-from api.db.records import JobRecord, SessionRecord
 from api.errors import Conflict, Forbidden, NotFound
 from api.schemas import SessionOut, TranscriptionOut
+from store.enums import SessionStatus
+from store.records import JobRecord, SessionRecord
 
 # slugs are generated ([a-z2-9]{12}); room names from LiveKit are looked up with the same rule
 SLUG_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -45,7 +45,7 @@ async def scoped_session(request: web.Request) -> Scoped:
     slug = request.match_info["slug"]
     found = None
     if SLUG_RE.match(slug):
-        found = await context(request).repository.get_session_with_job(slug)
+        found = await context(request).store.sessions.get_session_with_job(slug)
     if found is None or not who.can_see_space(found[0].space_id):
         raise NotFound("no such session")
     return Scoped(who, found[0], found[1])

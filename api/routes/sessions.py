@@ -11,8 +11,6 @@ from aiohttp import web
 from api import transcription
 from api.auth import SERVICE_USER, Role
 from api.context import context, principal
-from api.db.enums import ParticipantRole
-from api.db.records import ParticipantRecord, SessionCursor
 from api.errors import NotFound, ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
@@ -29,6 +27,8 @@ from api.schemas import (
     SessionPage,
     TokenQuery,
 )
+from store.enums import ParticipantRole
+from store.records import ParticipantRecord, SessionCursor
 
 _MAX_ID = 2**63 - 1
 
@@ -54,7 +54,7 @@ async def create_session(request: web.Request) -> web.Response:
     who = principal(request)
     space_id = who.require_space()
     body = await parse_body(request, SessionCreate)
-    session = await context(request).repository.create_session(
+    session = await context(request).store.sessions.create_session(
         space_id=space_id,
         created_by=who.user_id or SERVICE_USER,
         title=body.title,
@@ -68,7 +68,7 @@ async def list_sessions(request: web.Request) -> web.Response:
     space_id = who.require_space()
     query = parse_query(request, SessionListQuery)
     before = decode_cursor(query.cursor) if query.cursor else None
-    rows = await context(request).repository.list_sessions_with_jobs(
+    rows = await context(request).store.sessions.list_sessions_with_jobs(
         space_id=space_id,
         status=query.status,
         # an explicit status filter wins: ?status=EXPIRED lists expired sessions
@@ -94,17 +94,17 @@ async def get_session(request: web.Request) -> web.Response:
 async def end_session(request: web.Request) -> web.Response:
     scoped = await scoped_session(request)
     scoped.require_owner_or(Role.ADMIN)
-    repo = context(request).repository
-    ended = await repo.end_session(scoped.session.id, reason="ended_by_api")
+    repo = context(request).store
+    ended = await repo.sessions.end_session(scoped.session.id, reason="ended_by_api")
     if ended is None:
         raise NotFound("no such session")  # deleted meanwhile
-    return json_model(session_out(ended, await repo.get_job(ended.id)))
+    return json_model(session_out(ended, await repo.jobs.get_job(ended.id)))
 
 
 async def delete_session(request: web.Request) -> web.Response:
     scoped = await scoped_session(request)
     scoped.require_owner_or(Role.ADMIN)
-    await context(request).repository.delete_session(scoped.session.id)
+    await context(request).store.sessions.delete_session(scoped.session.id)
     return web.Response(status=204)
 
 
@@ -128,8 +128,8 @@ async def register_participant(request: web.Request) -> web.Response:
     identity = scoped.who.require_user()
     body = await parse_body(request, ParticipantJoin)
     ctx = context(request)
-    repo = ctx.repository
-    participant = await repo.participant_joined(
+    repo = ctx.store
+    participant = await repo.sessions.participant_joined(
         scoped.session.id,
         identity,
         name=body.name or None,
@@ -138,7 +138,7 @@ async def register_participant(request: web.Request) -> web.Response:
         if identity == scoped.session.created_by
         else ParticipantRole.GUEST,
     )
-    session = await repo.get_session_by_id(scoped.session.id) or scoped.session
+    session = await repo.sessions.get_session_by_id(scoped.session.id) or scoped.session
     job, refused = await transcription.on_join(
         repo, session, scoped.job, limits=ctx.limits, user_id=identity
     )
@@ -157,7 +157,7 @@ def _participant_out(p: ParticipantRecord) -> ParticipantOut:
 
 async def list_participants(request: web.Request) -> web.Response:
     scoped = await scoped_session(request)
-    rows = await context(request).repository.list_participants(scoped.session.id)
+    rows = await context(request).store.sessions.list_participants(scoped.session.id)
     return json_model(ParticipantList(items=[_participant_out(p) for p in rows]))
 
 
@@ -166,14 +166,14 @@ async def start_transcription(request: web.Request) -> web.Response:
     scoped.require_active()
     ctx = context(request)
     job = await transcription.start(
-        ctx.repository, scoped.session, limits=ctx.limits, user_id=scoped.who.user_id
+        ctx.store, scoped.session, limits=ctx.limits, user_id=scoped.who.user_id
     )
     return json_model(session_out(scoped.session, job))
 
 
 async def stop_transcription(request: web.Request) -> web.Response:
     scoped = await scoped_session(request)
-    job = await context(request).repository.stop_transcription(
+    job = await context(request).store.jobs.stop_transcription(
         scoped.session.id, reason=transcription.STOPPED_BY_USER
     )
     return json_model(session_out(scoped.session, job))

@@ -10,14 +10,15 @@ from aiohttp import web
 
 from api import exports
 from api.context import context, principal
-from api.db.records import SegmentCursor, SegmentRecord, SessionRecord
-from api.db.repository import Repository
 from api.errors import NotFound, ValidationFailed
-from api.exports import ExportFormat, ExportHeader, ExportSegment
 from api.http import json_model, parse_query
 from api.openapi import Operation, Reply
 from api.routes.common import SLUG_RE, scoped_session
 from api.schemas import SegmentOut, TranscriptExport, TranscriptPage, TranscriptQuery
+from core import transcripts as documents
+from core.transcripts import ExportFormat, ExportHeader, ExportSegment
+from store.records import SegmentCursor, SegmentRecord, SessionRecord
+from store.stores import Store
 
 # rows fetched per query while streaming an export
 EXPORT_BATCH = 2000
@@ -53,10 +54,10 @@ def _export_segment(segment: SegmentRecord) -> ExportSegment:
     )
 
 
-async def _batches(repo: Repository, session_id: int) -> AsyncIterator[list[ExportSegment]]:
+async def _batches(repo: Store, session_id: int) -> AsyncIterator[list[ExportSegment]]:
     cursor: SegmentCursor | None = None
     while True:
-        page = await repo.transcript_page(session_id, after=cursor, limit=EXPORT_BATCH)
+        page = await repo.transcripts.transcript_page(session_id, after=cursor, limit=EXPORT_BATCH)
         yield [_export_segment(s) for s in page.items]
         if page.next_cursor is None:
             return
@@ -69,7 +70,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
     ctx = context(request)
     if query.format is not None:
         scoped = await scoped_session(request)
-        return await _download(request, ctx.repository, scoped.session, query.format)
+        return await _download(request, ctx.store, scoped.session, query.format)
     after = None
     if query.cursor:
         try:
@@ -78,15 +79,15 @@ async def transcript(request: web.Request) -> web.StreamResponse:
             raise ValidationFailed("cursor: invalid cursor") from exc
     if query.q is not None:
         scoped = await scoped_session(request)
-        page = await ctx.repository.transcript_page(
+        page = await ctx.store.transcripts.transcript_page(
             scoped.session.id, q=query.q, after=after, limit=query.limit
         )
     else:
-        # the hot path: session and page in one statement (see api.queries.TranscriptReader)
+        # the hot path: session and page in one statement (TranscriptStore.session_page)
         slug = request.match_info["slug"]
         found = None
         if SLUG_RE.match(slug):
-            found = await ctx.transcripts.page(slug, after=after, limit=query.limit)
+            found = await ctx.store.transcripts.session_page(slug, after=after, limit=query.limit)
         if found is None or not who.can_see_space(found[0].space_id):
             raise NotFound("no such session")
         page = found[1]
@@ -99,7 +100,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
 
 
 async def _download(
-    request: web.Request, repo: Repository, session: SessionRecord, fmt: ExportFormat
+    request: web.Request, repo: Store, session: SessionRecord, fmt: ExportFormat
 ) -> web.StreamResponse:
     header = ExportHeader(slug=session.slug, title=session.title, space_id=session.space_id)
     headers = {
@@ -109,7 +110,7 @@ async def _download(
     if fmt is ExportFormat.DOCX:
         segments = [s async for batch in _batches(repo, session.id) for s in batch]
         loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(None, exports.render_docx, header, segments)
+        body = await loop.run_in_executor(None, documents.render_docx, header, segments)
         return web.Response(body=body, headers=headers)
 
     # text formats stream: one query per batch of rows, UTF-8 chunks written as they are made
@@ -118,24 +119,24 @@ async def _download(
     index = 1
     async for batch in _batches(repo, session.id):
         if fmt is ExportFormat.SRT:
-            chunks = exports.render_srt(batch, first_index=index)
+            chunks = documents.render_srt(batch, first_index=index)
             index += len(batch)
         elif fmt is ExportFormat.VTT:
-            chunks = exports.render_vtt(batch, header=first)
+            chunks = documents.render_vtt(batch, header=first)
         elif fmt is ExportFormat.TXT:
-            chunks = exports.render_txt(batch)
+            chunks = documents.render_txt(batch)
         else:
-            chunks = exports.render_json_items(batch, first=first)
+            chunks = documents.render_json_items(batch, first=first)
             if first:
-                chunks = itertools.chain([exports.json_prefix(header)], chunks)
-        data = b"".join(exports.encode_chunks(chunks))
+                chunks = itertools.chain([documents.json_prefix(header)], chunks)
+        data = b"".join(documents.encode_chunks(chunks))
         if first:
             await response.prepare(request)  # only now: a failed first query is still a JSON error
             first = False
         if data:
             await response.write(data)
     if fmt is ExportFormat.JSON:
-        await response.write(exports.JSON_SUFFIX.encode())
+        await response.write(documents.JSON_SUFFIX.encode())
     await response.write_eof()
     return response
 

@@ -1,7 +1,7 @@
 """Usage and cost: per session (rows + totals), and reports of a space or a user by day,
 participant, user or session over a date range; JSON or CSV.
 
-Billing follows storage (``api.db.money``): each participant track bills
+Billing follows storage (``store.money``): each participant track bills
 ``ceil(audio_seconds / 60)`` minutes at the price it started with; totals are sums of rows.
 Usage of deleted sessions stays in space and user reports (billing history).
 """
@@ -18,11 +18,9 @@ from pydantic import BaseModel
 
 from api.auth import Role
 from api.context import context, principal
-from api.db import records
 from api.errors import Forbidden, ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
-from api.queries import space_quota_override
 from api.routes.common import scoped_session
 from api.schemas import (
     MAX_REPORT_DAYS,
@@ -37,6 +35,7 @@ from api.schemas import (
     UsageReportQuery,
     UsageTotals,
 )
+from store import records
 
 _CSV = {"text/csv": {"type": "string"}}
 
@@ -66,7 +65,7 @@ def csv_response(rows: Sequence[BaseModel], model: type[BaseModel], name: str) -
 async def session_usage(request: web.Request) -> web.Response:
     scoped = await scoped_session(request)
     query = parse_query(request, UsageFormatQuery)
-    usage = await context(request).repository.session_usage(scoped.session.id)
+    usage = await context(request).store.usage.session_usage(scoped.session.id)
     rows = [TrackUsageOut.model_validate(r, from_attributes=True) for r in usage.rows]
     if query.format == "csv":
         return csv_response(rows, TrackUsageOut, f"{scoped.session.slug}-usage.csv")
@@ -124,7 +123,7 @@ async def usage_report(request: web.Request) -> web.Response:
     date_from, date_to = report_range(query, dt.datetime.now(dt.UTC).date())
     start = dt.datetime.combine(date_from, dt.time(), dt.UTC)
     end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(), dt.UTC)
-    report = await context(request).usage.report(
+    report = await context(request).store.usage.usage_report(
         start=start,
         end=end,
         group_by=records.UsageGroupBy(query.group_by.value),
@@ -150,12 +149,12 @@ async def usage_report(request: web.Request) -> web.Response:
 
 async def _quota(request: web.Request, space_id: str) -> QuotaOut:
     ctx = context(request)
-    own, minutes = await space_quota_override(ctx.sessionmaker, space_id)
+    own, minutes = await ctx.store.usage.space_quota_override(space_id)
     return QuotaOut(
         space_id=space_id,
         monthly_minutes=minutes if own else ctx.limits.monthly_minutes_quota,
         source="space" if own else "default",
-        used_minutes=await ctx.repository.monthly_minutes_used(space_id),
+        used_minutes=await ctx.store.usage.monthly_minutes_used(space_id),
     )
 
 
@@ -169,7 +168,7 @@ async def put_quota(request: web.Request) -> web.Response:
     who.require(Role.SERVICE)
     space_id = who.require_space()
     body = await parse_body(request, QuotaUpdate)
-    await context(request).repository.set_space_quota(space_id, body.monthly_minutes)
+    await context(request).store.usage.set_space_quota(space_id, body.monthly_minutes)
     return json_model(await _quota(request, space_id))
 
 
@@ -177,7 +176,7 @@ async def delete_quota(request: web.Request) -> web.Response:
     who = principal(request)
     who.require(Role.SERVICE)
     space_id = who.require_space()
-    await context(request).repository.clear_space_quota(space_id)
+    await context(request).store.usage.clear_space_quota(space_id)
     return json_model(await _quota(request, space_id))
 
 

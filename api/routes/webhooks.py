@@ -25,10 +25,10 @@ from pydantic import BaseModel
 
 from api import transcription
 from api.context import ApiContext, context
-from api.db.models import IDENTITY_LEN, NAME_LEN, USER_ID_LEN
 from api.livekit import WebhookNotice
 from api.openapi import Operation, Reply
 from api.routes.common import ACTIVE, SLUG_RE
+from store.models import IDENTITY_LEN, NAME_LEN, USER_ID_LEN
 
 logger = logging.getLogger("api")
 
@@ -58,15 +58,15 @@ async def _handle(ctx: ApiContext, notice: WebhookNotice) -> str:
         return "ignored"
     if not SLUG_RE.match(notice.room_name):
         return "unknown_room"
-    found = await ctx.repository.get_session_with_job(notice.room_name)
+    found = await ctx.store.sessions.get_session_with_job(notice.room_name)
     if found is None:
         return "unknown_room"
     session, job = found
-    repo = ctx.repository
+    repo = ctx.store
     when = notice.created_at
 
     if notice.event == "room_finished":
-        await repo.end_session(session.id, reason="room_finished", now=when)
+        await repo.sessions.end_session(session.id, reason="room_finished", now=when)
         return "session_ended"
 
     person = notice.participant
@@ -77,19 +77,19 @@ async def _handle(ctx: ApiContext, notice: WebhookNotice) -> str:
         return "not_a_person"
 
     if notice.event == "participant_left":
-        left = await repo.participant_left(session.id, identity, now=when)
+        left = await repo.sessions.participant_left(session.id, identity, now=when)
         return "left" if left is not None else "unknown_participant"
 
     # participant_joined
     if session.status not in ACTIVE:
         return "session_over"
-    known = {p.identity: p for p in await repo.list_participants(session.id)}
+    known = {p.identity: p for p in await repo.sessions.list_participants(session.id)}
     previous = known.get(identity)
     if previous is not None and previous.left_at is not None and previous.left_at > when:
         return "stale"
     # join tokens from this API carry the user id as identity; SIP/ingress identities are not users
     user_id = identity if person.is_standard and len(identity) <= USER_ID_LEN else None
-    await repo.participant_joined(
+    await repo.sessions.participant_joined(
         session.id, identity, name=_clean(person.name, NAME_LEN) or None, user_id=user_id, now=when
     )
     _, refused = await transcription.on_join(repo, session, job, limits=ctx.limits, user_id=user_id)

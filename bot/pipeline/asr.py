@@ -25,11 +25,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from bot.errors import AsrError, ModelUnavailableError
 from bot.pipeline.agreement import word_key
 from bot.pipeline.models import ResolvedModel
 from bot.pipeline.types import SAMPLE_RATE_HZ
 from bot.pipeline.vad import Float32Array
+from core.errors import AsrError, ModelUnavailableError
 
 logger = logging.getLogger("bot.pipeline")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bot.errors import AudioInputError
 from bot.pipeline.types import SAMPLE_RATE_HZ
 from bot.pipeline.vad import Float32Array
+from core.errors import AudioInputError
 
 CHUNK_SAMPLES = SAMPLE_RATE_HZ // 10  # 100 ms
 

@@ -31,7 +31,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from bot.errors import AsrError
 from bot.pipeline.agreement import StablePrefix
 from bot.pipeline.asr import DecodeRequest, Hypothesis
 from bot.pipeline.scheduler import DecodeScheduler, Recognizer
@@ -47,6 +46,7 @@ from bot.pipeline.vad import (
     UtteranceResumed,
     UtteranceStarted,
 )
+from core.errors import AsrError
 
 if TYPE_CHECKING:
     from bot.config import EngineSettings

@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.errors import ModelUnavailableError
+from core.errors import ModelUnavailableError
 
 logger = logging.getLogger("bot.pipeline")
 

@@ -27,8 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.errors import AsrError
 from bot.pipeline.asr import DecodeRequest, Hypothesis
+from core.errors import AsrError
 
 logger = logging.getLogger("bot.pipeline")
 

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from bot.errors import ModelUnavailableError
 from bot.pipeline.types import SAMPLE_RATE_HZ
+from core.errors import ModelUnavailableError
 
 WINDOW_SAMPLES = 512  # 32 ms at 16 kHz: Silero's window
 CONTEXT_SAMPLES = 64

@@ -6,7 +6,7 @@ Create Date: 2026-11-23 09:22:00+00:00
 
 A stored generated column, so a search never re-parses text. No GIN index: the API searches
 within one session, which the (session_id, start_ms, id) index narrows to a few thousand rows
-(see api/db/repository.py, transcript_page).
+(see store/transcripts.py, transcript_page).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Database fixtures for integration tests (tests/integration/db and tests/integration/api).
+"""Database fixtures for integration tests (tests/integration/store and tests/integration/api).
 
 * ``database_url`` (session): a fresh database of this run, migrated to head, dropped at the end;
   on ``DATABASE_URL``'s server when set, else on the embedded server.
 * ``engine`` (test): an engine on it; every application table is truncated before the test, so
   code under test may commit like in production.
-* ``sessionmaker``, ``db`` (an ``AsyncSession``), ``repo`` (a :class:`Repository`).
+* ``sessionmaker``, ``db`` (an ``AsyncSession``), ``repo`` (a :class:`Store`).
 * ``db_server`` (session) and ``empty_database_url`` (test: a new, unmigrated database).
 """
 
@@ -16,9 +16,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.db.engine import create_engine, create_sessionmaker
-from api.db.migrate import upgrade_url
-from api.db.repository import Repository
+from store.engine import create_engine, create_sessionmaker
+from store.migrate import upgrade_url
+from store.stores import Store
 from tests.support.db import (
     TestServer,
     create_database,
@@ -88,5 +88,5 @@ async def db(sessionmaker: async_sessionmaker[AsyncSession]) -> AsyncIterator[As
 
 
 @pytest.fixture
-def repo(sessionmaker: async_sessionmaker[AsyncSession]) -> Repository:
-    return Repository(sessionmaker)
+def repo(sessionmaker: async_sessionmaker[AsyncSession]) -> Store:
+    return Store(sessionmaker)

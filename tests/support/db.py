@@ -23,8 +23,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.db.embedded import EmbeddedPostgres
-from api.db.engine import asyncpg_dsn, normalize_database_url
+from store.embedded import EmbeddedPostgres
+from store.engine import asyncpg_dsn, normalize_database_url
 
 __all__ = [
     "TABLES",

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from pydantic_settings import BaseSettings
 
-from api.db.settings import DatabaseSettings
 from api.settings import ApiSettings
 from bot.config import BotSettings
+from store.settings import DatabaseSettings
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 

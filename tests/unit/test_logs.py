@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from api import logs
+from core import logs
 
 
 @pytest.fixture(autouse=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from api.db.engine import create_engine, create_sessionmaker
-from api.db.repository import Repository
 from lkserver import LiveKitServer, free_port
+from store.engine import create_engine, create_sessionmaker
+from store.stores import Store
 from tests.integration.conftest import database_url, db_server  # noqa: F401 - fixtures
 from tests.support.db import truncate_all
 from tests.support.livekit import API_KEY, API_SECRET, SERVER_KINDS, start_server
@@ -139,11 +139,11 @@ def api_and_livekit(
 
 
 @pytest.fixture
-async def repo(database_url: str) -> AsyncIterator[Repository]:  # noqa: F811
+async def repo(database_url: str) -> AsyncIterator[Store]:  # noqa: F811
     engine = create_engine(database_url, pool_size=2, max_overflow=2)
     await truncate_all(engine)
     try:
-        yield Repository(create_sessionmaker(engine))
+        yield Store(create_sessionmaker(engine))
     finally:
         await engine.dispose()
 

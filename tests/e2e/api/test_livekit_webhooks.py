@@ -11,10 +11,10 @@ from typing import Any
 
 from livekit import rtc
 
-from api.db.enums import JobStatus, SessionStatus
-from api.db.repository import Repository
 from bot.simulate import SimulatedSpeaker
 from lkserver import LiveKitServer
+from store.enums import JobStatus, SessionStatus
+from store.stores import Store
 from tests.e2e.api.conftest import ApiProcess, poll
 
 
@@ -36,7 +36,7 @@ async def webhook_counts(api: ApiProcess) -> dict[tuple[str, str], float]:
 
 
 async def test_server_webhooks_make_the_session_live_request_the_job_and_end_it(
-    api_and_livekit: tuple[ApiProcess, LiveKitServer], repo: Repository
+    api_and_livekit: tuple[ApiProcess, LiveKitServer], repo: Store
 ) -> None:
     api, livekit = api_and_livekit
     created: Any = await api.call("POST", "/api/sessions", body={"title": "Webhook meeting"})
@@ -49,31 +49,31 @@ async def test_server_webhooks_make_the_session_live_request_the_job_and_end_it(
 
     async def live_and_requested() -> bool:
         # one webhook, two writes: the participant (the session goes LIVE), then the job
-        session = await repo.get_session(slug)
+        session = await repo.sessions.get_session(slug)
         if session is None or session.status is not SessionStatus.LIVE:
             return False
-        return await repo.get_job(session.id) is not None
+        return await repo.jobs.get_job(session.id) is not None
 
     await poll(live_and_requested)
-    session = await repo.get_session(slug)
+    session = await repo.sessions.get_session(slug)
     assert session is not None
-    job = await repo.get_job(session.id)
+    job = await repo.jobs.get_job(session.id)
     assert job is not None and job.status is JobStatus.REQUESTED, job
-    (participant,) = await repo.list_participants(session.id)
+    (participant,) = await repo.sessions.list_participants(session.id)
     assert (participant.identity, participant.name) == ("alice", "Alice")
 
     await alice.pause(1.0)
     await alice.leave()
 
     async def ended() -> bool:
-        current = await repo.get_session(slug)
+        current = await repo.sessions.get_session(slug)
         return current is not None and current.status is SessionStatus.ENDED
 
     await poll(ended)  # participant_left, then room_finished after the departure timeout
-    job = await repo.get_job(session.id)
+    job = await repo.jobs.get_job(session.id)
     assert job is not None and job.status is JobStatus.STOPPED
     assert job.stop_reason == "room_finished"
-    (participant,) = await repo.list_participants(session.id)
+    (participant,) = await repo.sessions.list_participants(session.id)
     assert participant.left_at is not None
 
     counts = await webhook_counts(api)
@@ -83,7 +83,7 @@ async def test_server_webhooks_make_the_session_live_request_the_job_and_end_it(
 
 
 async def test_a_server_with_another_secret_changes_nothing(
-    api_and_livekit: tuple[ApiProcess, LiveKitServer], repo: Repository
+    api_and_livekit: tuple[ApiProcess, LiveKitServer], repo: Store
 ) -> None:
     """A token the server refuses never joins, so no webhook makes the session live."""
     api, livekit = api_and_livekit
@@ -99,6 +99,6 @@ async def test_a_server_with_another_secret_changes_nothing(
     else:
         await room.disconnect()
         raise AssertionError("a token signed with another secret was accepted")
-    session = await repo.get_session(created["slug"])
+    session = await repo.sessions.get_session(created["slug"])
     assert session is not None and session.status is SessionStatus.CREATED
-    assert await repo.list_participants(session.id) == []
+    assert await repo.sessions.list_participants(session.id) == []

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from api.db.engine import create_engine, create_sessionmaker
-from api.db.repository import Repository
 from lkserver import LiveKitServer
+from store.engine import create_engine, create_sessionmaker
+from store.stores import Store
 from tests.e2e.bot.helpers import WorkerProcess
 from tests.integration.conftest import database_url, db_server  # noqa: F401 - fixtures
 from tests.support.db import truncate_all
@@ -39,11 +39,11 @@ def livekit(request: pytest.FixtureRequest, bot_netns: VethNamespace) -> Iterato
 
 
 @pytest.fixture
-async def repo(database_url: str) -> AsyncIterator[Repository]:  # noqa: F811
+async def repo(database_url: str) -> AsyncIterator[Store]:  # noqa: F811
     engine = create_engine(database_url, pool_size=5, max_overflow=10)
     await truncate_all(engine)
     try:
-        yield Repository(create_sessionmaker(engine))
+        yield Store(create_sessionmaker(engine))
     finally:
         await engine.dispose()
 

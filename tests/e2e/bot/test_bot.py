@@ -16,12 +16,12 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from api.db.enums import JobStatus
-from api.db.records import SessionRecord
-from api.db.repository import Repository
 from bot.evaluation import wer
 from bot.simulate import SimulatedSpeaker, Turn, to_pcm48k
 from lkserver import LiveKitServer
+from store.enums import JobStatus
+from store.records import SessionRecord
+from store.stores import Store
 from tests.e2e.bot.helpers import EVAL, WAIT_S, CaptionListener, TcpProxy, WorkerProcess
 from tests.e2e.devserver.helpers import room_name, token
 
@@ -36,22 +36,24 @@ def reference(path: object) -> str:
     return EVAL.joinpath(f"{path}").with_suffix(".txt").read_text(encoding="utf-8")
 
 
-async def new_session(repo: Repository) -> SessionRecord:
-    session = await repo.create_session(space_id="space-1", created_by="host", slug=room_name("m"))
-    await repo.request_transcription(session.id)
+async def new_session(repo: Store) -> SessionRecord:
+    session = await repo.sessions.create_session(
+        space_id="space-1", created_by="host", slug=room_name("m")
+    )
+    await repo.jobs.request_transcription(session.id)
     return session
 
 
 async def wait_job(
-    repo: Repository, session_id: int, predicate: Callable[..., bool], timeout_s: float = WAIT_S
+    repo: Store, session_id: int, predicate: Callable[..., bool], timeout_s: float = WAIT_S
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        job = await repo.get_job(session_id)
+        job = await repo.jobs.get_job(session_id)
         if job is not None and predicate(job):
             return
         await asyncio.sleep(0.3)
-    raise AssertionError(f"job never matched: {await repo.get_job(session_id)}")
+    raise AssertionError(f"job never matched: {await repo.jobs.get_job(session_id)}")
 
 
 async def join_speaker(url: str, room: str, identity: str) -> SimulatedSpeaker:
@@ -61,7 +63,7 @@ async def join_speaker(url: str, room: str, identity: str) -> SimulatedSpeaker:
 
 
 async def open_meeting(
-    repo: Repository,
+    repo: Store,
     livekit: LiveKitServer,
     start_worker: Callable[..., WorkerProcess],
     *identities: str,
@@ -78,13 +80,13 @@ async def open_meeting(
     return session, worker, listener, speakers
 
 
-async def stored_finals(repo: Repository, session_id: int) -> list[tuple[str, str, str | None]]:
-    page = await repo.transcript_page(session_id, limit=500)
+async def stored_finals(repo: Store, session_id: int) -> list[tuple[str, str, str | None]]:
+    page = await repo.transcripts.transcript_page(session_id, limit=500)
     return [(s.utterance_id, s.text, s.participant_identity) for s in page.items]
 
 
 async def test_two_speakers_live_captions_stored_and_metered(
-    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
+    repo: Store, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session, _, listener, (alice, bob) = await open_meeting(
         repo, livekit, start_worker, "alice", "bob"
@@ -133,7 +135,7 @@ async def test_two_speakers_live_captions_stored_and_metered(
     assert len(stored) == len({s[0] for s in stored})
 
     # Usage: audio seconds as published, cost by the formula.
-    usage = await repo.session_usage(session.id)
+    usage = await repo.usage.session_usage(session.id)
     rows = {r.participant_identity: r for r in usage.rows}
     for speaker in (alice, bob):
         row = rows[speaker.identity]
@@ -149,7 +151,7 @@ async def test_two_speakers_live_captions_stored_and_metered(
 
 
 async def test_late_join_leave_mid_sentence_and_mute(
-    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
+    repo: Store, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session, _, listener, (alice,) = await open_meeting(repo, livekit, start_worker, "alice")
 
@@ -180,9 +182,9 @@ async def test_late_join_leave_mid_sentence_and_mute(
 
     dave_text = " ".join(c.text for c in listener.finals("dave")).lower()
     assert "americans" in dave_text  # the sentence cut by his leaving was still finalised
-    participants = {p.identity: p for p in await repo.list_participants(session.id)}
+    participants = {p.identity: p for p in await repo.sessions.list_participants(session.id)}
     assert participants["dave"].left_at is not None
-    usage = {r.participant_identity: r for r in (await repo.session_usage(session.id)).rows}
+    usage = {r.participant_identity: r for r in (await repo.usage.session_usage(session.id)).rows}
     # Alice sent ~20 s of audio over ~26 s; the 6 s muted are not billed.
     assert abs(float(usage["alice"].audio_seconds) - alice.published_s) <= 1.0
     assert abs(float(usage["dave"].audio_seconds) - dave.published_s) <= 1.0
@@ -192,7 +194,7 @@ async def test_late_join_leave_mid_sentence_and_mute(
 
 
 async def test_kill9_worker_another_takes_over_nothing_lost_or_duplicated(
-    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
+    repo: Store, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session = await new_session(repo)
     first = start_worker("w1")
@@ -209,7 +211,7 @@ async def test_kill9_worker_another_takes_over_nothing_lost_or_duplicated(
 
 
 async def kill_first_while_alice_speaks(
-    repo: Repository,
+    repo: Store,
     session: SessionRecord,
     first: WorkerProcess,
     listener: CaptionListener,
@@ -241,7 +243,7 @@ async def kill_first_while_alice_speaks(
 
 
 async def test_database_cut_for_30s_loses_no_final(
-    repo: Repository,
+    repo: Store,
     livekit: LiveKitServer,
     start_worker: Callable[..., WorkerProcess],
     database_url: str,
@@ -287,7 +289,7 @@ async def test_database_cut_for_30s_loses_no_final(
 
 
 async def test_silence_and_noise_tracks_yield_no_captions(
-    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
+    repo: Store, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session, _, listener, (quiet, noisy) = await open_meeting(
         repo, livekit, start_worker, "quiet", "noisy"
@@ -301,27 +303,29 @@ async def test_silence_and_noise_tracks_yield_no_captions(
     await noisy.leave()
     await asyncio.sleep(2.0)
     assert await stored_finals(repo, session.id) == []
-    usage = {r.participant_identity: r for r in (await repo.session_usage(session.id)).rows}
+    usage = {r.participant_identity: r for r in (await repo.usage.session_usage(session.id)).rows}
     assert float(usage["quiet"].audio_seconds) > 10, "silence is still metered as audio"
     assert usage["quiet"].final_count == 0 and usage["noisy"].final_count == 0
     await listener.leave()
 
 
 async def test_malformed_room_name_is_rejected_with_a_reason(
-    repo: Repository, start_worker: Callable[..., WorkerProcess]
+    repo: Store, start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    session = await repo.create_session(space_id="space-1", created_by="host", slug="bad room/../x")
-    await repo.request_transcription(session.id)
+    session = await repo.sessions.create_session(
+        space_id="space-1", created_by="host", slug="bad room/../x"
+    )
+    await repo.jobs.request_transcription(session.id)
     worker = start_worker("w1")
     await worker.wait_ready()
     await wait_job(repo, session.id, lambda j: j.status == JobStatus.STOPPED)
-    job = await repo.get_job(session.id)
+    job = await repo.jobs.get_job(session.id)
     assert job is not None and job.stop_reason == "invalid_room_name"
     assert "job rejected: malformed room name" in worker.log()
 
 
 async def test_unreachable_livekit_is_retried_with_backoff_and_reported(
-    repo: Repository, start_worker: Callable[..., WorkerProcess], livekit: LiveKitServer
+    repo: Store, start_worker: Callable[..., WorkerProcess], livekit: LiveKitServer
 ) -> None:
     session = await new_session(repo)
     host = livekit.url.split("//")[1].split(":")[0]
@@ -340,15 +344,15 @@ async def test_unreachable_livekit_is_retried_with_backoff_and_reported(
         if line.startswith("transcriber_livekit_connect_failures_total")
     ]
     assert failures and float(failures[0].split()[-1]) >= 3
-    job = await repo.get_job(session.id)
+    job = await repo.jobs.get_job(session.id)
     assert job is not None and job.status in (JobStatus.REQUESTED, JobStatus.RUNNING)
 
 
 async def test_stopping_the_job_makes_the_bot_leave(
-    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
+    repo: Store, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session, worker, listener, (alice,) = await open_meeting(repo, livekit, start_worker, "alice")
-    await repo.stop_transcription(session.id, reason="stopped_by_user")
+    await repo.jobs.stop_transcription(session.id, reason="stopped_by_user")
     deadline = time.monotonic() + WAIT_S
     while "left room" not in worker.log():
         assert time.monotonic() < deadline, worker.log()[-3000:]
@@ -356,14 +360,14 @@ async def test_stopping_the_job_makes_the_bot_leave(
     await alice.say(Turn(QUILTER, pause_s=0.5))
     await asyncio.sleep(3.0)
     assert listener.finals() == [], "no captions after the job was stopped"
-    job = await repo.get_job(session.id)
+    job = await repo.jobs.get_job(session.id)
     assert job is not None and job.status == JobStatus.STOPPED
     await alice.leave()
     await listener.leave()
 
 
 async def test_sigterm_drains_finishes_the_utterance_and_releases_the_job(
-    repo: Repository, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
+    repo: Store, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
 ) -> None:
     session, worker, listener, (alice,) = await open_meeting(
         repo, livekit, start_worker, "alice", JOB_LEASE_S="60"
@@ -380,9 +384,9 @@ async def test_sigterm_drains_finishes_the_utterance_and_releases_the_job(
     stored = await stored_finals(repo, session.id)
     assert stored and "quilter" in " ".join(s[1] for s in stored).lower()
     assert {s[0] for s in stored} == {c.segment_id for c in listener.finals()}
-    job = await repo.get_job(session.id)
+    job = await repo.jobs.get_job(session.id)
     assert job is not None and job.status == JobStatus.REQUESTED
-    usage = await repo.session_usage(session.id)
+    usage = await repo.usage.session_usage(session.id)
     assert usage.rows and float(usage.rows[0].audio_seconds) > 1.0
     await alice.leave()
     await listener.leave()

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from api.db.enums import JobStatus
-from api.db.repository import Repository
 from bot.evaluation import wer
 from lkserver import LiveKitServer
+from store.enums import JobStatus
+from store.stores import Store
 from tests.e2e.bot.conftest import worker_env_for
 from tests.e2e.bot.helpers import EVAL, WorkerProcess
 from tests.e2e.bot.test_bot import new_session, reference, stored_finals, wait_job
@@ -38,7 +38,7 @@ QUILTER = EVAL / "en_librispeech_1272-128104-0000.wav"
 
 async def caption_a_browser_speaker(
     url: str,
-    repo: Repository,
+    repo: Store,
     worker_env: dict[str, str],
     tmp_path: Path,
     *,
@@ -134,7 +134,7 @@ def assert_captioned(
 async def test_browser_speaker_is_captioned_in_a_browser_listener(
     single_pc: bool,
     livekit: LiveKitServer,
-    repo: Repository,
+    repo: Store,
     worker_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
@@ -159,7 +159,7 @@ def devserver_without_v1(bot_netns: VethNamespace) -> Iterator[LiveKitServer]:
 
 
 async def test_browser_falls_back_from_rtc_v1_to_rtc(
-    devserver_without_v1: LiveKitServer, repo: Repository, database_url: str, tmp_path: Path
+    devserver_without_v1: LiveKitServer, repo: Store, database_url: str, tmp_path: Path
 ) -> None:
     """The official server always offers /rtc/v1; ours can refuse it, as older servers do."""
     env = worker_env_for(devserver_without_v1.url, database_url, tmp_path)

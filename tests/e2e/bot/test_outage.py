@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from livekit import rtc
 
-from api.db.enums import JobStatus
-from api.db.repository import Repository
 from bot.simulate import SimulatedSpeaker, Turn
 from lkserver import OfficialServerProcess
+from store.enums import JobStatus
+from store.stores import Store
 from tests.e2e.bot.conftest import worker_env_for
 from tests.e2e.bot.helpers import CaptionListener, WorkerProcess
 from tests.e2e.bot.test_bot import (
@@ -76,7 +76,7 @@ def connected(room: rtc.Room) -> bool:
 async def test_server_outage_bot_rejoins_and_no_final_is_lost_or_doubled(
     down_s: float,
     outage_server: OfficialServerProcess,
-    repo: Repository,
+    repo: Store,
     database_url: str,
     tmp_path: Path,
 ) -> None:

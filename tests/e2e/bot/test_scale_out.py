@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import livekit.api as lkapi
 import pytest
-from livekit import api as lkapi
 
-from api.db.repository import Repository
 from lkserver import OfficialServerProcess, free_port
+from store.stores import Store
 from tests.e2e.bot.conftest import worker_env_for
 from tests.e2e.bot.helpers import CaptionListener, WorkerProcess
 from tests.e2e.bot.test_bot import (
@@ -69,7 +69,7 @@ async def participants_seen_by(node: OfficialServerProcess, room: str) -> set[st
 
 async def test_two_nodes_two_workers_one_killed_the_other_takes_over(
     two_nodes: tuple[OfficialServerProcess, OfficialServerProcess],
-    repo: Repository,
+    repo: Store,
     database_url: str,
     tmp_path: Path,
 ) -> None:

@@ -14,8 +14,8 @@ from livekit.protocol.models import ParticipantInfo, Room
 from livekit.protocol.webhook import WebhookEvent
 
 from api.auth import issue_user_token
-from api.db.records import FinalSegment, SessionRecord, UsageCheckpoint
-from api.db.repository import Repository
+from store.records import FinalSegment, SessionRecord, UsageCheckpoint
+from store.stores import Store
 
 JWT_SECRET = "integration-jwt-secret-0123456789abcdef"
 ADMIN_KEY = "integration-admin-key-0123456789"
@@ -73,12 +73,12 @@ def webhook(
 
 
 async def seed_transcript(
-    repo: Repository, session: SessionRecord, lines: list[tuple[str, str, int, int, str]]
+    repo: Store, session: SessionRecord, lines: list[tuple[str, str, int, int, str]]
 ) -> None:
     """``lines``: (identity, display name, start_ms, end_ms, text); participants joined first."""
     for identity, name in {(i, n) for i, n, *_ in lines}:
-        await repo.participant_joined(session.id, identity, name=name, user_id=identity)
-    await repo.upsert_final_segments(
+        await repo.sessions.participant_joined(session.id, identity, name=name, user_id=identity)
+    await repo.transcripts.upsert_final_segments(
         [
             FinalSegment(
                 session_id=session.id,
@@ -96,7 +96,7 @@ async def seed_transcript(
 
 
 async def seed_usage(
-    repo: Repository,
+    repo: Store,
     session: SessionRecord,
     identity: str,
     seconds: str,
@@ -106,16 +106,18 @@ async def seed_usage(
     close: bool = True,
 ) -> None:
     """One transcribed track of ``identity`` with ``seconds`` of audio."""
-    await repo.participant_joined(session.id, identity, name=identity.title(), user_id=identity)
+    await repo.sessions.participant_joined(
+        session.id, identity, name=identity.title(), user_id=identity
+    )
     sid = track_sid or f"TR_{identity}"
-    await repo.open_track_usage(
+    await repo.usage.open_track_usage(
         session_id=session.id,
         participant_identity=identity,
         track_sid=sid,
         model="base",
         cost_per_minute=Decimal(price),
     )
-    await repo.checkpoint_usage(
+    await repo.usage.checkpoint_usage(
         [
             UsageCheckpoint(
                 session_id=session.id,

@@ -35,8 +35,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import create_app
-from api.db.engine import create_engine, create_sessionmaker
-from api.db.repository import Repository
+from store.engine import create_engine, create_sessionmaker
+from store.stores import Store
 from tests.integration.api.conftest import api_settings
 from tests.integration.api.support import (
     LIVEKIT_KEY,
@@ -82,7 +82,7 @@ class LiveServer:
 
         self.engine = create_engine(self.database_url, pool_size=5, max_overflow=5)
         sessionmaker = create_sessionmaker(self.engine)
-        self.repo = Repository(sessionmaker)
+        self.repo = Store(sessionmaker)
         app = create_app(
             api_settings(max_tracks_per_session=4, max_tracks_per_user=4), sessionmaker
         )
@@ -99,8 +99,10 @@ class LiveServer:
         return asyncio.run_coroutine_threadsafe(self._reseed(), self.loop).result(60)
 
     async def _reseed(self) -> list[str]:
-        created = await self.repo.create_session(space_id=SPACE, created_by="fuzzer")
-        live = await self.repo.create_session(space_id=SPACE, created_by="fuzzer", title="Живая")
+        created = await self.repo.sessions.create_session(space_id=SPACE, created_by="fuzzer")
+        live = await self.repo.sessions.create_session(
+            space_id=SPACE, created_by="fuzzer", title="Живая"
+        )
         await seed_transcript(
             self.repo,
             live,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from livekit.api import TokenVerifier
 
-from api.db.enums import JobStatus, ParticipantRole, SessionStatus
-from api.db.records import SessionRecord
-from api.db.repository import Repository
+from store.enums import JobStatus, ParticipantRole, SessionStatus
+from store.records import SessionRecord
+from store.stores import Store
 from tests.integration.api.conftest import Client, MakeClient
 from tests.integration.api.support import (
     LIVEKIT_KEY,
@@ -18,13 +18,11 @@ from tests.integration.api.support import (
 )
 
 
-async def _session(repo: Repository, owner: str = "alice", space: str = "space-a") -> SessionRecord:
-    return await repo.create_session(space_id=space, created_by=owner, title="t")
+async def _session(repo: Store, owner: str = "alice", space: str = "space-a") -> SessionRecord:
+    return await repo.sessions.create_session(space_id=space, created_by=owner, title="t")
 
 
-async def test_token_is_a_livekit_access_token_for_the_caller(
-    client: Client, repo: Repository
-) -> None:
+async def test_token_is_a_livekit_access_token_for_the_caller(client: Client, repo: Store) -> None:
     session = await _session(repo)
     response = await client.get(
         f"/api/sessions/{session.slug}/token", params={"name": "Иван"}, headers=user("ivan")
@@ -46,13 +44,13 @@ async def test_token_is_a_livekit_access_token_for_the_caller(
     assert admin_claims.video is not None and admin_claims.video.room_admin
 
 
-async def test_token_failures(client: Client, make_client: MakeClient, repo: Repository) -> None:
+async def test_token_failures(client: Client, make_client: MakeClient, repo: Store) -> None:
     session = await _session(repo)
     path = f"/api/sessions/{session.slug}/token"
     assert await error_of(await client.get(path, headers=admin())) == (400, "user_required")
     assert (await client.get(path, headers=admin(user_id="svc"))).status == 200
     assert await error_of(await client.get(path)) == (401, "unauthorized")
-    await repo.end_session(session.id)
+    await repo.sessions.end_session(session.id)
     assert await error_of(await client.get(path, headers=user("a"))) == (409, "session_not_active")
     unconfigured = await make_client(livekit_api_key=None, livekit_api_secret=None)
     other = await _session(repo)
@@ -61,7 +59,7 @@ async def test_token_failures(client: Client, make_client: MakeClient, repo: Rep
 
 
 async def test_registration_marks_live_and_requests_transcription(
-    client: Client, repo: Repository
+    client: Client, repo: Store
 ) -> None:
     session = await _session(repo, owner="alice")
     path = f"/api/sessions/{session.slug}/participants/join"
@@ -83,7 +81,7 @@ async def test_registration_marks_live_and_requests_transcription(
     assert listed["items"][0]["user_id"] == "alice" and listed["items"][0]["left_at"] is None
 
 
-async def test_registration_failures(client: Client, repo: Repository) -> None:
+async def test_registration_failures(client: Client, repo: Store) -> None:
     session = await _session(repo)
     path = f"/api/sessions/{session.slug}/participants/join"
     assert await error_of(await client.post(path, json={"name": 1}, headers=user("a"))) == (
@@ -107,13 +105,13 @@ async def test_registration_failures(client: Client, repo: Repository) -> None:
         400,
         "user_required",
     )
-    await repo.end_session(session.id)
+    await repo.sessions.end_session(session.id)
     response = await client.post(path, json={}, headers=user("a"))
     assert await error_of(response) == (409, "session_not_active")
-    assert await repo.list_participants(session.id) == []
+    assert await repo.sessions.list_participants(session.id) == []
 
 
-async def test_start_and_stop_transcription(client: Client, repo: Repository) -> None:
+async def test_start_and_stop_transcription(client: Client, repo: Store) -> None:
     session = await _session(repo)
     base = f"/api/sessions/{session.slug}/transcription"
     started = await client.post(f"{base}/start", headers=user("alice"))
@@ -132,17 +130,17 @@ async def test_start_and_stop_transcription(client: Client, repo: Repository) ->
     assert joined["session"]["transcription"]["status"] == "STOPPED"
     restarted = await (await client.post(f"{base}/start", headers=user("alice"))).json()
     assert restarted["transcription"]["status"] == "REQUESTED"
-    job = await repo.get_job(session.id)
+    job = await repo.jobs.get_job(session.id)
     assert job is not None and job.status is JobStatus.REQUESTED
 
 
-async def test_transcription_failures(client: Client, repo: Repository) -> None:
+async def test_transcription_failures(client: Client, repo: Store) -> None:
     session = await _session(repo)
     base = f"/api/sessions/{session.slug}/transcription"
     assert await error_of(await client.post(f"{base}/start")) == (401, "unauthorized")
     none = await (await client.post(f"{base}/stop", headers=user("a"))).json()
     assert none["transcription"] is None  # nothing to stop: unchanged
-    await repo.end_session(session.id)
+    await repo.sessions.end_session(session.id)
     response = await client.post(f"{base}/start", headers=user("a"))
     assert await error_of(response) == (409, "session_not_active")
     other_space = await _session(repo, space="space-b")
@@ -152,7 +150,7 @@ async def test_transcription_failures(client: Client, repo: Repository) -> None:
     assert await error_of(response) == (404, "not_found")
 
 
-async def test_limit_tracks_per_session(make_client: MakeClient, repo: Repository) -> None:
+async def test_limit_tracks_per_session(make_client: MakeClient, repo: Store) -> None:
     client = await make_client(max_tracks_per_session=2)
     session = await _session(repo)
     await seed_usage(repo, session, "p1", "10", close=False)
@@ -162,7 +160,7 @@ async def test_limit_tracks_per_session(make_client: MakeClient, repo: Repositor
     response = await client.post(path, headers=user("alice"))
     assert await error_of(response) == (429, "session_track_limit")
     # registration still works, and says why transcription was not requested
-    await repo.stop_transcription(session.id)
+    await repo.jobs.stop_transcription(session.id)
     joined = await (
         await client.post(f"/api/sessions/{session.slug}/participants/join", headers=user("c"))
     ).json()
@@ -170,7 +168,7 @@ async def test_limit_tracks_per_session(make_client: MakeClient, repo: Repositor
     assert joined["participant"]["identity"] == "c"
 
 
-async def test_limit_tracks_per_user(make_client: MakeClient, repo: Repository) -> None:
+async def test_limit_tracks_per_user(make_client: MakeClient, repo: Store) -> None:
     client = await make_client(max_tracks_per_user=1)
     first = await _session(repo)
     await seed_usage(repo, first, "alice", "10", close=False)
@@ -185,9 +183,7 @@ async def test_limit_tracks_per_user(make_client: MakeClient, repo: Repository) 
     assert response.status == 200
 
 
-async def test_monthly_quota_default_and_per_space(
-    make_client: MakeClient, repo: Repository
-) -> None:
+async def test_monthly_quota_default_and_per_space(make_client: MakeClient, repo: Store) -> None:
     client = await make_client(space_monthly_minutes_quota=5)
     session = await _session(repo)
     await seed_usage(repo, session, "p1", "240")  # 4 billed minutes

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from api.db.enums import JobStatus, SessionStatus
-from api.db.repository import Repository
+from store.enums import JobStatus, SessionStatus
+from store.stores import Store
 from tests.integration.api.conftest import Client
 from tests.integration.api.support import admin, error_of, seed_transcript, seed_usage, user
 
@@ -73,15 +73,19 @@ async def test_missing_or_wrong_credentials_are_401(
     assert await error_of(response) == (401, "unauthorized")
 
 
-async def test_list_newest_first_paginated_expired_hidden(client: Client, repo: Repository) -> None:
+async def test_list_newest_first_paginated_expired_hidden(client: Client, repo: Store) -> None:
     t0 = datetime.now(UTC) - timedelta(days=3)
     made = [
-        await repo.create_session(space_id="space-a", created_by="u", now=t0 + timedelta(hours=i))
+        await repo.sessions.create_session(
+            space_id="space-a", created_by="u", now=t0 + timedelta(hours=i)
+        )
         for i in range(5)
     ]
-    await repo.create_session(space_id="space-b", created_by="u")
+    await repo.sessions.create_session(space_id="space-b", created_by="u")
     # the oldest never started: the sweeper expires it
-    await repo.sweep_sessions(inactive_after=timedelta(hours=1), expire_after=timedelta(hours=71.5))
+    await repo.sessions.sweep_sessions(
+        inactive_after=timedelta(hours=1), expire_after=timedelta(hours=71.5)
+    )
     seen: list[str] = []
     cursor = None
     while True:
@@ -120,11 +124,11 @@ async def test_list_bad_query_is_422(client: Client, params: dict[str, str]) -> 
     assert await error_of(response) == (422, "validation_error")
 
 
-async def test_end_by_creator_or_admin_only(client: Client, repo: Repository) -> None:
+async def test_end_by_creator_or_admin_only(client: Client, repo: Store) -> None:
     slug = (await _create(client, user("alice")))["slug"]
-    record = await repo.get_session(slug)
+    record = await repo.sessions.get_session(slug)
     assert record is not None
-    await repo.request_transcription(record.id)
+    await repo.jobs.request_transcription(record.id)
     response = await client.post(f"/api/sessions/{slug}/end", headers=user("bob"))
     assert await error_of(response) == (403, "forbidden")
     response = await client.post(f"/api/sessions/{slug}/end", headers=user("alice"))
@@ -135,11 +139,9 @@ async def test_end_by_creator_or_admin_only(client: Client, repo: Repository) ->
     assert again.status == 200 and (await again.json())["ended_at"] == body["ended_at"]
 
 
-async def test_delete_removes_session_data_but_keeps_billing(
-    client: Client, repo: Repository
-) -> None:
+async def test_delete_removes_session_data_but_keeps_billing(client: Client, repo: Store) -> None:
     slug = (await _create(client, user("alice")))["slug"]
-    record = await repo.get_session(slug)
+    record = await repo.sessions.get_session(slug)
     assert record is not None
     await seed_transcript(repo, record, [("alice", "Алиса", 0, 1000, "Привет")])
     await seed_usage(repo, record, "alice", "61")
@@ -147,9 +149,9 @@ async def test_delete_removes_session_data_but_keeps_billing(
     assert await error_of(response) == (403, "forbidden")
     response = await client.delete(f"/api/sessions/{slug}", headers=user("alice"))
     assert response.status == 204
-    assert await repo.get_session(slug) is None
-    assert await repo.list_participants(record.id) == []
-    assert (await repo.transcript_page(record.id)).items == []
+    assert await repo.sessions.get_session(slug) is None
+    assert await repo.sessions.list_participants(record.id) == []
+    assert (await repo.transcripts.transcript_page(record.id)).items == []
     assert await error_of(await client.get(f"/api/sessions/{slug}", headers=user("a"))) == (
         404,
         "not_found",
@@ -180,11 +182,11 @@ async def test_admin_key_names_space_and_user_with_headers(client: Client) -> No
     assert await error_of(response) == (400, "bad_request")
 
 
-async def test_session_body_shows_transcription_status(client: Client, repo: Repository) -> None:
+async def test_session_body_shows_transcription_status(client: Client, repo: Store) -> None:
     slug = (await _create(client, user("alice")))["slug"]
-    record = await repo.get_session(slug)
+    record = await repo.sessions.get_session(slug)
     assert record is not None
-    job = await repo.request_transcription(record.id)
+    job = await repo.jobs.request_transcription(record.id)
     assert job.status is JobStatus.REQUESTED
     body = await (await client.get(f"/api/sessions/{slug}", headers=user("alice"))).json()
     assert body["transcription"]["status"] == "REQUESTED"

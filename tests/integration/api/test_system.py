@@ -12,10 +12,10 @@ from pathlib import Path
 
 import aiohttp
 
-from api.db.enums import JobStatus, SessionStatus
-from api.db.repository import Repository
 from api.metrics import ApiMetrics
 from api.sweeper import sweep_once
+from store.enums import JobStatus, SessionStatus
+from store.stores import Store
 from tests.integration.api.conftest import Client, api_settings
 from tests.integration.api.support import ADMIN_KEY, JWT_SECRET, user
 
@@ -52,23 +52,24 @@ async def test_metrics_after_traffic(client: Client) -> None:
     assert "transcriber_http_request_duration_seconds_count" in text
 
 
-async def test_sweeper_ends_inactive_and_expires_unstarted(repo: Repository) -> None:
+async def test_sweeper_ends_inactive_and_expires_unstarted(repo: Store) -> None:
     now = dt.datetime.now(dt.UTC)
-    idle = await repo.create_session(space_id="s", created_by="u")
-    await repo.participant_joined(idle.id, "u", now=now - dt.timedelta(minutes=45))
-    await repo.request_transcription(idle.id)
-    busy = await repo.create_session(space_id="s", created_by="u")
-    await repo.participant_joined(busy.id, "u", now=now)
-    stale = await repo.create_session(
+    idle = await repo.sessions.create_session(space_id="s", created_by="u")
+    await repo.sessions.participant_joined(idle.id, "u", now=now - dt.timedelta(minutes=45))
+    await repo.jobs.request_transcription(idle.id)
+    busy = await repo.sessions.create_session(space_id="s", created_by="u")
+    await repo.sessions.participant_joined(busy.id, "u", now=now)
+    stale = await repo.sessions.create_session(
         space_id="s", created_by="u", now=now - dt.timedelta(hours=25)
     )
-    fresh = await repo.create_session(space_id="s", created_by="u")
+    fresh = await repo.sessions.create_session(space_id="s", created_by="u")
     settings = api_settings(session_inactive_minutes=30, session_expire_hours=24)
     metrics = ApiMetrics()
     result = await sweep_once(repo, settings, metrics=metrics)
     assert (result.ended, result.expired) == ([idle.slug], [stale.slug])
     statuses = {
-        s.slug: s.status for s in await repo.list_sessions(space_id="s", include_expired=True)
+        s.slug: s.status
+        for s in await repo.sessions.list_sessions(space_id="s", include_expired=True)
     }
     assert statuses == {
         idle.slug: SessionStatus.ENDED,
@@ -76,7 +77,7 @@ async def test_sweeper_ends_inactive_and_expires_unstarted(repo: Repository) -> 
         stale.slug: SessionStatus.EXPIRED,
         fresh.slug: SessionStatus.CREATED,
     }
-    job = await repo.get_job(idle.id)
+    job = await repo.jobs.get_job(idle.id)
     assert job is not None and job.status is JobStatus.STOPPED
     assert metrics.sweeps.labels("ended")._value.get() == 1
     assert (await sweep_once(repo, settings)).ended == []

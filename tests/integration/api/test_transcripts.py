@@ -11,11 +11,9 @@ import docx
 import pytest
 import srt
 import webvtt
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.db.records import SessionRecord, TranscriptPage
-from api.db.repository import Repository
-from api.queries import TranscriptReader
+from store.records import SessionRecord, TranscriptPage
+from store.stores import Store
 from tests.integration.api.conftest import Client
 from tests.integration.api.support import seed_transcript, user
 
@@ -28,8 +26,10 @@ LINES = [
 
 
 @pytest.fixture
-async def session(repo: Repository) -> SessionRecord:
-    record = await repo.create_session(space_id="space-a", created_by="ivan", title="Планёрка")
+async def session(repo: Store) -> SessionRecord:
+    record = await repo.sessions.create_session(
+        space_id="space-a", created_by="ivan", title="Планёрка"
+    )
     await seed_transcript(repo, record, LINES)
     return record
 
@@ -145,12 +145,12 @@ async def test_txt_docx_json_downloads(client: Client, session: SessionRecord) -
 
 
 async def test_large_export_streams_across_batches(
-    client: Client, repo: Repository, monkeypatch: pytest.MonkeyPatch
+    client: Client, repo: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from api.routes import transcripts
 
     monkeypatch.setattr(transcripts, "EXPORT_BATCH", 7)
-    record = await repo.create_session(space_id="space-a", created_by="ivan")
+    record = await repo.sessions.create_session(space_id="space-a", created_by="ivan")
     lines = [("p", "Пётр", i * 1000, i * 1000 + 900, f"Фраза номер {i}") for i in range(30)]
     await seed_transcript(repo, record, lines)
     body, _ = await _download(client, record, "srt")
@@ -163,8 +163,8 @@ async def test_large_export_streams_across_batches(
     assert len(captions.captions) == 30
 
 
-async def test_empty_transcript_downloads(client: Client, repo: Repository) -> None:
-    record = await repo.create_session(space_id="space-a", created_by="ivan")
+async def test_empty_transcript_downloads(client: Client, repo: Store) -> None:
+    record = await repo.sessions.create_session(space_id="space-a", created_by="ivan")
     assert (await _download(client, record, "srt"))[0] == b""
     assert json.loads((await _download(client, record, "json"))[0])["segments"] == []
     page = await (
@@ -183,23 +183,22 @@ async def test_transcript_of_another_space_is_404(client: Client, session: Sessi
         assert response.status == 404
 
 
-async def test_one_statement_reader_returns_what_the_repository_does(
-    repo: Repository, sessionmaker: async_sessionmaker[AsyncSession], session: SessionRecord
+async def test_session_page_is_the_session_and_its_transcript_page(
+    repo: Store, session: SessionRecord
 ) -> None:
-    """The API's hot-path read (api.queries.TranscriptReader) is the repository's page."""
-    engine = sessionmaker.kw["bind"]
-    reader = TranscriptReader(engine)
+    """The API's hot-path read (one statement by slug) returns the session and the same page as
+    ``transcript_page`` of that session, page after page."""
     after = None
     for limit in (1, 2, 5):
-        found = await reader.page(session.slug, after=after, limit=limit)
+        found = await repo.transcripts.session_page(session.slug, after=after, limit=limit)
         assert found is not None
         record, page = found
-        assert record == await repo.get_session(session.slug)
-        assert page == await repo.transcript_page(session.id, after=after, limit=limit)
+        assert record == await repo.sessions.get_session(session.slug)
+        assert page == await repo.transcripts.transcript_page(session.id, after=after, limit=limit)
         after = page.next_cursor
-    assert await reader.page("no-such-slug", after=None, limit=10) is None
-    empty = await repo.create_session(space_id="space-a", created_by="x")
-    found = await reader.page(empty.slug, after=None, limit=10)
+    assert await repo.transcripts.session_page("no-such-slug", after=None, limit=10) is None
+    empty = await repo.sessions.create_session(space_id="space-a", created_by="x")
+    found = await repo.transcripts.session_page(empty.slug, after=None, limit=10)
     assert found is not None and found[1] == TranscriptPage(items=[], next_cursor=None)
 
 

@@ -12,10 +12,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.db.models import TrackUsage
-from api.db.records import SessionRecord, UsageGroupBy
-from api.db.repository import Repository
-from api.queries import UsageReader
+from store.models import TrackUsage
+from store.records import SessionRecord, UsageGroupBy
+from store.stores import Store
 from tests.integration.api.conftest import Client
 from tests.integration.api.support import admin, seed_usage, user
 
@@ -23,10 +22,10 @@ TODAY = dt.datetime.now(dt.UTC).date()
 
 
 @pytest.fixture
-async def sessions(repo: Repository) -> tuple[SessionRecord, SessionRecord]:
-    one = await repo.create_session(space_id="space-a", created_by="alice", title="Один")
-    two = await repo.create_session(space_id="space-a", created_by="bob", title="Два")
-    other = await repo.create_session(space_id="space-b", created_by="eve")
+async def sessions(repo: Store) -> tuple[SessionRecord, SessionRecord]:
+    one = await repo.sessions.create_session(space_id="space-a", created_by="alice", title="Один")
+    two = await repo.sessions.create_session(space_id="space-a", created_by="bob", title="Два")
+    other = await repo.sessions.create_session(space_id="space-b", created_by="eve")
     await seed_usage(repo, one, "alice", "61")  # 2 billed minutes
     await seed_usage(repo, one, "bob", "60")  # 1
     await seed_usage(repo, two, "bob", "0.5", price="0.05")  # 1 at 0.05
@@ -174,18 +173,17 @@ async def test_bad_report_query_is_422(client: Client, params: dict[str, str]) -
 
 @pytest.mark.parametrize("group_by", ["day", "participant", "user", "session"])
 @pytest.mark.parametrize("user_id", [None, "bob", "nobody"])
-async def test_usage_reader_returns_what_the_repository_does(
-    repo: Repository,
-    sessionmaker: async_sessionmaker[AsyncSession],
+async def test_space_report_is_the_general_report(
+    repo: Store,
     sessions: tuple[SessionRecord, SessionRecord],
     group_by: str,
     user_id: str | None,
 ) -> None:
-    """The API's prepared-statement report (api.queries.UsageReader) is the repository's."""
+    """A report of one space in UTC (the API's, from statements built once) equals the same
+    report computed by the general query (a zone named otherwise, equal to UTC)."""
     one, _ = sessions
     await seed_usage(repo, one, "carol", "3600.001", track_sid="TR_carol_2", price="0.02")
-    await repo.delete_session(one.id)  # detached rows (billing history) group under None
-    reader = UsageReader(sessionmaker.kw["bind"])
+    await repo.sessions.delete_session(one.id)  # detached rows (billing history) group under None
     start = dt.datetime.combine(TODAY.replace(day=1), dt.time(), dt.UTC)
     end = start + dt.timedelta(days=40)
     args: dict[str, Any] = {
@@ -195,6 +193,6 @@ async def test_usage_reader_returns_what_the_repository_does(
         "space_id": "space-a",
         "user_id": user_id,
     }
-    mine = await reader.report(**args)
-    assert mine == await repo.usage_report(**args)
+    mine = await repo.usage.usage_report(**args)
+    assert mine == await repo.usage.usage_report(**args, tz="Etc/UTC")
     assert (mine.groups != []) == (user_id != "nobody")

@@ -9,11 +9,11 @@ import docx
 import srt
 import webvtt
 
-from api.exports import (
+from api.exports import content_disposition
+from core.transcripts import (
     ExportFormat,
     ExportHeader,
     ExportSegment,
-    content_disposition,
     encode_chunks,
     render_docx,
     render_json,

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from api.db.errors import NotFound, StorageUnavailable
-from api.db.records import FinalSegment, UpsertOutcome, WordTiming
 from bot.spool import FinalSpool, decode, encode, running
+from core.errors import NotFound, StorageUnavailable
+from store.records import FinalSegment, UpsertOutcome, WordTiming
 
 
 class FlakyStore:

@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from api.db.records import JobLease
 from bot.config import BotSettings
 from bot.worker import Worker, _RoomHandle
+from store.records import JobLease
 
 
 def lease(job_id: int, attempt: int) -> JobLease:
@@ -17,6 +17,7 @@ class QueueRepo:
 
     def __init__(self, *leases: JobLease) -> None:
         self.leases = list(leases)
+        self.jobs = self  # Store.jobs
 
     async def claim_job(self, worker_id: str, **_: Any) -> JobLease | None:
         return self.leases.pop(0) if self.leases else None

@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from bot.errors import AsrError
 from bot.pipeline.asr import DecodeRequest, Hypothesis, RecognizedWord
 from bot.pipeline.types import SAMPLE_RATE_HZ
 from bot.pipeline.vad import Float32Array
+from core.errors import AsrError
 
 
 class AmplitudeVad:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import ModelUnavailableError
 from bot.pipeline import models
+from core.errors import ModelUnavailableError
 
 
 def fake_parts(tmp_path: Path, sizes: tuple[int, int]) -> tuple[Path, Path]:

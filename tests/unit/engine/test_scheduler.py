@@ -6,9 +6,9 @@ import threading
 import numpy as np
 import pytest
 
-from bot.errors import AsrError
 from bot.pipeline.asr import DecodeRequest
 from bot.pipeline.scheduler import DecodeScheduler
+from core.errors import AsrError
 from tests.unit.engine.fakes import ScriptedRecognizer
 
 

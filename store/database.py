@@ -3,7 +3,7 @@
 ::
 
     async with open_database(DatabaseSettings()) as db:   # the API's and the bot's __main__
-        app = make_app(db.repository, db.sessionmaker)
+        app = make_app(db.store, db.sessionmaker)
         ...
 
 Leaving the block disposes of the engine and stops the embedded server (the last user stops it).
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from api.db.embedded import EmbeddedPostgres
-from api.db.engine import create_engine, create_sessionmaker, redact_url
-from api.db.migrate import upgrade
-from api.db.repository import Repository
-from api.db.settings import DatabaseSettings
+from store.embedded import EmbeddedPostgres
+from store.engine import create_engine, create_sessionmaker, redact_url
+from store.migrate import upgrade
+from store.settings import DatabaseSettings
+from store.stores import Store
 
 __all__ = ["Database", "ResolvedDatabase", "open_database", "resolve_database_url"]
 
@@ -56,7 +56,7 @@ class Database:
     url: str
     engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
-    repository: Repository
+    store: Store
 
 
 @asynccontextmanager
@@ -78,7 +78,7 @@ async def open_database(
                 await upgrade(engine)
             _log.info("database ready", extra={"url": redact_url(resolved.url)})
             sessionmaker = create_sessionmaker(engine)
-            yield Database(resolved.url, engine, sessionmaker, Repository(sessionmaker))
+            yield Database(resolved.url, engine, sessionmaker, Store(sessionmaker))
         finally:
             await engine.dispose()
     finally:

@@ -54,7 +54,7 @@ from types import TracebackType
 
 from sqlalchemy.engine import URL
 
-from api.db.errors import EmbeddedPostgresError
+from core.errors import EmbeddedPostgresError
 
 __all__ = ["DEFAULT_DATABASE", "DEFAULT_SYSTEM_USER", "EmbeddedPostgres", "postgres_bin_dir"]
 

@@ -6,15 +6,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.db.records import FinalSegment, SegmentCursor, UpsertOutcome, WordTiming
-from api.db.repository import Repository
+from store.records import FinalSegment, SegmentCursor, UpsertOutcome, WordTiming
+from store.stores import Store
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 
 
-async def _session(repo: Repository) -> int:
-    s = await repo.create_session(space_id="sp", created_by="u", now=T0)
-    await repo.participant_joined(s.id, "alice", name="Alice", now=T0)
+async def _session(repo: Store) -> int:
+    s = await repo.sessions.create_session(space_id="sp", created_by="u", now=T0)
+    await repo.sessions.participant_joined(s.id, "alice", name="Alice", now=T0)
     return s.id
 
 
@@ -31,15 +31,15 @@ def _seg(session_id: int, n: int, text: str, *, track: str = "TR_a", **kw: objec
     )
 
 
-async def test_upsert_is_idempotent(repo: Repository) -> None:
+async def test_upsert_is_idempotent(repo: Store) -> None:
     sid = await _session(repo)
     words = (WordTiming("Привет", 0, 400, 0.93), WordTiming("всем", 400, 900, None))
     seg = _seg(sid, 0, "Привет всем", words=words, confidence=0.9, model="base", language="ru")
-    assert await repo.upsert_final_segment(seg) is UpsertOutcome.INSERTED
-    assert await repo.upsert_final_segment(seg) is UpsertOutcome.UNCHANGED  # replay
-    assert await repo.upsert_final_segments([seg, seg]) == [UpsertOutcome.UNCHANGED] * 2
+    assert await repo.transcripts.upsert_final_segment(seg) is UpsertOutcome.INSERTED
+    assert await repo.transcripts.upsert_final_segment(seg) is UpsertOutcome.UNCHANGED  # replay
+    assert await repo.transcripts.upsert_final_segments([seg, seg]) == [UpsertOutcome.UNCHANGED] * 2
 
-    page = await repo.transcript_page(sid, include_words=True)
+    page = await repo.transcripts.transcript_page(sid, include_words=True)
     (stored,) = page.items
     assert stored.text == "Привет всем" and stored.words == words
     assert stored.participant_identity == "alice" and stored.participant_name == "Alice"
@@ -47,20 +47,20 @@ async def test_upsert_is_idempotent(repo: Repository) -> None:
 
     # same utterance, same track, new content (a corrected decode): replaced in place
     fixed = _seg(sid, 0, "Привет всем!", words=words, confidence=0.95, model="base")
-    assert await repo.upsert_final_segment(fixed) is UpsertOutcome.UPDATED
-    (updated,) = (await repo.transcript_page(sid)).items
+    assert await repo.transcripts.upsert_final_segment(fixed) is UpsertOutcome.UPDATED
+    (updated,) = (await repo.transcripts.transcript_page(sid)).items
     assert updated.id == stored.id and updated.text == "Привет всем!"
 
     # another track claiming the same utterance id does not overwrite it
     clash = FinalSegment(sid, "TR_a-0", "TR_b", "чужой текст", 0, 10)
-    assert await repo.upsert_final_segment(clash) is UpsertOutcome.CONFLICT
-    assert (await repo.transcript_page(sid)).items[0].text == "Привет всем!"
-    assert await repo.count_segments(sid) == 1
+    assert await repo.transcripts.upsert_final_segment(clash) is UpsertOutcome.CONFLICT
+    assert (await repo.transcripts.transcript_page(sid)).items[0].text == "Привет всем!"
+    assert await repo.transcripts.count_segments(sid) == 1
 
 
-async def test_batch_upsert_outcomes_in_order(repo: Repository) -> None:
+async def test_batch_upsert_outcomes_in_order(repo: Store) -> None:
     sid = await _session(repo)
-    await repo.upsert_final_segment(_seg(sid, 1, "one"))
+    await repo.transcripts.upsert_final_segment(_seg(sid, 1, "one"))
     batch = [
         _seg(sid, 1, "one"),  # unchanged
         _seg(sid, 2, "two"),  # new
@@ -68,7 +68,7 @@ async def test_batch_upsert_outcomes_in_order(repo: Repository) -> None:
         _seg(sid, 3, "three"),
         FinalSegment(10**9, "x", "TR_z", "gone", 0, 1),  # session deleted meanwhile
     ]
-    outcomes = await repo.upsert_final_segments(batch)
+    outcomes = await repo.transcripts.upsert_final_segments(batch)
     assert outcomes == [
         UpsertOutcome.UNCHANGED,
         UpsertOutcome.INSERTED,
@@ -76,54 +76,58 @@ async def test_batch_upsert_outcomes_in_order(repo: Repository) -> None:
         UpsertOutcome.INSERTED,
         UpsertOutcome.SESSION_MISSING,
     ]
-    assert [s.text for s in (await repo.transcript_page(sid)).items] == ["one", "two", "three"]
+    assert [s.text for s in (await repo.transcripts.transcript_page(sid)).items] == [
+        "one",
+        "two",
+        "three",
+    ]
 
 
-async def test_large_replay_batch(repo: Repository) -> None:
+async def test_large_replay_batch(repo: Store) -> None:
     """A reconnecting bot flushes its queue: more rows than one INSERT chunk, then again."""
     sid = await _session(repo)
     batch = [_seg(sid, n, f"utterance {n}") for n in range(1200)]
-    assert set(await repo.upsert_final_segments(batch)) == {UpsertOutcome.INSERTED}
-    assert set(await repo.upsert_final_segments(batch)) == {UpsertOutcome.UNCHANGED}
-    assert await repo.count_segments(sid) == 1200
+    assert set(await repo.transcripts.upsert_final_segments(batch)) == {UpsertOutcome.INSERTED}
+    assert set(await repo.transcripts.upsert_final_segments(batch)) == {UpsertOutcome.UNCHANGED}
+    assert await repo.transcripts.count_segments(sid) == 1200
 
 
-async def test_unknown_participant_and_late_link(repo: Repository) -> None:
+async def test_unknown_participant_and_late_link(repo: Store) -> None:
     sid = await _session(repo)
     seg = FinalSegment(sid, "u1", "TR_c", "who?", 0, 5, participant_identity="carol")
-    assert await repo.upsert_final_segment(seg) is UpsertOutcome.INSERTED
-    assert (await repo.transcript_page(sid)).items[0].participant_id is None
-    await repo.participant_joined(sid, "carol", name="Carol")
-    assert await repo.upsert_final_segment(seg) is UpsertOutcome.UPDATED  # now linkable
-    assert (await repo.transcript_page(sid)).items[0].participant_name == "Carol"
+    assert await repo.transcripts.upsert_final_segment(seg) is UpsertOutcome.INSERTED
+    assert (await repo.transcripts.transcript_page(sid)).items[0].participant_id is None
+    await repo.sessions.participant_joined(sid, "carol", name="Carol")
+    assert await repo.transcripts.upsert_final_segment(seg) is UpsertOutcome.UPDATED  # now linkable
+    assert (await repo.transcripts.transcript_page(sid)).items[0].participant_name == "Carol"
     # a re-send that does not know the participant keeps the link
     anon = FinalSegment(sid, "u1", "TR_c", "who?", 0, 5)
-    assert await repo.upsert_final_segment(anon) is UpsertOutcome.UNCHANGED
+    assert await repo.transcripts.upsert_final_segment(anon) is UpsertOutcome.UNCHANGED
 
 
-async def test_invalid_timeline_rejected(repo: Repository) -> None:
+async def test_invalid_timeline_rejected(repo: Store) -> None:
     sid = await _session(repo)
     with pytest.raises(ValueError, match="timeline"):
-        await repo.upsert_final_segment(FinalSegment(sid, "u", "TR", "x", 10, 5))
+        await repo.transcripts.upsert_final_segment(FinalSegment(sid, "u", "TR", "x", 10, 5))
 
 
-async def test_keyset_pages_follow_the_timeline(repo: Repository) -> None:
+async def test_keyset_pages_follow_the_timeline(repo: Store) -> None:
     sid = await _session(repo)
     # two tracks interleaved, inserted out of order, with a tie on start_ms
     segs = [_seg(sid, n, f"a{n}") for n in (4, 0, 2)] + [
         _seg(sid, n, f"b{n}", track="TR_b") for n in (1, 3, 2)
     ]
-    await repo.upsert_final_segments(segs)
+    await repo.transcripts.upsert_final_segments(segs)
     seen: list[str] = []
     cursor: SegmentCursor | None = None
     while True:
-        page = await repo.transcript_page(sid, after=cursor, limit=4)
+        page = await repo.transcripts.transcript_page(sid, after=cursor, limit=4)
         seen += [s.text for s in page.items]
         if page.next_cursor is None:
             break
         cursor = SegmentCursor.decode(page.next_cursor.encode())
     assert seen == ["a0", "b1", "a2", "b2", "b3", "a4"]
-    assert [s.text async for s in repo.iter_segments(sid, batch_size=2)] == seen
+    assert [s.text async for s in repo.transcripts.iter_segments(sid, batch_size=2)] == seen
 
 
 def test_cursor_encoding_rejects_garbage() -> None:
@@ -175,25 +179,27 @@ TEXTS = [
         ("nothing-like-this", set()),
     ],
 )
-async def test_search_russian_and_english(repo: Repository, q: str, expected: set[int]) -> None:
+async def test_search_russian_and_english(repo: Store, q: str, expected: set[int]) -> None:
     sid = await _session(repo)
-    await repo.upsert_final_segments([_seg(sid, n, text) for n, text in enumerate(TEXTS)])
-    other = await repo.create_session(space_id="sp", created_by="u")
-    await repo.upsert_final_segment(FinalSegment(other.id, "x", "TR", TEXTS[0], 0, 1))
-    page = await repo.transcript_page(sid, q=q)
+    await repo.transcripts.upsert_final_segments(
+        [_seg(sid, n, text) for n, text in enumerate(TEXTS)]
+    )
+    other = await repo.sessions.create_session(space_id="sp", created_by="u")
+    await repo.transcripts.upsert_final_segment(FinalSegment(other.id, "x", "TR", TEXTS[0], 0, 1))
+    page = await repo.transcripts.transcript_page(sid, q=q)
     assert {TEXTS.index(s.text) for s in page.items} == expected
-    assert await repo.count_segments(sid, q=q) == len(expected)
+    assert await repo.transcripts.count_segments(sid, q=q) == len(expected)
 
 
-async def test_blank_query_means_no_filter(repo: Repository) -> None:
+async def test_blank_query_means_no_filter(repo: Store) -> None:
     sid = await _session(repo)
-    await repo.upsert_final_segments([_seg(sid, n, t) for n, t in enumerate(TEXTS[:3])])
-    assert len((await repo.transcript_page(sid, q="   ")).items) == 3
+    await repo.transcripts.upsert_final_segments([_seg(sid, n, t) for n, t in enumerate(TEXTS[:3])])
+    assert len((await repo.transcripts.transcript_page(sid, q="   ")).items) == 3
 
 
-async def test_finals_count_as_activity(repo: Repository) -> None:
+async def test_finals_count_as_activity(repo: Store) -> None:
     sid = await _session(repo)
     later = T0 + timedelta(minutes=10)
-    await repo.upsert_final_segment(_seg(sid, 0, "hi"), now=later)
-    s = await repo.get_session_by_id(sid)
+    await repo.transcripts.upsert_final_segment(_seg(sid, 0, "hi"), now=later)
+    s = await repo.sessions.get_session_by_id(sid)
     assert s is not None and s.last_activity_at == later

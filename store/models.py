@@ -1,7 +1,8 @@
 """SQLAlchemy 2 models: the schema the Alembic chain in ``migrations/`` creates.
 
-Every table, constraint and index here exists in a migration; ``tests/integration/db`` compares the
-two after ``alembic upgrade head``. Timestamps are ``timestamptz``; money is ``NUMERIC``.
+Every table, constraint and index here exists in a migration; ``tests/integration/store``
+compares the two after ``alembic upgrade head``. Timestamps are ``timestamptz``; money is
+``NUMERIC``.
 
 Times on the transcript timeline (``start_ms``/``end_ms``) are milliseconds from the session's
 start, so segments of different tracks sort into one transcript; wall-clock times are separate.
@@ -35,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from api.db.enums import JobStatus, ParticipantRole, SessionStatus
+from store.enums import JobStatus, ParticipantRole, SessionStatus
 
 __all__ = [
     "SEARCH_CONFIG",
@@ -50,7 +51,7 @@ __all__ = [
 
 # Text search configuration of ``segments.search_vector``: PostgreSQL's ``russian`` configuration
 # stems Cyrillic words with the Russian Snowball stemmer and ASCII words with the English one, so
-# one vector serves both languages the product is evaluated on (see repository.transcript_page).
+# one vector serves both languages the product is evaluated on (see store.transcripts).
 SEARCH_CONFIG = "russian"
 
 NAMING_CONVENTION = {

@@ -1,4 +1,4 @@
-"""Foreign exceptions become storage errors at the repository edge."""
+"""Foreign exceptions become storage errors at the store's edge (store.base)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,18 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db.engine import create_engine, create_sessionmaker, normalize_database_url, redact_url
-from api.db.errors import StorageUnavailable
-from api.db.notify import JobListener
-from api.db.repository import Repository
+from core.errors import StorageUnavailable
+from store.engine import create_engine, create_sessionmaker, normalize_database_url, redact_url
+from store.notify import JobListener
+from store.stores import Store
 
 
 async def test_unreachable_database_is_retryable() -> None:
     engine = create_engine("postgresql://postgres@127.0.0.1:1/nothing", pool=False)
     try:
-        repo = Repository(create_sessionmaker(engine))
+        repo = Store(create_sessionmaker(engine))
         with pytest.raises(StorageUnavailable) as err:
-            await repo.get_session("x")
+            await repo.sessions.get_session("x")
         assert err.value.retryable
     finally:
         await engine.dispose()

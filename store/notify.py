@@ -1,6 +1,6 @@
 """``LISTEN``/``NOTIFY`` for transcription jobs.
 
-The repository sends ``pg_notify(JOB_CHANNEL, payload)`` in the transaction that requests, releases
+The job store sends ``pg_notify(JOB_CHANNEL, payload)`` in the transaction that requests, releases
 or stops a job, so listeners hear of it only once it is committed. A notification is a hint: a
 worker that missed one (disconnected, queue full) still finds the job on its next periodic claim.
 """
@@ -15,9 +15,9 @@ from typing import Final
 
 import asyncpg  # type: ignore[import-untyped]
 
-from api.db.engine import asyncpg_dsn
-from api.db.errors import StorageUnavailable
-from api.db.records import JobNotification
+from core.errors import StorageUnavailable
+from store.engine import asyncpg_dsn
+from store.records import JobNotification
 
 __all__ = ["JOB_CHANNEL", "JobListener", "job_payload"]
 
@@ -47,7 +47,7 @@ class JobListener:
         async with JobListener(database_url) as listener:
             while True:
                 note = await listener.wait(timeout_s=10)  # None on timeout: poll anyway
-                lease = await repo.claim_job(worker_id)
+                lease = await repo.jobs.claim_job(worker_id)
 
     At most ``max_pending`` notifications wait; beyond that the oldest are dropped (each one only
     says "claim now"). :meth:`wait` raises :class:`StorageUnavailable` once the connection dies;

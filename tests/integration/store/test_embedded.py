@@ -12,11 +12,11 @@ from pathlib import Path
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from api.db.database import open_database
-from api.db.embedded import EmbeddedPostgres
-from api.db.engine import asyncpg_dsn
-from api.db.errors import EmbeddedPostgresError
-from api.db.settings import DatabaseSettings
+from core.errors import EmbeddedPostgresError
+from store.database import open_database
+from store.embedded import EmbeddedPostgres
+from store.engine import asyncpg_dsn
+from store.settings import DatabaseSettings
 
 
 @pytest.fixture
@@ -73,11 +73,11 @@ async def test_start_attach_stop_restart(pg_root: Path) -> None:
 
 
 async def test_open_database_without_database_url(pg_root: Path) -> None:
-    """No DATABASE_URL: embedded server, migrations applied, repository usable, then stopped."""
+    """No DATABASE_URL: embedded server, migrations applied, store usable, then stopped."""
     settings = DatabaseSettings(database_url=None, embedded_pg_dir=pg_root)
     async with open_database(settings) as db:
-        session = await db.repository.create_session(space_id="s", created_by="u", title="x")
-        assert (await db.repository.get_session(session.slug)) == session
+        session = await db.store.sessions.create_session(space_id="s", created_by="u", title="x")
+        assert (await db.store.sessions.get_session(session.slug)) == session
     assert not (pg_root / "data" / "postmaster.pid").exists()
 
 

@@ -1,4 +1,4 @@
-"""Plain values the repository takes and returns.
+"""Plain values the stores take and return.
 
 Reads return frozen dataclasses, not ORM objects: nothing lazy-loads after the transaction closed,
 and the API's schemas and the bot depend on these shapes only.
@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from api.db.enums import JobStatus, ParticipantRole, SessionStatus
+from store.enums import JobStatus, ParticipantRole, SessionStatus
 
 __all__ = [
     "FinalSegment",
@@ -352,7 +352,7 @@ class JobLease:
 
 @dataclass(frozen=True, slots=True)
 class JobNotification:
-    """Payload of a ``NOTIFY`` on :data:`api.db.notify.JOB_CHANNEL`. ``event`` is "requested"
+    """Payload of a ``NOTIFY`` on :data:`store.notify.JOB_CHANNEL`. ``event`` is "requested"
     (claim now) or "stopped" (the worker holding it should leave; its next heartbeat fails)."""
 
     event: str

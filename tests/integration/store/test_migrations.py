@@ -14,12 +14,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.db import migrate
-from api.db.database import open_database
-from api.db.engine import create_engine
-from api.db.models import Base
-from api.db.settings import DatabaseSettings
 from bot import cli
+from store import migrate
+from store.database import open_database
+from store.engine import create_engine
+from store.models import Base
+from store.settings import DatabaseSettings
 from tests.support.db import REPO_ROOT, TABLES
 
 
@@ -122,8 +122,8 @@ def test_concurrent_migrate_processes_serialise(empty_database_url: str) -> None
 async def test_open_database_migrates_the_given_url(empty_database_url: str) -> None:
     async with open_database(DatabaseSettings(database_url=empty_database_url)) as db:
         assert await migrate.current_revision(db.engine) == migrate.head_revision()
-        created = await db.repository.create_session(space_id="s", created_by="u")
-        assert await db.repository.get_session(created.slug) == created
+        created = await db.store.sessions.create_session(space_id="s", created_by="u")
+        assert await db.store.sessions.get_session(created.slug) == created
 
 
 def test_transcriber_migrate_cli(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from api.db.engine import create_engine, create_sessionmaker
-from api.db.records import UsageGroupBy
-from api.db.repository import Repository
 from bench.api_seed import LONG_SESSION_SEGMENTS, Plan, seed
+from store.engine import create_engine, create_sessionmaker
+from store.records import UsageGroupBy
+from store.stores import Store
 
 
 async def test_seed_tiny(empty_database_url: str) -> None:
@@ -16,13 +16,13 @@ async def test_seed_tiny(empty_database_url: str) -> None:
     assert (manifest.segments, manifest.usage_rows, manifest.participants) == (2450, 30, 24)
     engine = create_engine(empty_database_url, pool=False)
     try:
-        repo = Repository(create_sessionmaker(engine))
-        long = await repo.get_session(manifest.long_session_slug)
+        repo = Store(create_sessionmaker(engine))
+        long = await repo.sessions.get_session(manifest.long_session_slug)
         assert long is not None
-        assert await repo.count_segments(long.id) == LONG_SESSION_SEGMENTS
-        page = await repo.transcript_page(long.id, limit=5, include_words=True)
+        assert await repo.transcripts.count_segments(long.id) == LONG_SESSION_SEGMENTS
+        page = await repo.transcripts.transcript_page(long.id, limit=5, include_words=True)
         assert page.items[0].words and page.items[0].participant_identity == "p0"
-        report = await repo.usage_report(
+        report = await repo.usage.usage_report(
             space_id=manifest.report_space_id,
             start=datetime.fromisoformat(manifest.report_month_start),
             end=datetime.fromisoformat(manifest.report_month_end),
@@ -30,7 +30,7 @@ async def test_seed_tiny(empty_database_url: str) -> None:
         )
         assert report.totals and report.totals[0].tracks >= 1
         # identities continue after the copied ids
-        created = await repo.create_session(space_id="space-0000", created_by="u")
+        created = await repo.sessions.create_session(space_id="space-0000", created_by="u")
         assert created.id == plan.sessions + 1
     finally:
         await engine.dispose()

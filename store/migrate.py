@@ -26,7 +26,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.db.engine import create_engine, redact_url
+from store.engine import create_engine, redact_url
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -42,7 +42,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 # pg_advisory_xact_lock key held while migrating ("transcr" in ASCII)
 MIGRATION_LOCK_ID = 0x7472616E73637200
 
@@ -150,8 +150,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
 
     # imported here: plain `transcriber migrate --help` must not need the settings machinery
-    from api.db.embedded import EmbeddedPostgres
-    from api.db.settings import DatabaseSettings
+    from store.embedded import EmbeddedPostgres
+    from store.settings import DatabaseSettings
 
     embedded: EmbeddedPostgres | None = None
     try:

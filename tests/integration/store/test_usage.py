@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db.models import TrackUsage
-from api.db.money import billed_minutes, quantize_seconds, track_cost
-from api.db.records import UsageCheckpoint, UsageGroupBy
-from api.db.repository import Repository
+from store.models import TrackUsage
+from store.money import billed_minutes, quantize_seconds, track_cost
+from store.records import UsageCheckpoint, UsageGroupBy
+from store.stores import Store
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 PRICE = Decimal("0.01")
@@ -56,7 +56,7 @@ def test_money_rejects_negative() -> None:
 
 
 async def test_generated_columns_match_python(db: AsyncSession) -> None:
-    """PostgreSQL's generated billed_minutes/total_cost agree with api.db.money, exactly."""
+    """PostgreSQL's generated billed_minutes/total_cost agree with store.money, exactly."""
     rng = random.Random(5)
     edge = ["0", "0.001", "59.999", "60", "60.001", "119.999", "120", "120.001", "86400"]
     values = [Decimal(v) for v in edge]
@@ -91,17 +91,17 @@ async def test_generated_columns_match_python(db: AsyncSession) -> None:
         assert total == track_cost(seconds, price)
 
 
-async def _live(repo: Repository, space: str = "sp", *, at: datetime = T0) -> int:
-    s = await repo.create_session(space_id=space, created_by="owner", now=at)
-    await repo.participant_joined(s.id, "alice", name="Alice", user_id="user-a", now=at)
-    await repo.participant_joined(s.id, "bob", name="Bob", now=at)
+async def _live(repo: Store, space: str = "sp", *, at: datetime = T0) -> int:
+    s = await repo.sessions.create_session(space_id=space, created_by="owner", now=at)
+    await repo.sessions.participant_joined(s.id, "alice", name="Alice", user_id="user-a", now=at)
+    await repo.sessions.participant_joined(s.id, "bob", name="Bob", now=at)
     return s.id
 
 
 async def _track(
-    repo: Repository, sid: int, who: str, track: str, seconds: str, *, at: datetime = T0
+    repo: Store, sid: int, who: str, track: str, seconds: str, *, at: datetime = T0
 ) -> None:
-    await repo.open_track_usage(
+    await repo.usage.open_track_usage(
         session_id=sid,
         participant_identity=who,
         track_sid=track,
@@ -109,15 +109,15 @@ async def _track(
         cost_per_minute=PRICE,
         now=at,
     )
-    await repo.checkpoint_usage(
+    await repo.usage.checkpoint_usage(
         [UsageCheckpoint(sid, track, Decimal(seconds), Decimal(seconds) / 2, 5, 2, 0, True)],
         now=at,
     )
 
 
-async def test_checkpoints_add_increments_and_close(repo: Repository) -> None:
+async def test_checkpoints_add_increments_and_close(repo: Store) -> None:
     sid = await _live(repo)
-    await repo.open_track_usage(
+    await repo.usage.open_track_usage(
         session_id=sid,
         participant_identity="alice",
         track_sid="TR_a",
@@ -126,24 +126,24 @@ async def test_checkpoints_add_increments_and_close(repo: Repository) -> None:
         now=T0,
     )
     cp = UsageCheckpoint(sid, "TR_a", Decimal("30.0004"), Decimal("12.5"), 10, 2, 1)
-    assert await repo.checkpoint_usage([cp, cp], now=T0 + timedelta(seconds=30)) == 2
+    assert await repo.usage.checkpoint_usage([cp, cp], now=T0 + timedelta(seconds=30)) == 2
     missing = UsageCheckpoint(sid, "TR_missing", Decimal(1))
-    assert await repo.checkpoint_usage([missing]) == 0
-    (row,) = (await repo.session_usage(sid)).rows
+    assert await repo.usage.checkpoint_usage([missing]) == 0
+    (row,) = (await repo.usage.session_usage(sid)).rows
     assert row.audio_seconds == Decimal("60.000") and row.speech_seconds == Decimal("25.000")
     assert (row.partial_count, row.final_count, row.error_count) == (20, 4, 2)
     assert row.billed_minutes == 1 and row.total_cost == Decimal("0.01")
     assert row.ended_at is None and row.user_id == "user-a"
 
     # one more millisecond: a second billed minute
-    await repo.checkpoint_usage([UsageCheckpoint(sid, "TR_a", Decimal("0.001"))])
-    assert await repo.close_track_usage(sid, "TR_a", now=T0 + timedelta(minutes=2))
-    (row,) = (await repo.session_usage(sid)).rows
+    await repo.usage.checkpoint_usage([UsageCheckpoint(sid, "TR_a", Decimal("0.001"))])
+    assert await repo.usage.close_track_usage(sid, "TR_a", now=T0 + timedelta(minutes=2))
+    (row,) = (await repo.usage.session_usage(sid)).rows
     assert row.billed_minutes == 2 and row.total_cost == Decimal("0.02")
     assert row.ended_at == T0 + timedelta(minutes=2)
 
     # a worker taking the session over re-opens the track: same row, counters continue
-    reopened = await repo.open_track_usage(
+    reopened = await repo.usage.open_track_usage(
         session_id=sid,
         participant_identity="alice",
         track_sid="TR_a",
@@ -154,24 +154,24 @@ async def test_checkpoints_add_increments_and_close(repo: Repository) -> None:
     assert reopened.audio_seconds == Decimal("60.001") and reopened.cost_per_minute == PRICE
 
     with pytest.raises(ValueError):
-        await repo.checkpoint_usage([UsageCheckpoint(sid, "TR_a", Decimal(-1))])
+        await repo.usage.checkpoint_usage([UsageCheckpoint(sid, "TR_a", Decimal(-1))])
 
 
-async def test_session_totals_sum_per_track_billed_minutes(repo: Repository) -> None:
+async def test_session_totals_sum_per_track_billed_minutes(repo: Store) -> None:
     sid = await _live(repo)
     await _track(repo, sid, "alice", "TR_a", "30")  # 1 minute
     await _track(repo, sid, "bob", "TR_b", "30")  # 1 minute, not half of one shared minute
     await _track(repo, sid, "bob", "TR_b2", "0")  # opened, nothing transcribed: 0
-    usage = await repo.session_usage(sid)
+    usage = await repo.usage.session_usage(sid)
     assert [r.track_sid for r in usage.rows] == ["TR_a", "TR_b", "TR_b2"]
     (totals,) = usage.totals
     assert totals.tracks == 3 and totals.audio_seconds == Decimal("60.000")
     assert totals.billed_minutes == 2  # ceil per track, summed; ceil(60 s total) would be 1
     assert totals.total_cost == Decimal("0.02") and totals.currency == "USD"
-    assert (await repo.session_usage(10**9)).totals == []
+    assert (await repo.usage.session_usage(10**9)).totals == []
 
 
-async def test_usage_report_groupings_and_range(repo: Repository) -> None:
+async def test_usage_report_groupings_and_range(repo: Store) -> None:
     day1 = datetime(2026, 11, 2, 23, 30, tzinfo=UTC)
     day2 = datetime(2026, 11, 3, 9, 0, tzinfo=UTC)
     s1 = await _live(repo, at=day1)
@@ -186,7 +186,9 @@ async def test_usage_report_groupings_and_range(repo: Repository) -> None:
 
     start, end = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 12, 1, tzinfo=UTC)
 
-    by_day = await repo.usage_report(group_by=UsageGroupBy.DAY, space_id="sp", start=start, end=end)
+    by_day = await repo.usage.usage_report(
+        group_by=UsageGroupBy.DAY, space_id="sp", start=start, end=end
+    )
     assert [(g.day, g.totals.billed_minutes) for g in by_day.groups] == [
         (date(2026, 11, 2), 3),
         (date(2026, 11, 3), 2),
@@ -196,12 +198,12 @@ async def test_usage_report_groupings_and_range(repo: Repository) -> None:
     assert totals.tracks == 3
 
     # the same rows by day in Moscow time: 23:30 UTC is already the 3rd there
-    msk = await repo.usage_report(
+    msk = await repo.usage.usage_report(
         group_by=UsageGroupBy.DAY, space_id="sp", tz="Europe/Moscow", start=start, end=end
     )
     assert [(g.day, g.totals.billed_minutes) for g in msk.groups] == [(date(2026, 11, 3), 5)]
 
-    by_user = await repo.usage_report(
+    by_user = await repo.usage.usage_report(
         group_by=UsageGroupBy.USER, space_id="sp", start=start, end=end
     )
     assert [(g.user_id, g.totals.billed_minutes) for g in by_user.groups] == [
@@ -209,7 +211,7 @@ async def test_usage_report_groupings_and_range(repo: Repository) -> None:
         (None, 1),
     ]
 
-    by_participant = await repo.usage_report(
+    by_participant = await repo.usage.usage_report(
         group_by=UsageGroupBy.PARTICIPANT, session_id=s1, start=start, end=end
     )
     assert [
@@ -217,7 +219,7 @@ async def test_usage_report_groupings_and_range(repo: Repository) -> None:
         for g in by_participant.groups
     ] == [("alice", "Alice", s1, Decimal("0.02")), ("bob", "Bob", s1, Decimal("0.01"))]
 
-    by_session = await repo.usage_report(
+    by_session = await repo.usage.usage_report(
         group_by=UsageGroupBy.SESSION, space_id="sp", start=start, end=end
     )
     assert [(g.session_id, g.totals.billed_minutes) for g in by_session.groups] == [
@@ -226,7 +228,7 @@ async def test_usage_report_groupings_and_range(repo: Repository) -> None:
     ]
     assert by_session.groups[0].session_slug is not None
 
-    per_user = await repo.usage_report(
+    per_user = await repo.usage.usage_report(
         group_by=UsageGroupBy.SPACE, user_id="user-a", start=start, end=end
     )
     assert [(g.space_id, g.totals.billed_minutes) for g in per_user.groups] == [
@@ -235,11 +237,11 @@ async def test_usage_report_groupings_and_range(repo: Repository) -> None:
     ]
 
     # the range is [start, end): a track starting exactly at `end` is excluded
-    edge = await repo.usage_report(
+    edge = await repo.usage.usage_report(
         group_by=UsageGroupBy.SPACE, start=day2, end=day2 + timedelta(seconds=1)
     )
     assert sum(g.totals.tracks for g in edge.groups) == 2
-    empty = await repo.usage_report(
+    empty = await repo.usage.usage_report(
         group_by=UsageGroupBy.DAY,
         space_id="sp",
         start=day2 + timedelta(seconds=1),
@@ -248,22 +250,22 @@ async def test_usage_report_groupings_and_range(repo: Repository) -> None:
     assert empty.groups == [] and empty.totals == []
 
 
-async def test_usage_report_validates_arguments(repo: Repository) -> None:
+async def test_usage_report_validates_arguments(repo: Store) -> None:
     with pytest.raises(ValueError, match="after"):
-        await repo.usage_report(group_by=UsageGroupBy.DAY, start=T0, end=T0)
+        await repo.usage.usage_report(group_by=UsageGroupBy.DAY, start=T0, end=T0)
     with pytest.raises(ValueError, match="aware"):
-        await repo.usage_report(
+        await repo.usage.usage_report(
             group_by=UsageGroupBy.DAY, start=datetime(2026, 1, 1), end=datetime(2026, 2, 1)
         )
     with pytest.raises(ValueError, match="time zone"):
-        await repo.usage_report(
+        await repo.usage.usage_report(
             group_by=UsageGroupBy.DAY, start=T0, end=T0 + timedelta(1), tz="Mars/Olympus'"
         )
 
 
-async def test_currencies_are_never_mixed(repo: Repository) -> None:
+async def test_currencies_are_never_mixed(repo: Store) -> None:
     sid = await _live(repo)
-    await repo.open_track_usage(
+    await repo.usage.open_track_usage(
         session_id=sid,
         participant_identity="alice",
         track_sid="TR_eur",
@@ -272,9 +274,9 @@ async def test_currencies_are_never_mixed(repo: Repository) -> None:
         currency="EUR",
         now=T0,
     )
-    await repo.checkpoint_usage([UsageCheckpoint(sid, "TR_eur", Decimal(60))])
+    await repo.usage.checkpoint_usage([UsageCheckpoint(sid, "TR_eur", Decimal(60))])
     await _track(repo, sid, "bob", "TR_usd", "60")
-    totals = (await repo.session_usage(sid)).totals
+    totals = (await repo.usage.session_usage(sid)).totals
     assert [(t.currency, t.total_cost) for t in totals] == [
         ("EUR", Decimal("0.02")),
         ("USD", Decimal("0.01")),

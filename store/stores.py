@@ -1,0 +1,31 @@
+"""The stores the API and the bot share, built over one sessionmaker."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from store.jobs import JobStore
+from store.sessions import SessionStore
+from store.transcripts import TranscriptStore
+from store.usage import UsageStore
+
+__all__ = ["Store"]
+
+
+class Store:
+    """``Store(sessionmaker)``: cheap to build; each store's methods are one transaction (or one
+    read without a transaction) and return plain records (:mod:`store.records`).
+
+    * ``sessions``: sessions, the lifecycle sweeper, participants (:mod:`store.sessions`);
+    * ``transcripts``: final segments, pages, search, exports (:mod:`store.transcripts`);
+    * ``usage``: track usage, reports, quotas, limits (:mod:`store.usage`);
+    * ``jobs``: transcription jobs and their notifications (:mod:`store.jobs`).
+    """
+
+    __slots__ = ("jobs", "sessions", "transcripts", "usage")
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = SessionStore(sessionmaker)
+        self.transcripts = TranscriptStore(sessionmaker)
+        self.usage = UsageStore(sessionmaker)
+        self.jobs = JobStore(sessionmaker)
