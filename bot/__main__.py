@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
 from api import logs
+from bot import metrics as bot_metrics
 from bot.config import BotSettings
 from bot.errors import TranscriberError
 
@@ -51,6 +52,9 @@ async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
     from bot.spool import FinalSpool, running
     from bot.worker import Worker
 
+    bot_metrics.publish_price(
+        settings.transcription_cost_per_minute, settings.transcription_currency
+    )
     engine = build_engine(settings)
     async with open_database(DatabaseSettings(), application_name="transcriber-bot") as db:
         spool = FinalSpool(db.repository, settings.spool_dir, settings.worker_id)
