@@ -28,6 +28,10 @@ LIVEKIT_CONNECT_FAILURES = Counter(
 LIVEKIT_REJOINS = Counter(
     "transcriber_livekit_rejoins_total", "Rooms rejoined after LiveKit dropped the connection"
 )
+# 1 while the worker is connected to the database and listening for jobs (its /ready), else 0.
+WORKER_READY = Gauge(
+    "transcriber_worker_ready", "1 while the worker listens for jobs in the database, else 0"
+)
 # The price of a billed track minute, so dashboards can show spend per hour
 # (active tracks x 60 x price) without a copy of TRANSCRIPTION_COST_PER_MINUTE of their own.
 COST_PER_MINUTE = Gauge(

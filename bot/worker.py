@@ -251,9 +251,21 @@ class Worker:
         self.spool = spool
         self.database_url = database_url
         self.rooms: dict[int, _RoomHandle] = {}
-        self.ready = False
+        self._ready = False
+        metrics.WORKER_READY.set(0)
         self._lease_for = timedelta(seconds=settings.job_lease_s)
         self._recovering = asyncio.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """True while the job listener is connected: the model is loaded (the worker is built
+        after it) and the database answers. ``/ready`` and ``transcriber_worker_ready``."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
+        metrics.WORKER_READY.set(1 if value else 0)
 
     # -- main loop ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:

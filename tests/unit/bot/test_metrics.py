@@ -13,3 +13,32 @@ def test_publish_price_exports_the_configured_cost_per_minute() -> None:
     metrics.publish_price(Decimal("0.025"), "EUR")
     assert REGISTRY.get_sample_value("transcriber_cost_per_minute", {"currency": "EUR"}) == 0.025
     assert b'transcriber_cost_per_minute{currency="EUR"} 0.025' in generate_latest()
+
+
+def test_worker_readiness_is_exported() -> None:
+    from bot.config import BotSettings
+    from bot.worker import Worker
+
+    worker = Worker(BotSettings(), None, None, None, "")  # type: ignore[arg-type]
+    assert REGISTRY.get_sample_value("transcriber_worker_ready") == 0
+    worker.ready = True
+    assert REGISTRY.get_sample_value("transcriber_worker_ready") == 1
+    worker.ready = False
+    assert not worker.ready
+    assert REGISTRY.get_sample_value("transcriber_worker_ready") == 0
+
+
+async def test_bot_ready_endpoint_follows_the_worker() -> None:
+    from types import SimpleNamespace
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.__main__ import health_app
+
+    worker = SimpleNamespace(ready=False)
+    async with TestClient(TestServer(health_app(worker))) as client:
+        assert (await client.get("/health")).status == 200
+        assert (await client.get("/ready")).status == 503
+        worker.ready = True
+        assert (await client.get("/ready")).status == 200
+        assert b"transcriber_worker_ready" in await (await client.get("/metrics")).read()
