@@ -47,7 +47,7 @@ from tests.integration.conftest import database_url, db_server  # noqa: F401 - f
 from tests.support.netns import VethNamespace, unavailable_reason, veth_namespace
 from tests.support.redis import RedisProcess
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 
 CLIP = REPO_ROOT / "assets" / "eval" / "en_jfk_inaugural.wav"
 WAIT_S = 180.0
@@ -270,6 +270,11 @@ async def test_deploy_configs_run_a_meeting_with_every_panel_filled_and_no_alert
         procs.append(prometheus)
         prom = f"http://127.0.0.1:{prom_port}"
         wait_http(f"{prom}/-/ready", prometheus, 60)
+        # one scrape of every target before anyone speaks: rates count from there
+        deadline = time.monotonic() + 60
+        while len([r for r in prom_query(prom, "up") if r["value"][1] == "1"]) < 4:
+            assert time.monotonic() < deadline, prom_query(prom, "up")
+            await asyncio.sleep(1.0)
 
         # a meeting: a session, an API-issued token, a participant speaking a real recording
         admin_key = api_env["API_ADMIN_KEY"]
