@@ -349,3 +349,14 @@ def test_healthcheck_finds_the_role_from_pid_1() -> None:
     assert healthcheck.role(b"/opt/venv/bin/python\0/opt/venv/bin/transcriber\0api\0") == "api"
     assert healthcheck.url_for("api") == "http://127.0.0.1:8080/health"
     assert healthcheck.url_for("migrate") is None
+
+
+def test_alert_rules_fire_when_they_should() -> None:
+    """promtool's rule unit tests (tests/deploy/alerts_test.yml): each alert fires on its
+    failure and stays quiet in a healthy meeting."""
+    promtool = tool("promtool", "prometheus")
+    result = subprocess.run(
+        [promtool, "test", "rules", str(Path(__file__).with_name("alerts_test.yml"))],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
