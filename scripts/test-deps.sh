@@ -5,9 +5,10 @@
 # - npm: livekit-client and playwright-core for the browser tests, as pinned in
 #   tests/e2e/browser/package-lock.json;
 # - for tests/deploy (deploy/): Debian's prometheus (promtool, and the server the smoke test
-#   runs), and under .cache/deploy-tools/: the Docker Compose CLI plugin built with Go from its
+#   runs), and under .cache/deploy-tools/ (or $DEPLOY_TOOLS_DIR): the Docker Compose CLI plugin built with Go from its
 #   module (github.com/docker/compose/v2, for `docker compose config`; skipped when
-#   `docker compose` already works), kubernetes-validate from PyPI in a venv of its own (the
+#   `docker compose` already works), tests/deploy/dockerfile-check (BuildKit's Dockerfile
+#   checks, built with Go), kubernetes-validate from PyPI in a venv of its own (the
 #   Kubernetes JSON schemas, offline), and the Prometheus Operator's CRDs from its Go module.
 set -eu
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ if [ ! -f "$browser/node_modules/.package-lock.json" ] \
 fi
 
 # --- tests/deploy ---------------------------------------------------------------------------------
-tools=.cache/deploy-tools
+tools=${DEPLOY_TOOLS_DIR:-.cache/deploy-tools}
 COMPOSE_VERSION=v2.40.3
 KUBERNETES_VALIDATE_VERSION=1.37.0
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
@@ -57,6 +58,16 @@ if ! docker compose version >/dev/null 2>&1 && [ ! -x "$tools/bin/docker-compose
       -o "$PWD/../bin/docker-compose" ./cmd) && rm -rf "$tools/compose-src"
   else
     echo "test-deps: docker compose is missing and Go is not there to build it: tests/deploy will fail" >&2
+  fi
+fi
+if [ ! -x "$tools/bin/dockerfile-check" ] \
+    || [ tests/deploy/dockerfile-check/main.go -nt "$tools/bin/dockerfile-check" ]; then
+  if [ -x "$GO" ]; then
+    echo "test-deps: building tests/deploy/dockerfile-check (BuildKit's Dockerfile checks) with Go"
+    out="$(cd "$tools" && pwd)/bin/dockerfile-check"
+    (cd tests/deploy/dockerfile-check && GOFLAGS=-buildvcs=false "$GO" build -trimpath -o "$out" .)
+  else
+    echo "test-deps: Go is missing: the Dockerfile check of tests/deploy will fail" >&2
   fi
 fi
 if [ ! -x "$tools/venv/bin/kubernetes-validate" ]; then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -11,7 +12,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = REPO_ROOT / "deploy"
-TOOLS = REPO_ROOT / ".cache" / "deploy-tools"
+# where scripts/test-deps.sh puts the tools (DEPLOY_TOOLS_DIR moves them, for both)
+TOOLS = Path(os.environ.get("DEPLOY_TOOLS_DIR") or REPO_ROOT / ".cache" / "deploy-tools")
 INSTALL_HINT = "run `make test-deps` (scripts/test-deps.sh)"
 
 

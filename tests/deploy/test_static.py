@@ -264,6 +264,24 @@ def test_dockerfile_shape() -> None:
     assert {".venv", ".cache", ".git", ".data"} <= set(ignore)
 
 
+@pytest.mark.parametrize(
+    "build_args",
+    [[], ["ASR_DEVICE=cuda"], ["DIARIZATION=true"], ["ASR_DEVICE=cuda", "DIARIZATION=true"]],
+)
+def test_dockerfile_passes_buildkit_checks(build_args: list[str]) -> None:
+    """BuildKit's own parser, stage resolution and lint rules (`docker build --check`), for
+    every build-argument variant; no image is built or pulled."""
+    checker = TOOLS / "bin" / "dockerfile-check"
+    if not checker.is_file():
+        pytest.fail(f"tests/deploy/dockerfile-check is not built: {INSTALL_HINT} (needs Go)")
+    flags = [f"-build-arg={arg}" for arg in build_args]
+    result = subprocess.run(
+        [str(checker), *flags, str(DEPLOY / "Dockerfile")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def fake_transcriber(tmp_path: Path) -> dict[str, str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
