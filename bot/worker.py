@@ -234,6 +234,7 @@ class _RoomHandle:
     draining: bool = False
     lost: bool = False
     task: asyncio.Task[None] | None = None
+    live_tracks: int = 0  # tracks of this room being transcribed, as of the last checkpoint
 
 
 class Worker:
@@ -361,6 +362,12 @@ class Worker:
         finally:
             self.rooms.pop(lease.job_id, None)
             metrics.ACTIVE_ROOMS.set(len(self.rooms))
+            self._export_tracks()
+
+    def _export_tracks(self) -> None:
+        """``transcriber_active_tracks``: the tracks of every room of this worker (each room's
+        meter updates its own count; the gauge is their sum)."""
+        metrics.ACTIVE_TRACKS.set(sum(h.live_tracks for h in self.rooms.values()))
 
     async def _room_inner(self, handle: _RoomHandle) -> None:
         lease = handle.lease
@@ -476,7 +483,8 @@ class Worker:
         while True:
             await asyncio.sleep(self.settings.usage_checkpoint_s)
             await observer.checkpoint(room.usage)
-            metrics.ACTIVE_TRACKS.set(sum(1 for u in room.usage.values() if u.live is not None))
+            handle.live_tracks = sum(1 for u in room.usage.values() if u.live is not None)
+            self._export_tracks()
             metrics.SPOOL_PENDING.set(self.spool.pending)
             scheduler = self.engine.scheduler
             metrics.PARTIALS_DROPPED.set(scheduler.stats.partials_dropped)

@@ -42,3 +42,17 @@ async def test_bot_ready_endpoint_follows_the_worker() -> None:
         worker.ready = True
         assert (await client.get("/ready")).status == 200
         assert b"transcriber_worker_ready" in await (await client.get("/metrics")).read()
+
+
+def test_active_tracks_sum_every_room_of_the_worker() -> None:
+    """One worker holds several rooms: the gauge is their sum, and a room that ends leaves it."""
+    from bot.config import BotSettings
+    from bot.worker import Worker, _RoomHandle
+
+    worker = Worker(BotSettings(), None, None, None, "")  # type: ignore[arg-type]
+    worker.rooms = {1: _RoomHandle(None, live_tracks=2), 2: _RoomHandle(None, live_tracks=3)}  # type: ignore[arg-type]
+    worker._export_tracks()
+    assert REGISTRY.get_sample_value("transcriber_active_tracks") == 5
+    worker.rooms.pop(1)
+    worker._export_tracks()
+    assert REGISTRY.get_sample_value("transcriber_active_tracks") == 3
