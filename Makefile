@@ -29,7 +29,9 @@ livekit-server: setup
 	$(PY) -m lkserver install
 
 # What the end-to-end tests need beside Python: Redis (two official server nodes share one) and
-# iproute2 (network namespaces), from Debian when missing.
+# iproute2 (network namespaces), from Debian when missing; and tests/deploy's tools (Debian's
+# prometheus, the Compose plugin and BuildKit's Dockerfile checks built with Go,
+# kubernetes-validate and the Prometheus Operator's CRDs) under .cache/deploy-tools.
 test-deps:
 	@sh scripts/test-deps.sh
 

@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from bot import metrics as bot_metrics
 from bot.config import BotSettings
 from core import logs
 from core.errors import TranscriberError
@@ -51,6 +52,9 @@ async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
     from store.database import open_database
     from store.settings import DatabaseSettings
 
+    bot_metrics.publish_price(
+        settings.transcription_cost_per_minute, settings.transcription_currency
+    )
     engine = build_engine(settings)
     async with open_database(DatabaseSettings(), application_name="transcriber-bot") as db:
         spool = FinalSpool(db.store.transcripts, settings.spool_dir, settings.worker_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from prometheus_client import Counter, Gauge, Histogram
 
 ACTIVE_ROOMS = Gauge("transcriber_active_rooms", "Rooms this worker is in")
@@ -26,3 +28,19 @@ LIVEKIT_CONNECT_FAILURES = Counter(
 LIVEKIT_REJOINS = Counter(
     "transcriber_livekit_rejoins_total", "Rooms rejoined after LiveKit dropped the connection"
 )
+# 1 while the worker is connected to the database and listening for jobs (its /ready), else 0.
+WORKER_READY = Gauge(
+    "transcriber_worker_ready", "1 while the worker listens for jobs in the database, else 0"
+)
+# The price of a billed track minute, so dashboards can show spend per hour
+# (active tracks x 60 x price) without a copy of TRANSCRIPTION_COST_PER_MINUTE of their own.
+COST_PER_MINUTE = Gauge(
+    "transcriber_cost_per_minute",
+    "Price of one billed minute of a transcribed track (TRANSCRIPTION_COST_PER_MINUTE)",
+    ["currency"],
+)
+
+
+def publish_price(cost_per_minute: Decimal, currency: str) -> None:
+    """Export the configured price (called once at start)."""
+    COST_PER_MINUTE.labels(currency).set(float(cost_per_minute))

@@ -231,6 +231,7 @@ class _RoomHandle:
     draining: bool = False
     lost: bool = False
     task: asyncio.Task[None] | None = None
+    live_tracks: int = 0  # tracks of this room being transcribed, as of the last checkpoint
 
 
 class Worker:
@@ -248,9 +249,21 @@ class Worker:
         self.spool = spool
         self.database_url = database_url
         self.rooms: dict[int, _RoomHandle] = {}
-        self.ready = False
+        self._ready = False
+        metrics.WORKER_READY.set(0)
         self._lease_for = timedelta(seconds=settings.job_lease_s)
         self._recovering = asyncio.Lock()
+
+    @property
+    def ready(self) -> bool:
+        """True while the job listener is connected: the model is loaded (the worker is built
+        after it) and the database answers. ``/ready`` and ``transcriber_worker_ready``."""
+        return self._ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self._ready = value
+        metrics.WORKER_READY.set(1 if value else 0)
 
     # -- main loop ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -348,6 +361,12 @@ class Worker:
         finally:
             self.rooms.pop(lease.job_id, None)
             metrics.ACTIVE_ROOMS.set(len(self.rooms))
+            self._export_tracks()
+
+    def _export_tracks(self) -> None:
+        """``transcriber_active_tracks``: the tracks of every room of this worker (each room's
+        meter updates its own count; the gauge is their sum)."""
+        metrics.ACTIVE_TRACKS.set(sum(h.live_tracks for h in self.rooms.values()))
 
     async def _room_inner(self, handle: _RoomHandle) -> None:
         lease = handle.lease
@@ -463,7 +482,8 @@ class Worker:
         while True:
             await asyncio.sleep(self.settings.usage_checkpoint_s)
             await observer.checkpoint(room.usage)
-            metrics.ACTIVE_TRACKS.set(sum(1 for u in room.usage.values() if u.live is not None))
+            handle.live_tracks = sum(1 for u in room.usage.values() if u.live is not None)
+            self._export_tracks()
             metrics.SPOOL_PENDING.set(self.spool.pending)
             scheduler = self.engine.scheduler
             metrics.PARTIALS_DROPPED.set(scheduler.stats.partials_dropped)

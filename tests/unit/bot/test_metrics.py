@@ -1,0 +1,58 @@
+"""The worker's price gauge: what dashboards multiply active tracks by for spend per hour."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from prometheus_client import REGISTRY, generate_latest
+
+from bot import metrics
+
+
+def test_publish_price_exports_the_configured_cost_per_minute() -> None:
+    metrics.publish_price(Decimal("0.025"), "EUR")
+    assert REGISTRY.get_sample_value("transcriber_cost_per_minute", {"currency": "EUR"}) == 0.025
+    assert b'transcriber_cost_per_minute{currency="EUR"} 0.025' in generate_latest()
+
+
+def test_worker_readiness_is_exported() -> None:
+    from bot.config import BotSettings
+    from bot.worker import Worker
+
+    worker = Worker(BotSettings(), None, None, None, "")  # type: ignore[arg-type]
+    assert REGISTRY.get_sample_value("transcriber_worker_ready") == 0
+    worker.ready = True
+    assert REGISTRY.get_sample_value("transcriber_worker_ready") == 1
+    worker.ready = False
+    assert not worker.ready
+    assert REGISTRY.get_sample_value("transcriber_worker_ready") == 0
+
+
+async def test_bot_ready_endpoint_follows_the_worker() -> None:
+    from types import SimpleNamespace
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.__main__ import health_app
+
+    worker = SimpleNamespace(ready=False)
+    async with TestClient(TestServer(health_app(worker))) as client:
+        assert (await client.get("/health")).status == 200
+        assert (await client.get("/ready")).status == 503
+        worker.ready = True
+        assert (await client.get("/ready")).status == 200
+        assert b"transcriber_worker_ready" in await (await client.get("/metrics")).read()
+
+
+def test_active_tracks_sum_every_room_of_the_worker() -> None:
+    """One worker holds several rooms: the gauge is their sum, and a room that ends leaves it."""
+    from bot.config import BotSettings
+    from bot.worker import Worker, _RoomHandle
+
+    worker = Worker(BotSettings(), None, None, None, "")  # type: ignore[arg-type]
+    worker.rooms = {1: _RoomHandle(None, live_tracks=2), 2: _RoomHandle(None, live_tracks=3)}  # type: ignore[arg-type]
+    worker._export_tracks()
+    assert REGISTRY.get_sample_value("transcriber_active_tracks") == 5
+    worker.rooms.pop(1)
+    worker._export_tracks()
+    assert REGISTRY.get_sample_value("transcriber_active_tracks") == 3
