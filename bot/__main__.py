@@ -47,7 +47,7 @@ def health_app(worker: object) -> web.Application:
 async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
     from api.db.database import open_database
     from api.db.settings import DatabaseSettings
-    from bot.pipeline.engine import build_engine
+    from bot.config import build_engine
     from bot.spool import FinalSpool, running
     from bot.worker import Worker
 

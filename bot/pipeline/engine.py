@@ -29,7 +29,6 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from bot.errors import AsrError
 from bot.pipeline.agreement import StablePrefix
@@ -47,9 +46,6 @@ from bot.pipeline.vad import (
     UtteranceResumed,
     UtteranceStarted,
 )
-
-if TYPE_CHECKING:
-    from bot.config import EngineSettings
 
 logger = logging.getLogger("bot.pipeline")
 
@@ -407,23 +403,3 @@ def _resolved(value: Hypothesis | None) -> asyncio.Future[Hypothesis | None]:
     future: asyncio.Future[Hypothesis | None] = asyncio.get_running_loop().create_future()
     future.set_result(value)
     return future
-
-
-def build_engine(settings: EngineSettings, *, emit_partials: bool = True) -> SpeechEngine:
-    """Load the models named by ``settings`` (offline unless downloads are allowed)."""
-    from bot.pipeline.asr import WhisperRecognizer
-    from bot.pipeline.models import resolve_model
-
-    model = resolve_model(
-        settings.asr_model,
-        cache_dir=settings.model_cache_dir,
-        allow_download=settings.asr_allow_download,
-    )
-    recognizer = WhisperRecognizer(model, settings.asr_options())
-    return SpeechEngine(
-        recognizer,
-        SileroVad(),
-        stream_options=settings.stream_options(emit_partials=emit_partials),
-        max_pending_finals=settings.asr_max_pending_finals,
-        max_batch=settings.asr_max_batch,
-    )
