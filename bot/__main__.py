@@ -46,7 +46,7 @@ def health_app(worker: object) -> web.Application:
 
 
 async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
-    from bot.pipeline.engine import build_engine
+    from bot.config import build_engine
     from bot.spool import FinalSpool, running
     from bot.worker import Worker
     from store.database import open_database

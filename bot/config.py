@@ -11,8 +11,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.pipeline.asr import AsrOptions
-from bot.pipeline.engine import StreamOptions
-from bot.pipeline.vad import SegmenterOptions
+from bot.pipeline.engine import SpeechEngine, StreamOptions
+from bot.pipeline.vad import SegmenterOptions, SileroVad
 from store.settings import UsageSettings
 
 
@@ -123,3 +123,23 @@ class BotSettings(EngineSettings, UsageSettings):
         if not value.startswith(("ws://", "wss://", "http://", "https://")):
             raise ValueError("LIVEKIT_URL must start with ws://, wss://, http:// or https://")
         return value
+
+
+def build_engine(settings: EngineSettings, *, emit_partials: bool = True) -> SpeechEngine:
+    """Load the models named by ``settings`` (offline unless downloads are allowed)."""
+    from bot.pipeline.asr import WhisperRecognizer
+    from bot.pipeline.models import resolve_model
+
+    model = resolve_model(
+        settings.asr_model,
+        cache_dir=settings.model_cache_dir,
+        allow_download=settings.asr_allow_download,
+    )
+    recognizer = WhisperRecognizer(model, settings.asr_options())
+    return SpeechEngine(
+        recognizer,
+        SileroVad(),
+        stream_options=settings.stream_options(emit_partials=emit_partials),
+        max_pending_finals=settings.asr_max_pending_finals,
+        max_batch=settings.asr_max_batch,
+    )

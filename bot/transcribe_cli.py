@@ -103,8 +103,7 @@ class _Progress:
 
 
 async def _transcribe(args: argparse.Namespace) -> list[Caption]:
-    from bot.config import EngineSettings
-    from bot.pipeline.engine import build_engine
+    from bot.config import EngineSettings, build_engine
 
     overrides: dict[str, str] = {}
     if args.model:

@@ -1,4 +1,4 @@
-"""The worker: claims transcription jobs from Postgres and runs one ``RoomTranscriber`` per job.
+"""The worker: claims transcription jobs from Postgres and runs one ``RoomAgent`` per job.
 
 Jobs are claimed with ``FOR UPDATE SKIP LOCKED`` (``Store.jobs.claim_job``) and held by a lease
 that a heartbeat renews every third of ``JOB_LEASE_S``. The worker wakes on ``LISTEN/NOTIFY``
@@ -15,29 +15,22 @@ import contextlib
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-
-import livekit.api as lkapi
-from livekit import rtc
+from datetime import timedelta
 
 from bot import metrics
 from bot.config import BotSettings
-from bot.livekit.captions import Speaker, SpokenCaption
-from bot.livekit.room import EndReason, RoomOptions, RoomTranscriber, TrackUsage
+from bot.livekit.presence import LeaveReason
+from bot.livekit.room import RoomAgent, RoomOptions
+from bot.livekit.token import agent_token
 from bot.pipeline.engine import SpeechEngine
+from bot.pipeline.usage import UsageMeter
+from bot.recording import CaptionRecorder, SessionRecorder
 from bot.spool import FinalSpool
-from core.errors import LimitExceeded, StorageError
+from bot.transcription import RoomTranscription
+from core.errors import StorageError
 from store.enums import SessionStatus
 from store.notify import JobListener
-from store.records import (
-    FinalSegment,
-    JobLease,
-    JobNotification,
-    SessionRecord,
-    UsageCheckpoint,
-    WordTiming,
-)
+from store.records import JobLease, JobNotification
 from store.stores import Store
 
 logger = logging.getLogger("bot.worker")
@@ -45,183 +38,6 @@ logger = logging.getLogger("bot.worker")
 # LiveKit room names we accept: the API's session slugs, and nothing that could smuggle
 # control characters or paths into logs and URLs.
 ROOM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-MAX_RETRY_DELAY_S = 2.0
-
-
-def agent_token(settings: BotSettings, room_name: str) -> str:
-    """A join token of kind ``agent``: hidden, subscribes, publishes data only."""
-    grants = lkapi.VideoGrants(
-        room_join=True,
-        room=room_name,
-        hidden=True,
-        can_subscribe=True,
-        can_publish=False,
-        can_publish_data=True,
-        agent=True,
-    )
-    return (
-        lkapi.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
-        .with_identity(settings.bot_identity)
-        .with_name(settings.bot_name)
-        .with_kind("agent")
-        .with_grants(grants)
-        .with_ttl(timedelta(hours=12))
-        .to_jwt()
-    )
-
-
-@dataclass
-class _Reported:
-    audio_s: float = 0.0
-    speech_s: float = 0.0
-    partials: int = 0
-    finals: int = 0
-    errors: int = 0
-
-
-class StorageObserver:
-    """Persists what a room reports: participants, finals (through the spool) and usage."""
-
-    def __init__(
-        self,
-        repo: Store,
-        spool: FinalSpool,
-        session: SessionRecord,
-        settings: BotSettings,
-        model: str,
-    ) -> None:
-        self._repo = repo
-        self._spool = spool
-        self._session = session
-        self._settings = settings
-        self._model = model
-        # Caption times become offsets on the session's timeline.
-        self._origin = session.started_at or datetime.now(UTC)
-        self._reported: dict[str, _Reported] = {}
-        self._unopened: dict[str, Speaker] = {}
-        self._ended: set[str] = set()
-        self._limits = settings.transcription_limits()
-
-    async def participant_joined(self, identity: str, name: str) -> None:
-        try:
-            await self._repo.sessions.participant_joined(
-                self._session.id, identity, name=name or None
-            )
-        except StorageError:
-            logger.warning("participant join not recorded", extra={"session_id": self._session.id})
-
-    async def participant_left(self, identity: str) -> None:
-        try:
-            await self._repo.sessions.participant_left(self._session.id, identity)
-        except StorageError:
-            logger.warning("participant leave not recorded", extra={"session_id": self._session.id})
-
-    async def track_started(self, speaker: Speaker) -> bool:
-        self._ended.discard(speaker.track_sid)
-        try:
-            await self._open(speaker)
-        except LimitExceeded:
-            metrics.TRACKS_REFUSED.inc()
-            return False
-        except StorageError:
-            # The database is down: transcribe anyway, open the usage row when it is back.
-            self._unopened[speaker.track_sid] = speaker
-        return True
-
-    async def _open(self, speaker: Speaker) -> None:
-        await self._repo.sessions.participant_joined(
-            self._session.id, speaker.identity, name=speaker.name or None
-        )
-        await self._repo.usage.open_track_usage(
-            session_id=self._session.id,
-            participant_identity=speaker.identity,
-            track_sid=speaker.track_sid,
-            model=self._model,
-            cost_per_minute=self._settings.transcription_cost_per_minute,
-            currency=self._settings.transcription_currency,
-            limits=self._limits,
-        )
-        self._unopened.pop(speaker.track_sid, None)
-
-    async def track_stopped(self, speaker: Speaker) -> None:
-        self._ended.add(speaker.track_sid)
-
-    async def caption(self, item: SpokenCaption) -> None:
-        c = item.caption
-        metrics.CAPTIONS.labels(kind="final" if c.is_final else "partial").inc()
-        if not c.is_final or not c.text.strip():
-            return
-        speech_end_ms = c.words[-1].end_ms if c.words else c.end_ms
-        spoken_at = item.stream_started_at + timedelta(milliseconds=speech_end_ms)
-        metrics.CAPTION_LATENCY.observe(max(0.0, (datetime.now(UTC) - spoken_at).total_seconds()))
-        offset_ms = round((item.stream_started_at - self._origin).total_seconds() * 1000)
-        self._spool.put(
-            FinalSegment(
-                session_id=self._session.id,
-                utterance_id=c.utterance_id,
-                track_sid=item.speaker.track_sid,
-                text=c.text,
-                start_ms=max(0, offset_ms + c.start_ms),
-                end_ms=max(0, offset_ms + c.end_ms),
-                participant_identity=item.speaker.identity,
-                speaker_label=item.speaker.label,
-                language=c.language or None,
-                started_at=item.stream_started_at + timedelta(milliseconds=c.start_ms),
-                ended_at=item.stream_started_at + timedelta(milliseconds=c.end_ms),
-                words=tuple(
-                    WordTiming(w.text, offset_ms + w.start_ms, offset_ms + w.end_ms, w.probability)
-                    for w in c.words
-                ),
-                confidence=c.confidence,
-                model=self._model,
-            )
-        )
-
-    async def checkpoint(self, usage: dict[str, TrackUsage]) -> None:
-        """Write usage increments since the last successful checkpoint."""
-        for speaker in list(self._unopened.values()):
-            try:
-                await self._open(speaker)
-            except LimitExceeded:
-                self._unopened.pop(speaker.track_sid, None)  # already transcribed: bill it anyway
-            except StorageError:
-                return
-        checkpoints: list[UsageCheckpoint] = []
-        snapshots: dict[str, TrackUsage] = {}
-        for sid, track in usage.items():
-            now = track.snapshot()
-            before = self._reported.setdefault(sid, _Reported())
-            ended = sid in self._ended
-            delta_audio = now.audio_s - before.audio_s
-            if delta_audio <= 0 and now.finals == before.finals and not ended:
-                continue
-            snapshots[sid] = now
-            checkpoints.append(
-                UsageCheckpoint(
-                    session_id=self._session.id,
-                    track_sid=sid,
-                    audio_seconds=Decimal(f"{max(0.0, delta_audio):.3f}"),
-                    speech_seconds=Decimal(f"{max(0.0, now.speech_s - before.speech_s):.3f}"),
-                    partial_count=max(0, now.partials - before.partials),
-                    final_count=max(0, now.finals - before.finals),
-                    error_count=max(0, now.errors - before.errors),
-                    ended=ended,
-                )
-            )
-        if not checkpoints:
-            return
-        try:
-            await self._repo.usage.checkpoint_usage(checkpoints)
-        except StorageError:
-            metrics.DB_WRITE_FAILURES.labels(kind="usage").inc()
-            logger.warning("usage checkpoint failed; retried next time")
-            return
-        for sid, now in snapshots.items():
-            self._reported[sid] = _Reported(
-                now.audio_s, now.speech_s, now.partials, now.finals, now.errors
-            )
-            if sid in self._ended:
-                self._ended.discard(sid)
 
 
 @dataclass
@@ -365,7 +181,7 @@ class Worker:
 
     def _export_tracks(self) -> None:
         """``transcriber_active_tracks``: the tracks of every room of this worker (each room's
-        meter updates its own count; the gauge is their sum)."""
+        checkpoint loop updates its own count; the gauge is their sum)."""
         metrics.ACTIVE_TRACKS.set(sum(h.live_tracks for h in self.rooms.values()))
 
     async def _room_inner(self, handle: _RoomHandle) -> None:
@@ -379,12 +195,14 @@ class Worker:
             logger.error("job rejected: session not found", extra={"job_id": lease.job_id})
             await self.repo.jobs.finish_job(lease, reason="session_missing")
             return
-        observer = StorageObserver(
-            self.repo, self.spool, session, self.settings, self.engine.recognizer.model_name
+        model = self.engine.recognizer.model_name
+        meter = UsageMeter()
+        recorder = SessionRecorder(self.repo, session, self.settings, model, meter)
+        transcription = RoomTranscription(
+            self.engine, recorder, CaptionRecorder(self.spool, session, model), meter
         )
-        room = RoomTranscriber(
-            self.engine,
-            observer,
+        room = RoomAgent(
+            transcription,
             RoomOptions(
                 empty_timeout_s=self.settings.room_empty_timeout_s,
                 max_tracks=self.settings.room_max_tracks,
@@ -394,48 +212,31 @@ class Worker:
         )
         async with asyncio.TaskGroup() as tg:
             keep = tg.create_task(self._keep_lease(handle), name=f"lease:{lease.job_id}")
-            meter = tg.create_task(
-                self._meter(room, observer, handle), name=f"usage:{lease.job_id}"
+            checkpoints = tg.create_task(
+                self._meter(handle, recorder, meter), name=f"usage:{lease.job_id}"
             )
             reason = await self._join(room, handle, self.settings.livekit_connect_attempts)
-            while reason is EndReason.DISCONNECTED and await self._session_live(handle):
+            while reason is LeaveReason.DISCONNECTED and await self._session_live(handle):
                 # LiveKit went away (a crash, a restart, a network cut) and the SDK gave up:
                 # the meeting goes on, so keep trying until it is back or the session ends.
                 metrics.LIVEKIT_REJOINS.inc()
                 logger.warning("livekit connection lost; rejoining", extra={"job_id": lease.job_id})
                 reason = await self._join(room, handle, attempts=None)
             keep.cancel()
-            meter.cancel()
-        await observer.checkpoint(room.usage)  # the last word on usage
+            checkpoints.cancel()
+        await recorder.checkpoint()  # the last word on usage
         await self._end_job(handle, reason)
 
     async def _join(
-        self, room: RoomTranscriber, handle: _RoomHandle, attempts: int | None
-    ) -> EndReason | None:
-        """Connect with backoff; None if LiveKit stayed unreachable for ``attempts`` tries
+        self, room: RoomAgent, handle: _RoomHandle, attempts: int | None
+    ) -> LeaveReason | None:
+        """Join with retries; None if LiveKit stayed unreachable for ``attempts`` tries
         (None: until the job stops)."""
         token = agent_token(self.settings, handle.lease.session_slug)
-        delay = 1.0
-        attempt = 0
-        while attempts is None or attempt < attempts:
-            attempt += 1
-            if handle.stop.is_set():
-                return EndReason.STOPPED
-            try:
-                return await room.run(self.settings.livekit_url, token, handle.stop)
-            except rtc.ConnectError as exc:
-                metrics.LIVEKIT_CONNECT_FAILURES.inc()
-                logger.warning(
-                    "livekit connect failed",
-                    extra={"attempt": attempt, "error": str(exc)[:200], "retry_in_s": delay},
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(handle.stop.wait(), delay)
-            # At most 2 s between tries (a refused connection costs little): captions resume within
-            # seconds of LiveKit's return.
-            delay = min(MAX_RETRY_DELAY_S, delay * 2)
-        logger.error("livekit unreachable; job released", extra={"job_id": handle.lease.job_id})
-        return None
+        reason = await room.join(self.settings.livekit_url, token, handle.stop, attempts=attempts)
+        if reason is None:
+            logger.error("livekit unreachable; job released", extra={"job_id": handle.lease.job_id})
+        return reason
 
     async def _session_live(self, handle: _RoomHandle) -> bool:
         """Whether the room is worth rejoining: the job still ours and its session not over."""
@@ -447,14 +248,14 @@ class Worker:
             return True  # the database is away too: keep the meeting's captions going
         return session is not None and session.status in (SessionStatus.CREATED, SessionStatus.LIVE)
 
-    async def _end_job(self, handle: _RoomHandle, reason: EndReason | None) -> None:
+    async def _end_job(self, handle: _RoomHandle, reason: LeaveReason | None) -> None:
         lease = handle.lease
         with contextlib.suppress(StorageError):
             if handle.lost:
                 return  # another worker holds it, or the job was stopped
             if reason is None or handle.draining:
                 await self.repo.jobs.release_job(lease)
-            elif reason is EndReason.STOPPED:
+            elif reason is LeaveReason.STOPPED:
                 await self.repo.jobs.finish_job(lease, reason="stopped")
             else:
                 await self.repo.jobs.finish_job(lease, reason=reason.value)
@@ -477,12 +278,12 @@ class Worker:
                 return
 
     async def _meter(
-        self, room: RoomTranscriber, observer: StorageObserver, handle: _RoomHandle
+        self, handle: _RoomHandle, recorder: SessionRecorder, meter: UsageMeter
     ) -> None:
         while True:
             await asyncio.sleep(self.settings.usage_checkpoint_s)
-            await observer.checkpoint(room.usage)
-            handle.live_tracks = sum(1 for u in room.usage.values() if u.live is not None)
+            await recorder.checkpoint()
+            handle.live_tracks = meter.live_tracks
             self._export_tracks()
             metrics.SPOOL_PENDING.set(self.spool.pending)
             scheduler = self.engine.scheduler

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from livekit.protocol import models, rtc
 
@@ -20,9 +20,6 @@ from .transport import (
     RtcTransport,
     SinglePcTransport,
 )
-
-if TYPE_CHECKING:
-    from .room import Room
 
 logger = logging.getLogger("devserver")
 
@@ -68,13 +65,38 @@ class _Identity:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
+class RoomHost(Protocol):
+    """What a participant tells its room (``devserver.room.Room`` implements it), so that this
+    module needs nothing from the room's."""
+
+    def on_participant_active(self, participant: Participant) -> None: ...
+
+    def on_participant_changed(
+        self, participant: Participant, *, include_self: bool = False
+    ) -> None: ...
+
+    def on_track_published(self, publisher: Participant, track: PublishedTrack) -> None: ...
+
+    def on_track_unpublished(self, publisher: Participant, track: PublishedTrack) -> None: ...
+
+    def on_track_forwarding(self, track_sid: str) -> None: ...
+
+    def update_subscription(
+        self, subscriber: Participant, track_sids: list[str], subscribe: bool
+    ) -> None: ...
+
+    def forward_data(self, sender: Participant, kind: int, raw: bytes) -> None: ...
+
+    def remove_soon(self, participant: Participant, reason: int) -> None: ...
+
+
 class Participant:
     """A joined client. Owns its transport; the room orchestrates between participants."""
 
     def __init__(
         self,
         *,
-        room: Room,
+        room: RoomHost,
         grants: Grants,
         client: models.ClientInfo,
         auto_subscribe: bool,

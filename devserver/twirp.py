@@ -142,7 +142,9 @@ class RoomService:
     ) -> Message:
         self._require_admin(grants, req.room)
         participant = self._find(req)
-        await participant.room.remove(participant, models.PARTICIPANT_REMOVED, notify_client=True)
+        room = self._rooms.get(req.room)
+        assert room is not None  # the participant was found in it
+        await room.remove(participant, models.PARTICIPANT_REMOVED, notify_client=True)
         return room_proto.RemoveParticipantResponse()
 
     def _find(self, req: room_proto.RoomParticipantIdentity) -> Participant:

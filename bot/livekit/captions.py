@@ -14,14 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
 
 from livekit import rtc
 
-from bot.pipeline.types import Caption
+from bot.pipeline.types import SpokenCaption
 
 logger = logging.getLogger("bot.livekit")
 
@@ -30,24 +26,6 @@ JSON_TOPIC = "transcript"
 ATTR_SEGMENT_ID = "lk.segment_id"
 ATTR_TRACK_ID = "lk.transcribed_track_id"
 ATTR_FINAL = "lk.transcription_final"
-
-
-@dataclass(frozen=True, slots=True)
-class Speaker:
-    """Who a track's captions belong to."""
-
-    identity: str
-    name: str
-    track_sid: str
-    label: str  # what to show: the name, or a diarization label when one mic has several people
-
-
-@dataclass(frozen=True, slots=True)
-class SpokenCaption:
-    caption: Caption
-    speaker: Speaker
-    # Wall-clock time of the stream's first sample: caption times are offsets from it.
-    stream_started_at: datetime
 
 
 def json_packet(item: SpokenCaption) -> bytes:
@@ -76,10 +54,6 @@ def stream_attributes(item: SpokenCaption) -> dict[str, str]:
         ATTR_TRACK_ID: item.speaker.track_sid,
         ATTR_FINAL: "true" if item.caption.is_final else "false",
     }
-
-
-class CaptionSink(Protocol):
-    async def publish(self, item: SpokenCaption) -> None: ...
 
 
 class RoomCaptionPublisher:
@@ -131,41 +105,3 @@ class RoomCaptionPublisher:
         await self._participant.publish_data(
             json_packet(item), reliable=item.caption.is_final, topic=JSON_TOPIC
         )
-
-
-class CaptionOutbox:
-    """Captions of one track waiting to be published, in order.
-
-    A partial that has not gone out yet is replaced by a newer partial of the same utterance
-    (the newer one carries the whole text), so a slow room link delays nothing by more than one
-    send; finals are never dropped. ``close`` lets the publisher drain and stop.
-    """
-
-    def __init__(self) -> None:
-        self._items: deque[SpokenCaption] = deque()
-        self._ready = asyncio.Event()
-        self._closed = False
-        self.replaced = 0
-
-    def put(self, item: SpokenCaption) -> None:
-        if self._items and not item.caption.is_final:
-            last = self._items[-1].caption
-            if not last.is_final and last.utterance_id == item.caption.utterance_id:
-                self._items[-1] = item
-                self.replaced += 1
-                return
-        self._items.append(item)
-        self._ready.set()
-
-    def close(self) -> None:
-        self._closed = True
-        self._ready.set()
-
-    async def get(self) -> SpokenCaption | None:
-        """The next caption, or None once closed and drained."""
-        while not self._items:
-            if self._closed:
-                return None
-            self._ready.clear()
-            await self._ready.wait()
-        return self._items.popleft()

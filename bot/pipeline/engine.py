@@ -29,7 +29,6 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from bot.pipeline.agreement import StablePrefix
 from bot.pipeline.asr import DecodeRequest, Hypothesis
@@ -48,9 +47,6 @@ from bot.pipeline.vad import (
 )
 from core.errors import AsrError
 
-if TYPE_CHECKING:
-    from bot.config import EngineSettings
-
 logger = logging.getLogger("bot.pipeline")
 
 
@@ -63,6 +59,11 @@ class StreamOptions:
     min_partial_audio_ms: int = 800
     agreement: int = 2
     caption_queue_size: int = 256
+    # Decodes waiting for the emitter, in order. It falls behind only when the captions'
+    # consumer does (the caption queue is full of finals); then partials are not requested
+    # and a final waits here, which holds up ``push_audio``: the stream's audio source is
+    # where the overload policy (drop the oldest audio) applies.
+    pending_queue_size: int = 64
     # Start the final decode at the pause (see the module docstring); off: at the certain end.
     speculative_finals: bool = True
 
@@ -144,7 +145,7 @@ class StreamTranscriber:
         # Utterance ids are unique across restarts: a random nonce per stream instance.
         self._nonce = secrets.token_hex(4)
         self._key = f"{name}:{self._nonce}"
-        self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue()
+        self._pending: asyncio.Queue[_Pending | None] = asyncio.Queue(options.pending_queue_size)
         self._captions: asyncio.Queue[Caption | None] = asyncio.Queue(options.caption_queue_size)
         self._emitter: asyncio.Task[None] | None = None
         self._partial_in_flight = False
@@ -178,7 +179,7 @@ class StreamTranscriber:
         for event in self._segmenter.flush():
             await self._on_event(event)
         self._ended = True
-        await self._pending.put(None)
+        await self._enqueue(None)
 
     async def captions(self) -> AsyncIterator[Caption]:
         """Captions in order; ends after ``end_input`` once everything is decoded."""
@@ -228,7 +229,7 @@ class StreamTranscriber:
                 if spec is not None:  # cut at max length: other audio
                     self._abandon(spec)
                 future = await self._scheduler.submit_final(self._key, _final_request(event.audio))
-            await self._pending.put(
+            await self._enqueue(
                 _Pending(
                     self._utterance_name(event.index),
                     event.start_sample,
@@ -241,9 +242,18 @@ class StreamTranscriber:
             spec, self._speculation = self._speculation, None
             if spec is not None:
                 self._abandon(spec)
-            await self._pending.put(
+            await self._enqueue(
                 _Pending(self._utterance_name(event.index), 0, _resolved(None), final=True)
             )
+
+    async def _enqueue(self, item: _Pending | None) -> None:
+        """Queue a final (or the end) for the emitter, waiting while it is behind."""
+        if self._emitter is not None and self._emitter.done():
+            # The emitter is gone (stopped or failed): nobody reads, so waiting would hang.
+            if item is not None:
+                item.future.cancel()
+            return
+        await self._pending.put(item)
 
     def _resume(self) -> None:
         """Speech went on after a pause: its speculative final is at most a partial."""
@@ -253,13 +263,14 @@ class StreamTranscriber:
         # Already decoding: the text of the utterance so far, shown as a partial.
         start = self._segmenter.utterance_start_sample
         self._last_partial_at = spec.end_sample - start
-        if self.options.emit_partials:
+        if self.options.emit_partials and not self._pending.full():
             self._pending.put_nowait(
                 _Pending(
                     self._utterance_id, start, spec.future, final=False, end_sample=spec.end_sample
                 )
             )
         else:  # nobody awaits it: retrieve its outcome so a failure is not reported as lost
+            # (partials off, or the emitter is behind: partials thin out first)
             spec.future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def _abandon(self, spec: _Speculation) -> bool:
@@ -267,7 +278,7 @@ class StreamTranscriber:
         return self._scheduler.withdraw(spec.future)
 
     def _maybe_partial(self) -> None:
-        if not self.options.emit_partials or self._partial_in_flight:
+        if not self.options.emit_partials or self._partial_in_flight or self._pending.full():
             return
         if not self._segmenter.in_speech or self._segmenter.in_pause:
             # A pause adds no words, and a partial decode started now would hold up the
@@ -349,9 +360,13 @@ class StreamTranscriber:
                     )
                 if caption is not None:
                     await self._put(caption)
-        finally:
+            # The end goes after every caption, however far behind the consumer is.
+            await self._captions.put(None)
+        except BaseException:
+            # Stopped or failed: end the captions if there is room (``aclose`` abandons them).
             with contextlib.suppress(asyncio.QueueFull):
                 self._captions.put_nowait(None)
+            raise
 
     async def _put(self, caption: Caption) -> None:
         if caption.is_final:
@@ -407,23 +422,3 @@ def _resolved(value: Hypothesis | None) -> asyncio.Future[Hypothesis | None]:
     future: asyncio.Future[Hypothesis | None] = asyncio.get_running_loop().create_future()
     future.set_result(value)
     return future
-
-
-def build_engine(settings: EngineSettings, *, emit_partials: bool = True) -> SpeechEngine:
-    """Load the models named by ``settings`` (offline unless downloads are allowed)."""
-    from bot.pipeline.asr import WhisperRecognizer
-    from bot.pipeline.models import resolve_model
-
-    model = resolve_model(
-        settings.asr_model,
-        cache_dir=settings.model_cache_dir,
-        allow_download=settings.asr_allow_download,
-    )
-    recognizer = WhisperRecognizer(model, settings.asr_options())
-    return SpeechEngine(
-        recognizer,
-        SileroVad(),
-        stream_options=settings.stream_options(emit_partials=emit_partials),
-        max_pending_finals=settings.asr_max_pending_finals,
-        max_batch=settings.asr_max_batch,
-    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 SAMPLE_RATE_HZ = 16_000
 
@@ -40,3 +41,23 @@ class Caption:
     @property
     def word_count(self) -> int:
         return len(self.text.split())
+
+
+@dataclass(frozen=True, slots=True)
+class Speaker:
+    """Who a track's captions belong to."""
+
+    identity: str
+    name: str
+    track_sid: str
+    label: str  # what to show: the name, or a diarization label when one mic has several people
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenCaption:
+    """A caption of one track, as the sinks receive it."""
+
+    caption: Caption
+    speaker: Speaker
+    # Wall-clock time of the stream's first sample: caption times are offsets from it.
+    stream_started_at: datetime

@@ -3,8 +3,9 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from bot.livekit.captions import CaptionOutbox, Speaker, SpokenCaption, json_packet
-from bot.pipeline.types import Caption
+from bot.livekit.captions import json_packet
+from bot.pipeline.outbox import CaptionOutbox
+from bot.pipeline.types import Caption, Speaker, SpokenCaption
 
 SPEAKER = Speaker("alice", "Alice", "TR_1", "Alice")
 
@@ -33,7 +34,7 @@ async def test_unsent_partials_are_replaced_by_newer_ones_finals_never() -> None
         item("u2", "d e"),
         item("u2", "D e.", True),
     ]:
-        outbox.put(x)
+        await outbox.put(x)
     outbox.close()
     assert await drain(outbox) == [
         "u1:a b c:False",
@@ -49,10 +50,24 @@ async def test_get_waits_for_captions_and_ends_after_close() -> None:
     getter = asyncio.create_task(outbox.get())
     await asyncio.sleep(0.01)
     assert not getter.done()
-    outbox.put(item("u1", "hi", True))
+    await outbox.put(item("u1", "hi", True))
     assert (await getter) is not None
     outbox.close()
     assert await outbox.get() is None
+
+
+async def test_finals_past_the_bound_wait_for_the_publisher_and_are_all_sent() -> None:
+    outbox = CaptionOutbox(max_finals=2)
+    await outbox.put(item("u1", "one", True))
+    await outbox.put(item("u2", "two", True))
+    third = asyncio.create_task(outbox.put(item("u3", "three", True)))
+    await asyncio.sleep(0.01)
+    assert not third.done(), "a third final waits: backpressure, not a drop"
+    first = await outbox.get()
+    assert first is not None and first.caption.text == "one"
+    await asyncio.wait_for(third, 1.0)
+    outbox.close()
+    assert await drain(outbox) == ["u2:two:True", "u3:three:True"]
 
 
 def test_json_packet_fields() -> None:

@@ -3,48 +3,53 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from livekit import rtc
 
-from bot.livekit.room import EndReason, RoomOptions, RoomTranscriber
-
-
-def room(**options: Any) -> RoomTranscriber:
-    # engine and observer are not reached by the end-of-room logic
-    return RoomTranscriber(engine=None, observer=None, options=RoomOptions(**options))  # type: ignore[arg-type]
+from bot.livekit.presence import LeaveReason, Presence, leave_reason
 
 
 @pytest.mark.parametrize(
     ("reason", "expected"),
     [
-        (rtc.DisconnectReason.UNKNOWN_REASON, EndReason.DISCONNECTED),
-        (rtc.DisconnectReason.SERVER_SHUTDOWN, EndReason.DISCONNECTED),
-        (rtc.DisconnectReason.SIGNAL_CLOSE, EndReason.DISCONNECTED),
-        (rtc.DisconnectReason.JOIN_FAILURE, EndReason.DISCONNECTED),
-        (rtc.DisconnectReason.CONNECTION_TIMEOUT, EndReason.DISCONNECTED),
-        (rtc.DisconnectReason.ROOM_DELETED, EndReason.REMOVED),
-        (rtc.DisconnectReason.ROOM_CLOSED, EndReason.REMOVED),
-        (rtc.DisconnectReason.PARTICIPANT_REMOVED, EndReason.REMOVED),
-        (rtc.DisconnectReason.DUPLICATE_IDENTITY, EndReason.REMOVED),
+        (rtc.DisconnectReason.UNKNOWN_REASON, LeaveReason.DISCONNECTED),
+        (rtc.DisconnectReason.SERVER_SHUTDOWN, LeaveReason.DISCONNECTED),
+        (rtc.DisconnectReason.SIGNAL_CLOSE, LeaveReason.DISCONNECTED),
+        (rtc.DisconnectReason.JOIN_FAILURE, LeaveReason.DISCONNECTED),
+        (rtc.DisconnectReason.CONNECTION_TIMEOUT, LeaveReason.DISCONNECTED),
+        (rtc.DisconnectReason.ROOM_DELETED, LeaveReason.REMOVED),
+        (rtc.DisconnectReason.ROOM_CLOSED, LeaveReason.REMOVED),
+        (rtc.DisconnectReason.PARTICIPANT_REMOVED, LeaveReason.REMOVED),
+        (rtc.DisconnectReason.DUPLICATE_IDENTITY, LeaveReason.REMOVED),
     ],
 )
 async def test_a_lost_connection_is_told_apart_from_a_removal(
-    reason: rtc.DisconnectReason.ValueType, expected: EndReason
+    reason: rtc.DisconnectReason.ValueType, expected: LeaveReason
 ) -> None:
-    transcriber = room()
-    transcriber._humans.add("alice")
-    transcriber._on_disconnected(reason)
-    assert await transcriber._wait_for_end(asyncio.Event()) is expected
+    presence = Presence(empty_timeout_s=20.0)
+    presence.joined("alice")
+    presence.disconnected(leave_reason(reason))
+    assert await presence.wait(asyncio.Event()) is expected
 
 
 async def test_the_empty_room_timer_waits_while_the_sdk_reconnects() -> None:
-    transcriber = room(empty_timeout_s=0.2)
-    transcriber._set_reconnecting(True)  # participants vanish from view while it reconnects
+    presence = Presence(empty_timeout_s=0.2)
+    presence.reconnecting(True)  # participants vanish from view while it reconnects
     stop = asyncio.Event()
-    waiting = asyncio.ensure_future(transcriber._wait_for_end(stop))
+    waiting = asyncio.ensure_future(presence.wait(stop))
     await asyncio.sleep(1.0)
     assert not waiting.done(), "a reconnecting room is not empty"
-    transcriber._set_reconnecting(False)
-    assert await asyncio.wait_for(waiting, 5.0) is EndReason.EMPTY
+    presence.reconnecting(False)
+    assert await asyncio.wait_for(waiting, 5.0) is LeaveReason.EMPTY
+
+
+async def test_a_room_with_people_stays_until_stopped() -> None:
+    presence = Presence(empty_timeout_s=0.1)
+    presence.joined("alice")
+    stop = asyncio.Event()
+    waiting = asyncio.ensure_future(presence.wait(stop))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    stop.set()
+    assert await asyncio.wait_for(waiting, 5.0) is LeaveReason.STOPPED

@@ -1,0 +1,85 @@
+"""A room's tracks: admission by the limits, transcription, usage written as checkpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from bot.config import BotSettings
+from bot.pipeline.usage import UsageMeter
+from bot.recording import SessionRecorder
+from bot.transcription import RoomTranscription
+from core.errors import LimitExceeded, StorageError
+from store.enums import SessionStatus
+from store.records import LimitCheck, LimitReason, SessionRecord, UsageCheckpoint
+from tests.unit.bot.fakes import ArraySource, ListSink, engine, speaker, speech
+
+NOW = datetime.now(UTC)
+SESSION = SessionRecord(
+    1, "room-1", "Meeting", "space", "user", SessionStatus.LIVE, None, NOW, NOW, None, NOW
+)
+
+
+class FakeRepo:
+    """The storage calls the recorder makes; ``open_error`` fails opening a usage row."""
+
+    def __init__(self, open_error: Exception | None = None) -> None:
+        self.open_error = open_error
+        self.opened: list[str] = []
+        self.checkpoints: list[UsageCheckpoint] = []
+
+    async def participant_joined(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    async def open_track_usage(self, *, track_sid: str, **kwargs: Any) -> None:
+        if self.open_error is not None:
+            raise self.open_error
+        self.opened.append(track_sid)
+
+    async def checkpoint_usage(self, checkpoints: list[UsageCheckpoint]) -> int:
+        self.checkpoints.extend(checkpoints)
+        return len(checkpoints)
+
+
+def compose(repo: FakeRepo) -> tuple[RoomTranscription, SessionRecorder, ListSink]:
+    meter = UsageMeter()
+    recorder = SessionRecorder(repo, SESSION, BotSettings(), "fake", meter)  # type: ignore[arg-type]
+    stored = ListSink()
+    return RoomTranscription(engine(), recorder, stored, meter), recorder, stored
+
+
+async def test_a_track_over_the_limits_is_not_transcribed_and_its_usage_is_closed() -> None:
+    refused = LimitExceeded(LimitCheck(LimitReason.SESSION_TRACKS, 16, None, 0, None))
+    repo = FakeRepo(open_error=refused)
+    transcription, recorder, stored = compose(repo)
+    audio, room = ArraySource(speech()), ListSink()
+    await asyncio.wait_for(transcription.transcribe(speaker("TR_1"), audio, room), 10)
+    assert audio.closed
+    assert stored.items == [] and room.items == []
+    await recorder.checkpoint()
+    assert [(c.track_sid, c.audio_seconds, c.ended) for c in repo.checkpoints] == [
+        ("TR_1", Decimal("0.000"), True)
+    ]
+
+
+async def test_a_track_is_transcribed_while_the_database_is_down_and_billed_after() -> None:
+    repo = FakeRepo(open_error=StorageError("database unreachable"))
+    transcription, recorder, stored = compose(repo)
+    room = ListSink()
+    await asyncio.wait_for(
+        transcription.transcribe(speaker("TR_1"), ArraySource(speech()), room), 10
+    )
+    assert [i.caption.text for i in stored.items if i.caption.is_final] == ["hello there"]
+    assert [i.caption.text for i in room.items if i.caption.is_final] == ["hello there"]
+    await recorder.checkpoint()
+    assert repo.checkpoints == [], "no usage written before its row is open"
+    repo.open_error = None  # the database is back
+    await recorder.checkpoint()
+    assert repo.opened == ["TR_1"]
+    [written] = repo.checkpoints
+    assert float(written.audio_seconds) == round(len(speech()) / 16_000, 3)
+    assert (written.final_count, written.ended) == (1, True)
+    await recorder.checkpoint()
+    assert len(repo.checkpoints) == 1, "written once"
