@@ -23,9 +23,11 @@ SESSION = SessionRecord(
 
 
 class FakeRepo:
-    """The storage calls the recorder makes; ``open_error`` fails opening a usage row."""
+    """The storage calls the recorder makes (the sessions and usage stores in one object);
+    ``open_error`` fails opening a usage row."""
 
     def __init__(self, open_error: Exception | None = None) -> None:
+        self.sessions = self.usage = self
         self.open_error = open_error
         self.opened: list[str] = []
         self.checkpoints: list[UsageCheckpoint] = []
