@@ -1,7 +1,6 @@
-"""Seed a database for the API benchmark, and check the storage queries' plans and latency.
+"""Seed a database for the API benchmark (its queries' plans and timings: ``bench.api_plans``).
 
-    python -m bench.api_seed --database-url URL [--manifest bench_seed.json] [--explain]
-    python -m bench.api_seed --database-url URL --explain-only --manifest bench_seed.json
+    python -m bench.api_seed --database-url URL [--manifest bench_seed.json]
 
 Default scale (issue 5): 1 000 spaces, 20 000 sessions, 1 000 000 final segments (one of the
 sessions is a 2-hour meeting of 2 400 segments, for the SRT export), 80 000 participants,
@@ -10,10 +9,7 @@ sessions is a 2-hour meeting of 2 400 segments, for the SRT export), 80 000 part
 empty (``--reset`` truncates it). The manifest (JSON) names what the load benchmark should hit:
 the busiest space and its busiest month, a typical session, the long session.
 
-``--explain`` then runs the stores' own queries (captured from the engine, so the plans
-are those of the real SQL) under ``EXPLAIN (ANALYZE, BUFFERS)`` and times the store
-methods: usage report of one space over a month (target p95 < 50 ms), a transcript page, a
-search, the whole long session (the SRT export's read).
+``python -m bench.api_plans`` then shows the storage queries' plans and timings on it.
 """
 
 from __future__ import annotations
@@ -23,10 +19,9 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -34,13 +29,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from store.engine import asyncpg_dsn, create_engine, create_sessionmaker, redact_url
+from store.engine import asyncpg_dsn, redact_url
 from store.migrate import upgrade_url
-from store.records import SegmentCursor, UsageGroupBy
-from store.stores import Store
 
 EPOCH = datetime(2026, 5, 1, tzinfo=UTC)
 PERIOD_DAYS = 180
@@ -411,133 +402,6 @@ async def seed(database_url: str, plan: Plan, *, reset: bool) -> Manifest:
     )
 
 
-# -- plans and timings -----------------------------------------------------------------------
-
-
-class _Capture:
-    """Records the SQL (and parameters) an engine sends."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.statements: list[tuple[str, Any]] = []
-        self._engine = engine
-        event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
-
-    def _on_execute(self, _conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            self.statements.append((statement, params))
-
-    def close(self) -> None:
-        event.remove(self._engine.sync_engine, "before_cursor_execute", self._on_execute)
-
-
-async def _explain(engine: AsyncEngine, call: Callable[[], Awaitable[Any]]) -> list[str]:
-    capture = _Capture(engine)
-    try:
-        await call()
-    finally:
-        capture.close()
-    plans = []
-    async with engine.connect() as conn:
-        for statement, params in capture.statements:
-            result = await conn.exec_driver_sql(
-                "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + statement, params
-            )
-            plans.append("\n".join(row[0] for row in result))
-    return plans
-
-
-async def _timed(call: Callable[[], Awaitable[Any]], runs: int) -> dict[str, float]:
-    for _ in range(min(10, runs)):  # warm the pool and the caches
-        await call()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - start) * 1000)
-    samples.sort()
-    return {
-        "runs": runs,
-        "p50_ms": round(statistics.median(samples), 2),
-        "p95_ms": round(samples[int(len(samples) * 0.95) - 1], 2),
-        "max_ms": round(samples[-1], 2),
-    }
-
-
-async def _throughput(
-    call: Callable[[], Awaitable[Any]], *, concurrency: int, seconds: float
-) -> float:
-    done = 0
-    stop = time.perf_counter() + seconds
-
-    async def loop() -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            await call()
-            done += 1
-
-    start = time.perf_counter()
-    await asyncio.gather(*(loop() for _ in range(concurrency)))
-    return round(done / (time.perf_counter() - start), 1)
-
-
-async def explain(database_url: str, manifest: Manifest) -> dict[str, Any]:
-    engine = create_engine(database_url, pool_size=16, max_overflow=0)
-    repo = Store(create_sessionmaker(engine))
-    try:
-        long = await repo.sessions.get_session(manifest.long_session_slug)
-        typical = await repo.sessions.get_session(manifest.typical_session_slug)
-        assert long is not None and typical is not None
-        start = datetime.fromisoformat(manifest.report_month_start)
-        end = datetime.fromisoformat(manifest.report_month_end)
-        space = manifest.report_space_id
-
-        def report(group_by: UsageGroupBy) -> Callable[[], Awaitable[Any]]:
-            return lambda: repo.usage.usage_report(
-                space_id=space, start=start, end=end, group_by=group_by
-            )
-
-        calls: dict[str, Callable[[], Awaitable[Any]]] = {
-            "usage_report_space_month_by_day": report(UsageGroupBy.DAY),
-            "usage_report_space_month_by_participant": report(UsageGroupBy.PARTICIPANT),
-            "usage_report_space_month_by_user": report(UsageGroupBy.USER),
-            "usage_report_user_month_by_day": lambda: repo.usage.usage_report(
-                user_id="user-1", start=start, end=end, group_by=UsageGroupBy.DAY
-            ),
-            "transcript_page_100": lambda: repo.transcripts.transcript_page(typical.id, limit=100),
-            "transcript_page_100_long_session_middle": lambda: repo.transcripts.transcript_page(
-                long.id, limit=100, after=SegmentCursor(LONG_SESSION_SEGMENTS * 1500, 0)
-            ),
-            "transcript_search_long_session": lambda: repo.transcripts.transcript_page(
-                long.id, q="бюджет", limit=100
-            ),
-            "transcript_search_count_long_session": lambda: repo.transcripts.count_segments(
-                long.id, q="budget"
-            ),
-            "srt_read_long_session": lambda: _drain(repo, long.id),
-            "session_usage": lambda: repo.usage.session_usage(typical.id),
-            "list_sessions_with_jobs": lambda: repo.sessions.list_sessions_with_jobs(
-                space_id=space, limit=50
-            ),
-        }
-        results: dict[str, Any] = {}
-        for name, call in calls.items():
-            runs = 20 if name.startswith("srt") else 200
-            results[name] = {
-                "timing": await _timed(call, runs),
-                "plans": await _explain(engine, call) if not name.startswith("srt") else [],
-            }
-        results["transcript_page_100"]["repository_rps_16_concurrent"] = await _throughput(
-            calls["transcript_page_100"], concurrency=16, seconds=5
-        )
-        return results
-    finally:
-        await engine.dispose()
-
-
-async def _drain(repo: Store, session_id: int) -> int:
-    return sum([1 async for _ in repo.transcripts.iter_segments(session_id)])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.api_seed", description=__doc__)
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
@@ -547,37 +411,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--usage", type=int, default=Plan.usage)
     parser.add_argument("--seed", type=int, default=Plan.seed)
     parser.add_argument("--reset", action="store_true", help="truncate a non-empty database")
-    parser.add_argument("--manifest", type=Path, help="write (or, with --explain-only, read)")
-    parser.add_argument("--explain", action="store_true", help="plans and timings after seeding")
-    parser.add_argument("--explain-only", action="store_true")
-    parser.add_argument("--report", type=Path, help="write the plans and timings (JSON)")
+    parser.add_argument("--manifest", type=Path, help="write the manifest here (JSON)")
     args = parser.parse_args(argv)
     if not args.database_url:
         parser.error("--database-url or DATABASE_URL is required")
-    if args.explain_only:
-        if args.manifest is None:
-            parser.error("--explain-only needs --manifest")
-        manifest = Manifest(**json.loads(args.manifest.read_text()))
-    else:
-        plan = Plan(args.spaces, args.sessions, args.segments, args.usage, args.seed)
-        if plan.segments < LONG_SESSION_SEGMENTS + plan.sessions or plan.sessions < 2:
-            parser.error("need at least 2 sessions and one segment per session beyond the long one")
-        manifest = asyncio.run(seed(args.database_url, plan, reset=args.reset))
-        if args.manifest is not None:
-            args.manifest.write_text(json.dumps(asdict(manifest), indent=2))
-        summary = asdict(manifest)
-        summary.pop("sample_session_slugs")
-        summary.pop("sample_space_ids")
-        print(json.dumps(summary, indent=2))
-    if args.explain or args.explain_only:
-        results = asyncio.run(explain(args.database_url, manifest))
-        if args.report is not None:
-            args.report.write_text(json.dumps(results, indent=2, ensure_ascii=False))
-        for name, item in results.items():
-            extra = {k: v for k, v in item.items() if k not in ("timing", "plans")}
-            print(f"{name}: {item['timing']} {extra or ''}")
-            for plan_text in item["plans"]:
-                print("    " + plan_text.replace("\n", "\n    "))
+    plan = Plan(args.spaces, args.sessions, args.segments, args.usage, args.seed)
+    if plan.segments < LONG_SESSION_SEGMENTS + plan.sessions or plan.sessions < 2:
+        parser.error("need at least 2 sessions and one segment per session beyond the long one")
+    manifest = asyncio.run(seed(args.database_url, plan, reset=args.reset))
+    if args.manifest is not None:
+        args.manifest.write_text(json.dumps(asdict(manifest), indent=2))
+    summary = asdict(manifest)
+    summary.pop("sample_session_slugs")
+    summary.pop("sample_space_ids")
+    print(json.dumps(summary, indent=2))
     return 0
 
 
