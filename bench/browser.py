@@ -122,9 +122,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "LIVEKIT_API_SECRET": API_SECRET,
                 "ASR_MODEL": args.model,
                 "JOB_POLL_S": "1",
-                # ROOM_EMPTY_TIMEOUT_S stays at its default (20 s): the bot joins as soon as the
-                # job is claimed, before the two browsers are up, and a short timeout made it
-                # leave the still-empty room (under load, browsers took > 3 s to join: the runs
+                # The empty-room timeouts stay at their defaults: the bot joins as soon as the
+                # job is claimed, before the two browsers are up, and a 3 s timeout made it leave
+                # the still-empty room (under load, browsers took > 3 s to join: the runs
                 # "without captions" of earlier versions of this bench, processing on or off).
                 # Each run stops its own transcription, so the bot leaves when a run ends.
                 "SPOOL_DIR": str(Path(tmp) / "spool"),

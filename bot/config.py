@@ -106,6 +106,7 @@ class BotSettings(EngineSettings, UsageSettings):
     max_rooms: int = Field(default=4, ge=1, le=256)
     room_max_tracks: int = Field(default=16, ge=1, le=256)
     room_empty_timeout_s: float = Field(default=20.0, ge=0)
+    room_first_join_timeout_s: float = Field(default=300.0, ge=0)
     audio_frame_ms: int = Field(default=100, ge=10, le=500)
     job_lease_s: float = Field(default=30.0, ge=3)
     job_poll_s: float = Field(default=5.0, gt=0)

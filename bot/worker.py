@@ -205,6 +205,7 @@ class Worker:
             transcription,
             RoomOptions(
                 empty_timeout_s=self.settings.room_empty_timeout_s,
+                first_join_timeout_s=self.settings.room_first_join_timeout_s,
                 max_tracks=self.settings.room_max_tracks,
                 frame_ms=self.settings.audio_frame_ms,
                 drain_timeout_s=self.settings.drain_timeout_s,

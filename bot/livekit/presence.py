@@ -1,11 +1,16 @@
 """When the bot leaves a room, and why (``LeaveReason``).
 
-The room ends when ``stop`` is set (job stopped, worker draining), when only agents have been
-present for ``empty_timeout_s`` (not counting time the SDK spends reconnecting), or when the
-connection ends. How it ended says what the worker does next: a connection that was lost
-(``DISCONNECTED``: the server died or went unreachable and the SDK gave up) is worth joining
-again while the session is live; one the server ended on purpose (``REMOVED``: room deleted or
-closed, the bot removed, its identity taken) is not.
+The room ends when ``stop`` is set (job stopped, worker draining), when the connection ends, or
+when only agents have been present for ``empty_timeout_s`` after somebody was there, or for
+``first_join_timeout_s`` while nobody has come yet. LiveKit's own rooms wait longer for the first
+participant (5 min) than after the last one left; so does the bot, which usually arrives before
+the people do (two browsers starting on a loaded machine took longer than 3 s to join). Time the
+SDK spends reconnecting never counts.
+
+How it ended says what the worker does next: a connection that was lost (``DISCONNECTED``: the
+server died or went unreachable and the SDK gave up) is worth joining again while the session is
+live; one the server ended on purpose (``REMOVED``: room deleted or closed, the bot removed, its
+identity taken) is not.
 """
 
 from __future__ import annotations
@@ -49,9 +54,12 @@ def leave_reason(reason: rtc.DisconnectReason.ValueType) -> LeaveReason:
 class Presence:
     """Who (non-agent) is in the room during one connection, and when to leave it."""
 
-    def __init__(self, empty_timeout_s: float) -> None:
+    def __init__(self, empty_timeout_s: float, first_join_timeout_s: float | None = None) -> None:
         self.empty_timeout_s = empty_timeout_s
+        # None: the same as empty_timeout_s
+        self.first_join_timeout_s = first_join_timeout_s
         self.humans: set[str] = set()
+        self._anybody_came = False
         self._changed = asyncio.Event()
         self._ended: LeaveReason | None = None
         self._disconnected = asyncio.Event()
@@ -59,6 +67,7 @@ class Presence:
 
     def joined(self, identity: str) -> None:
         self.humans.add(identity)
+        self._anybody_came = True
         self._changed.set()
 
     def left(self, identity: str) -> None:
@@ -74,6 +83,11 @@ class Presence:
         self._ended = reason
         self._disconnected.set()
 
+    def _timeout_s(self) -> float:
+        if self._anybody_came or self.first_join_timeout_s is None:
+            return self.empty_timeout_s
+        return self.first_join_timeout_s
+
     async def wait(self, stop: asyncio.Event) -> LeaveReason:
         """Until it is time to leave."""
         empty_since: float | None = None
@@ -87,7 +101,7 @@ class Presence:
                 empty_since = None
             elif empty_since is None:
                 empty_since = loop.time()
-            elif loop.time() - empty_since >= self.empty_timeout_s:
+            elif loop.time() - empty_since >= self._timeout_s():
                 return LeaveReason.EMPTY
             self._changed.clear()
             waiters = [

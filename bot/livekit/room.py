@@ -46,7 +46,8 @@ class RoomListener(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RoomOptions:
-    empty_timeout_s: float = 20.0
+    empty_timeout_s: float = 20.0  # after the last participant left
+    first_join_timeout_s: float = 300.0  # while nobody has come yet (presence.py)
     max_tracks: int = 16
     # Frames the AudioStream delivers: 100 ms each. Every frame is a wake-up through the SDK's
     # native and Python layers: 50 ms frames made a connected silent track cost ~1 point of a
@@ -87,8 +88,11 @@ class RoomAgent:
         self._tracks: dict[str, tuple[asyncio.Task[None], AudioSource]] = {}
         self._speakers: dict[str, Speaker] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._presence = Presence(self.options.empty_timeout_s)
+        self._presence = self._new_presence()
         self._captions = _RoomCaptions()
+
+    def _new_presence(self) -> Presence:
+        return Presence(self.options.empty_timeout_s, self.options.first_join_timeout_s)
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def join(
@@ -120,7 +124,7 @@ class RoomAgent:
     async def run(self, url: str, token: str, stop: asyncio.Event) -> LeaveReason:
         """One connection to the room, until it ends (``LiveKitUnavailable`` if none)."""
         room = rtc.Room()
-        self._presence = presence = Presence(self.options.empty_timeout_s)
+        self._presence = presence = self._new_presence()
         room.on("participant_connected", self._on_participant_connected)
         room.on("participant_disconnected", self._on_participant_disconnected)
         room.on("track_subscribed", self._on_track_subscribed)

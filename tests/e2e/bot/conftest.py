@@ -59,6 +59,8 @@ def worker_env_for(livekit_url: str, database_url: str, tmp_path: Path) -> dict[
         "JOB_POLL_S": "1",
         "JOB_LEASE_S": "6",
         "ROOM_EMPTY_TIMEOUT_S": "3",
+        # the bot joins before the test's clients: browsers on a loaded machine take seconds
+        "ROOM_FIRST_JOIN_TIMEOUT_S": "60",
         "USAGE_CHECKPOINT_S": "1",
         "SPOOL_DIR": str(tmp_path / "spool"),
         "MODEL_CACHE_DIR": str(tmp_path / "models"),

@@ -47,12 +47,7 @@ async def caption_a_browser_speaker(
     audio_processing: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, str, str | None]]]:
     session = await new_session(repo)
-    # The worker joins as soon as it claims the job, before the browsers are up; two Chromium
-    # processes on a loaded machine take longer than the suite's 3 s empty-room timeout to join,
-    # and a bot that left the empty room would caption nobody. The worker is stopped at the end,
-    # so a longer timeout costs the test nothing.
-    env = {**worker_env, "LIVEKIT_URL": url, "ROOM_EMPTY_TIMEOUT_S": "30"}
-    worker = WorkerProcess("w1", env, tmp_path)
+    worker = WorkerProcess("w1", {**worker_env, "LIVEKIT_URL": url}, tmp_path)
     try:
         await worker.wait_ready()
         wav, seconds = microphone_wav(clip, tmp_path)

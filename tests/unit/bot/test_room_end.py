@@ -53,3 +53,21 @@ async def test_a_room_with_people_stays_until_stopped() -> None:
     assert not waiting.done()
     stop.set()
     assert await asyncio.wait_for(waiting, 5.0) is LeaveReason.STOPPED
+
+
+async def test_the_bot_waits_longer_for_the_first_participant_than_after_the_last() -> None:
+    """Nobody has come yet: the first-join timeout; once somebody came and left: the empty one."""
+    presence = Presence(empty_timeout_s=0.1, first_join_timeout_s=30.0)
+    stop = asyncio.Event()
+    waiting = asyncio.ensure_future(presence.wait(stop))
+    await asyncio.sleep(1.0)
+    assert not waiting.done(), "an empty room nobody has joined yet is waited for"
+    presence.joined("alice")
+    await asyncio.sleep(0.2)
+    presence.left("alice")
+    assert await asyncio.wait_for(waiting, 5.0) is LeaveReason.EMPTY
+
+
+async def test_without_a_first_join_timeout_an_unjoined_room_ends_like_an_emptied_one() -> None:
+    presence = Presence(empty_timeout_s=0.1)
+    assert await asyncio.wait_for(presence.wait(asyncio.Event()), 5.0) is LeaveReason.EMPTY
