@@ -12,14 +12,10 @@ from livekit.protocol import models, rtc
 
 from . import ids
 from .auth import Grants
+from .dual_pc import DualPcTransport
 from .media import AudioFanout, discard_rtp
-from .transport import (
-    DualPcTransport,
-    ForwardSource,
-    PublisherMedia,
-    RtcTransport,
-    SinglePcTransport,
-)
+from .single_pc import SinglePcTransport
+from .transport import ForwardSource, PublisherMedia, RtcTransport
 
 logger = logging.getLogger("devserver")
 

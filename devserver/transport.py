@@ -2,13 +2,18 @@
 
 Two shapes, matching the SDK's two signalling modes:
 
-- :class:`SinglePcTransport` (``/rtc/v1``): one peer connection. The client always offers and
-  the server answers. To send media the server needs ``recvonly`` m-lines in the client's offer:
-  the SDK offers three audio ones up front; when more are needed, or when the server wants a
-  fresh offer to attach or detach a track, it sends ``MediaSectionsRequirement`` and the SDK
-  re-offers. The answer maps m-line ids to track sids (``mid_to_track_id``).
-- :class:`DualPcTransport` (``/rtc``): the client's publisher connection (client offers) and
-  a subscriber connection on which the server offers, with the server's data channels.
+- ``SinglePcTransport`` (``/rtc/v1``, :mod:`devserver.single_pc`): one peer connection. The
+  client always offers and the server answers. To send media the server needs ``recvonly``
+  m-lines in the client's offer: the SDK offers three audio ones up front; when more are needed,
+  or when the server wants a fresh offer to attach or detach a track, it sends
+  ``MediaSectionsRequirement`` and the SDK re-offers. The answer maps m-line ids to track sids
+  (``mid_to_track_id``).
+- ``DualPcTransport`` (``/rtc``, :mod:`devserver.dual_pc`): the client's publisher connection
+  (client offers) and a subscriber connection on which the server offers, with the server's
+  data channels.
+
+This module holds what both share (the base class, slots, data channels, the publisher side);
+:mod:`devserver.sdp` what they read from and write into descriptions.
 
 A *slot* is one outbound audio transceiver with a permanent :class:`DownTrack`; subscribing
 attaches a publisher's :class:`AudioFanout` to a free slot. A released slot is reused only
@@ -24,7 +29,6 @@ import asyncio
 import collections
 import json
 import logging
-import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -35,31 +39,27 @@ from aiortc import (
     RTCDataChannel,
     RTCPeerConnection,
     RTCRtpReceiver,
-    RTCRtpSender,
     RTCRtpTransceiver,
-    RTCSessionDescription,
 )
-from aiortc.codecs import CODECS
-from aiortc.rtcpeerconnection import find_common_codecs
-from aiortc.rtcrtpparameters import RTCRtpCodecCapability
-from aiortc.sdp import MediaDescription, SessionDescription, candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 from livekit.protocol import models, rtc
 
 from . import ids
 from .media import AudioFanout, DownTrack
+from .sdp import negotiated_mime_type, opus_payload_type
 
 logger = logging.getLogger("devserver")
 
 RELIABLE_LABEL = "_reliable"
 LOSSY_LABEL = "_lossy"
-_RELIABLE = models.DataPacket.RELIABLE
-_LOSSY = models.DataPacket.LOSSY
+RELIABLE = models.DataPacket.RELIABLE
+LOSSY = models.DataPacket.LOSSY
 # data queued per channel while it is not open yet, and the send buffer a client may fall behind
 _PENDING_DATA_MESSAGES = 256
-_MAX_BUFFERED_BYTES: dict[int, int] = {_RELIABLE: 8 * 1024 * 1024, _LOSSY: 256 * 1024}
-_ANSWER_TIMEOUT_S = 15.0
+_MAX_BUFFERED_BYTES: dict[int, int] = {RELIABLE: 8 * 1024 * 1024, LOSSY: 256 * 1024}
+ANSWER_TIMEOUT_S = 15.0
 _CLOSE_WAIT_S = 5.0
-_OFFER_REQUEST_RETRY_S = 5.0
+OFFER_REQUEST_RETRY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,62 +103,11 @@ class TransportEvents(Protocol):
         ...
 
 
-def _new_peer_connection() -> RTCPeerConnection:
+def new_peer_connection() -> RTCPeerConnection:
     # no ICE servers: aiortc would otherwise add a public STUN server and contact it
     return RTCPeerConnection(
         RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
     )
-
-
-def _opus_payload_type(media: MediaDescription) -> int | None:
-    for codec in media.rtp.codecs:
-        if codec.mimeType.lower() == "audio/opus" and codec.payloadType is not None:
-            return codec.payloadType
-    return None
-
-
-def negotiated_mime_type(media: MediaDescription) -> str:
-    """The codec an aiortc answer to ``media`` selects: the offer's first one aiortc supports."""
-    common = find_common_codecs(CODECS.get(media.kind, []), media.rtp.codecs)
-    return common[0].mimeType if common else ""  # a retransmission codec never comes first
-
-
-# LiveKit's server answers a publisher's Opus with these parameters, and adds ``usedtx=1``
-# unless the track was announced with ``disable_dtx``. The publishing client configures its
-# encoder from the answer (libwebrtc reads the remote description), so this is what turns on
-# discontinuous transmission: a silent microphone then sends a packet every 400 ms, not 50 a
-# second.
-_OPUS_ANSWER_FMTP = "minptime=10;useinbandfec=1"
-
-
-def with_publisher_opus_parameters(sdp: str, dtx_for_mid: Callable[[str], bool | None]) -> str:
-    """``sdp`` (an answer to a publisher's offer) with LiveKit's Opus ``fmtp`` on each audio
-    section the client publishes on; ``dtx_for_mid(mid)`` is None for sections it does not."""
-    head, *sections = sdp.split("\r\nm=")
-    out = [head]
-    for section in sections:
-        lines = section.split("\r\n")
-        mid = next((line[6:] for line in lines if line.startswith("a=mid:")), None)
-        opus_pt = next(
-            (
-                line[9:].split()[0]
-                for line in lines
-                if line.startswith("a=rtpmap:") and line.lower().split()[-1].startswith("opus/")
-            ),
-            None,
-        )
-        dtx = dtx_for_mid(mid) if lines[0].startswith("audio") and mid is not None else None
-        if dtx is not None and opus_pt is not None:
-            fmtp = f"a=fmtp:{opus_pt} {_OPUS_ANSWER_FMTP}" + (";usedtx=1" if dtx else "")
-            lines = [line for line in lines if not line.startswith(f"a=fmtp:{opus_pt} ")]
-            at = next(i for i, line in enumerate(lines) if line.startswith(f"a=rtpmap:{opus_pt} "))
-            lines.insert(at + 1, fmtp)
-        out.append("\r\n".join(lines))
-    return "\r\nm=".join(out)
-
-
-def _opus_preferences() -> list[RTCRtpCodecCapability]:
-    return [c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"]
 
 
 @dataclass(eq=False, slots=True)
@@ -182,7 +131,7 @@ class _DataChannels:
         self._channels: dict[int, RTCDataChannel] = {}
         self._pending: dict[int, collections.deque[bytes]] = {
             int(kind): collections.deque(maxlen=_PENDING_DATA_MESSAGES)
-            for kind in (_RELIABLE, _LOSSY)
+            for kind in (RELIABLE, LOSSY)
         }
         self.dropped_messages = 0
 
@@ -213,8 +162,8 @@ class _DataChannels:
             channel.send(pending.popleft())
 
 
-def _listen_for_data(channel: RTCDataChannel, on_data: Callable[[int, bytes], None]) -> int | None:
-    kind = {RELIABLE_LABEL: _RELIABLE, LOSSY_LABEL: _LOSSY}.get(channel.label)
+def listen_for_data(channel: RTCDataChannel, on_data: Callable[[int, bytes], None]) -> int | None:
+    kind = {RELIABLE_LABEL: RELIABLE, LOSSY_LABEL: LOSSY}.get(channel.label)
     if kind is None:
         return None  # e.g. the data-track channel: not supported here
 
@@ -226,7 +175,7 @@ def _listen_for_data(channel: RTCDataChannel, on_data: Callable[[int, bytes], No
     return kind
 
 
-class _PublisherSide:
+class PublisherSide:
     """A peer connection on which the client offers: it learns what the client publishes."""
 
     def __init__(self, pc: RTCPeerConnection) -> None:
@@ -256,7 +205,7 @@ class _PublisherSide:
                     mid=mid,
                     track_id=msid[1] if len(msid) > 1 else (msid[0] if msid else ""),
                     kind=media.kind,
-                    payload_type=_opus_payload_type(media) if media.kind == "audio" else None,
+                    payload_type=opus_payload_type(media) if media.kind == "audio" else None,
                     receiver=transceivers[mid].receiver,
                     mime_type=negotiated_mime_type(media),
                 )
@@ -269,15 +218,15 @@ class _PublisherSide:
         if self.pc.remoteDescription is None:
             self._early_candidates.append(candidate_init)
             return
-        await _add_candidate(self.pc, candidate_init)
+        await add_candidate(self.pc, candidate_init)
 
     async def flush_candidates(self) -> None:
         early, self._early_candidates = self._early_candidates, []
         for candidate_init in early:
-            await _add_candidate(self.pc, candidate_init)
+            await add_candidate(self.pc, candidate_init)
 
 
-async def _add_candidate(pc: RTCPeerConnection, candidate_init: str) -> None:
+async def add_candidate(pc: RTCPeerConnection, candidate_init: str) -> None:
     """Add a trickled candidate (LiveKit's JSON ``candidateInit``) to the bundle transport."""
     try:
         init = json.loads(candidate_init)
@@ -500,260 +449,3 @@ class RtcTransport:
                 self._events.on_connected()
             elif state == "failed" and not self._closed:
                 self._events.on_failed()
-
-
-class SinglePcTransport(RtcTransport):
-    """``/rtc/v1``: one peer connection; the client offers, the server answers."""
-
-    def __init__(self, events: TransportEvents, *, forward_queue_packets: int) -> None:
-        super().__init__(events, forward_queue_packets=forward_queue_packets)
-        self._pc = _new_peer_connection()
-        self._publisher = _PublisherSide(self._pc)
-        self._offer_requested_at: float | None = None
-        self._watch_connection(self._pc, primary=True)
-
-        @self._pc.on("datachannel")
-        def on_datachannel(channel: RTCDataChannel) -> None:
-            kind = _listen_for_data(channel, self._events.on_data)
-            if kind is not None:
-                # in single-PC mode the client's own channels carry data both ways
-                self._data.use(kind, channel)
-
-    async def handle_offer(self, sdp: str, offer_id: int = 0) -> None:
-        await self._run(self._answer_offer(sdp, offer_id), "answer")
-
-    async def _answer_offer(self, sdp: str, offer_id: int) -> None:
-        async with self._lock:
-            if self._closed:
-                return
-            offer = SessionDescription.parse(sdp)
-            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-            self._events.on_publisher_media(self._publisher.read_offer_media(offer))
-            self._add_offered_slots(offer)
-            missing = self._apply_subscriptions()
-            answer = await self._pc.createAnswer()
-            await self._pc.setLocalDescription(answer)
-            self._generation += 1
-            self._offer_requested_at = None
-            response = rtc.SignalResponse()
-            response.answer.type = "answer"
-            response.answer.id = offer_id  # the client settles a negotiation by this id
-            response.answer.sdp = with_publisher_opus_parameters(
-                self._pc.localDescription.sdp, self._events.publisher_dtx
-            )
-            response.answer.mid_to_track_id.update(self._mid_to_track_id())
-            self._events.send_signal(response)
-            self._report_forwarding(self._slots)
-            await self._publisher.flush_candidates()
-            if missing or self._dirty:
-                self._request_offer()
-
-    async def handle_answer(self, sdp: str, answer_id: int = 0) -> None:
-        logger.debug("ignoring an answer in single peer connection mode")
-
-    async def add_ice_candidate(self, target: int, candidate_init: str) -> None:
-        await self._publisher.add_candidate(candidate_init)
-
-    def _peer_connections(self) -> list[RTCPeerConnection]:
-        return [self._pc]
-
-    def _changed(self) -> None:
-        super()._changed()
-        if self._pc.remoteDescription is not None and not self._lock.locked():
-            self._request_offer()
-        # during a negotiation the flag makes handle_offer ask for the next offer
-
-    def _request_offer(self) -> None:
-        """Ask the client for a new offer, with extra audio m-lines if slots are short."""
-        now_s = time.monotonic()
-        if self._closed or (
-            self._offer_requested_at is not None
-            and now_s - self._offer_requested_at < _OFFER_REQUEST_RETRY_S
-        ):
-            return  # the offer already asked for will pick the change up
-        _, needed = self._plan()
-        self._offer_requested_at = now_s
-        response = rtc.SignalResponse()
-        response.media_sections_requirement.num_audios = needed
-        self._events.send_signal(response)
-
-    def _add_offered_slots(self, offer: SessionDescription) -> None:
-        known = {id(s.transceiver) for s in self._slots}
-        transceivers = {t.mid: t for t in self._pc.getTransceivers()}
-        for media in offer.media:
-            mid = media.rtp.muxId
-            transceiver = transceivers.get(mid)
-            if (
-                media.kind == "audio"
-                and media.port != 0
-                and media.direction in ("recvonly", "inactive")
-                and mid not in self._publisher.offer_mids
-                and transceiver is not None
-                and id(transceiver) not in known
-            ):
-                slot = self._new_slot(transceiver)
-                slot.transceiver.direction = "inactive"
-
-
-class DualPcTransport(RtcTransport):
-    """``/rtc``: a publisher connection (client offers) and a subscriber one (server offers)."""
-
-    def __init__(self, events: TransportEvents, *, forward_queue_packets: int) -> None:
-        super().__init__(events, forward_queue_packets=forward_queue_packets)
-        self._publisher_pc = _new_peer_connection()
-        self._subscriber_pc = _new_peer_connection()
-        self._publisher = _PublisherSide(self._publisher_pc)
-        self._subscriber_candidates: list[str] = []
-        self._answer: asyncio.Future[str] | None = None
-        # like LiveKit, the server numbers its subscriber offers; the client's answer echoes it
-        self._offer_id = 0
-        self._wake = asyncio.Event()
-        # set once the subscriber connection's (bundled) DTLS transport is up, or never will be
-        self._subscriber_settled = asyncio.Event()
-        self._watch_connection(self._subscriber_pc, primary=True)
-
-        @self._subscriber_pc.on("connectionstatechange")
-        def on_subscriber_state() -> None:
-            if self._subscriber_pc.connectionState in ("connected", "failed", "closed"):
-                self._subscriber_settled.set()
-
-        self._watch_connection(self._publisher_pc, primary=False)
-
-        @self._publisher_pc.on("datachannel")
-        def on_datachannel(channel: RTCDataChannel) -> None:
-            _listen_for_data(channel, self._events.on_data)
-
-        reliable = self._subscriber_pc.createDataChannel(RELIABLE_LABEL, ordered=True)
-        lossy = self._subscriber_pc.createDataChannel(LOSSY_LABEL, ordered=False, maxRetransmits=0)
-        self._data.use(_RELIABLE, reliable)
-        self._data.use(_LOSSY, lossy)
-
-    @property
-    def subscriber_primary(self) -> bool:
-        return True
-
-    def start(self, name: str) -> None:
-        """Begin negotiating the subscriber connection (its first offer goes out now)."""
-        self._dirty = True
-        self._spawn(self._negotiate(), name=f"negotiate:{name}")
-        self._wake.set()
-
-    async def handle_offer(self, sdp: str, offer_id: int = 0) -> None:
-        """The client's publisher offer."""
-        await self._run(self._answer_offer(sdp, offer_id), "answer")
-
-    async def _answer_offer(self, sdp: str, offer_id: int) -> None:
-        if self._closed:
-            return
-        offer = SessionDescription.parse(sdp)
-        pc = self._publisher_pc
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-        self._events.on_publisher_media(self._publisher.read_offer_media(offer))
-        answer = await pc.createAnswer()
-        await pc.setLocalDescription(answer)
-        response = rtc.SignalResponse()
-        response.answer.type = "answer"
-        response.answer.id = offer_id  # the client settles a negotiation by this id
-        response.answer.sdp = with_publisher_opus_parameters(
-            pc.localDescription.sdp, self._events.publisher_dtx
-        )
-        self._events.send_signal(response)
-        await self._publisher.flush_candidates()
-
-    async def handle_answer(self, sdp: str, answer_id: int = 0) -> None:
-        """The client's answer to the subscriber offer (``answer_id`` 0: an unnumbered one)."""
-        if answer_id and answer_id != self._offer_id:
-            logger.debug(
-                "ignoring an answer to an earlier offer",
-                extra={"answer_id": answer_id, "offer_id": self._offer_id},
-            )
-        elif self._answer is not None and not self._answer.done():
-            self._answer.set_result(sdp)
-        else:
-            logger.debug("ignoring an answer that no offer waits for")
-
-    async def add_ice_candidate(self, target: int, candidate_init: str) -> None:
-        if target == rtc.PUBLISHER:
-            await self._publisher.add_candidate(candidate_init)
-        elif self._subscriber_pc.remoteDescription is None:
-            self._subscriber_candidates.append(candidate_init)
-        else:
-            await _add_candidate(self._subscriber_pc, candidate_init)
-
-    def _peer_connections(self) -> list[RTCPeerConnection]:
-        return [self._subscriber_pc, self._publisher_pc]
-
-    def _stop_negotiating(self) -> None:
-        self._wake.set()
-        self._subscriber_settled.set()
-        if self._answer is not None and not self._answer.done():
-            self._answer.set_result("")  # an empty answer: the negotiation ends unapplied
-
-    def _changed(self) -> None:
-        super()._changed()
-        self._wake.set()
-
-    async def _negotiate(self) -> None:
-        """Send subscriber offers whenever subscriptions changed, one at a time."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self._closed:
-                return
-            if not self._dirty:
-                continue
-            try:
-                await self._offer_once()
-            except Exception:
-                logger.exception("subscriber negotiation failed")
-
-    async def _offer_once(self) -> None:
-        if self._generation > 0:
-            # aiortc starts a transceiver's sender only when a remote description is applied
-            # while the DTLS transport is already connected (``__connect`` skips senders while
-            # it is still connecting, and nothing starts them later). The first offer carries
-            # the data channels only, so media waits until its transport is up: an answer
-            # applied during the handshake would leave its tracks silent for good.
-            await self._subscriber_settled.wait()
-        async with self._lock:
-            pc = self._subscriber_pc
-            # The first offer carries the data channels only. aiortc bundles on the transport
-            # of whatever it created first (here the data channel's) but, when the answer names
-            # an audio m-line placed before it as the bundle's first, it stops that shared
-            # transport. Media sections added later come after the data section.
-            missing = 0 if self._generation == 0 else self._apply_subscriptions()
-            for _ in range(missing):
-                transceiver = pc.addTransceiver("audio", direction="inactive")
-                transceiver.setCodecPreferences(_opus_preferences())
-                self._new_slot(transceiver)
-            if missing:
-                self._apply_subscriptions()
-            offer = await pc.createOffer()
-            await pc.setLocalDescription(offer)
-            if self._closed:
-                return
-            self._answer = asyncio.get_running_loop().create_future()
-            self._offer_id += 1
-            response = rtc.SignalResponse()
-            response.offer.type = "offer"
-            response.offer.id = self._offer_id
-            response.offer.sdp = pc.localDescription.sdp
-            response.offer.mid_to_track_id.update(self._mid_to_track_id())
-            self._events.send_signal(response)
-            try:
-                sdp = await asyncio.wait_for(self._answer, _ANSWER_TIMEOUT_S)
-            except TimeoutError:
-                logger.warning("client did not answer the subscriber offer")
-                return
-            if self._closed or not sdp:
-                return
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
-            early, self._subscriber_candidates = self._subscriber_candidates, []
-            for candidate_init in early:
-                await _add_candidate(pc, candidate_init)
-            if self._generation == 0:
-                self._dirty = bool(self._wanted)  # the first offer left every track for later
-            self._generation += 1
-            self._report_forwarding(self._slots)
-            if self._dirty:
-                self._wake.set()

@@ -16,7 +16,7 @@ from aiortc.sdp import MediaDescription, SessionDescription
 from livekit.protocol import models, rtc
 
 from devserver import DevServer, DevServerConfig
-from devserver.transport import negotiated_mime_type
+from devserver.sdp import negotiated_mime_type
 from tests.unit.devserver.test_server import SECRET, Signal, join_request_param, token
 
 ORIGIN = "http://localhost:5173"

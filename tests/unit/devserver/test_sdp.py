@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from devserver.transport import with_publisher_opus_parameters
+from devserver.sdp import with_publisher_opus_parameters
 
 ANSWER = "\r\n".join(
     [

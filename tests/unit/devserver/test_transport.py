@@ -7,8 +7,9 @@ import asyncio
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from livekit.protocol import rtc
 
+from devserver.dual_pc import DualPcTransport
 from devserver.media import AudioFanout
-from devserver.transport import DualPcTransport, ForwardSource, PublisherMedia
+from devserver.transport import ForwardSource, PublisherMedia
 
 
 class Events:
