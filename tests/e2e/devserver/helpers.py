@@ -208,6 +208,23 @@ async def received_counts(track: rtc.Track) -> RtpCounts:
     return RtpCounts(packets=0)
 
 
+async def forwarding_stopped(
+    track: rtc.Track, quiet_s: float = 0.5, timeout_s: float = EVENT_TIMEOUT_S
+) -> None:
+    """Wait until the server has stopped sending ``track``: no packet of it arrived for
+    ``quiet_s`` (its receiver's stats outlive the subscription; a tone sends 50 a second)."""
+    deadline = time.monotonic() + timeout_s
+    packets = (await received_counts(track)).packets
+    changed_at = time.monotonic()
+    while time.monotonic() - changed_at < quiet_s:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"packets of the track still arrive after {timeout_s:.0f} s")
+        await asyncio.sleep(0.05)
+        now = (await received_counts(track)).packets
+        if now != packets:
+            packets, changed_at = now, time.monotonic()
+
+
 def dominant_frequency_hz(samples: np.ndarray) -> float:
     x = samples.astype(np.float64) * np.hanning(len(samples))
     spectrum = np.abs(np.fft.rfft(x))

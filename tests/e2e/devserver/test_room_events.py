@@ -16,6 +16,7 @@ from .helpers import (
     Recorder,
     connected,
     dominant_frequency_hz,
+    forwarding_stopped,
     play_forever,
     publish_audio,
     room_name,
@@ -237,5 +238,11 @@ async def test_unsubscribe_and_subscribe_again(
                 assert abs(await frequency_of(track) - 610.0) < 3.0
                 remote_publication.set_subscribed(False)
                 await events.wait("track_unsubscribed")
+                # The SDK reports track_unsubscribed itself, before its UpdateSubscription
+                # has left: it sends each one from a task of its own, so a set_subscribed(True)
+                # right now could reach the server first, and the server, seeing "subscribe"
+                # (already subscribed) then "unsubscribe", rightly leaves the track off.
+                # Re-subscribe only once the server has acted on the unsubscription.
+                await forwarding_stopped(track)
         finally:
             player.cancel()
