@@ -50,9 +50,11 @@ async def caption_a_browser_speaker(
     worker = WorkerProcess("w1", {**worker_env, "LIVEKIT_URL": url}, tmp_path)
     try:
         await worker.wait_ready()
+        # The worker holds the job before the browsers come (it waits for the first participant);
+        # after the meeting the server may already have closed the room and the job with it.
+        await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
         wav, seconds = microphone_wav(clip, tmp_path)
         report = await _run_meeting(url, session.slug, wav, seconds, room_options, audio_processing)
-        await wait_job(repo, session.id, lambda j: j.status == JobStatus.RUNNING)
     finally:
         worker.stop()
     (speaker,) = report["speakers"]
