@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final, Generic, TypeVar
 
@@ -73,6 +73,20 @@ def translate(exc: BaseException) -> StorageError | None:
     if isinstance(exc, OSError | TimeoutError | sa_exc.TimeoutError):
         return StorageUnavailable("database unavailable")
     return None
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """Foreign exceptions raised inside become this package's errors (``translate``)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
 
 
 def sql_time(now: datetime | None) -> ColumnElement[datetime]:
@@ -167,27 +181,13 @@ class StoreBase:
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncSession]:
-        try:
+        with translated():
             async with self._sessionmaker.begin() as session:
                 yield session
-        except StorageError:
-            raise
-        except Exception as exc:
-            translated = translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for one read statement, without a transaction."""
-        try:
+        with translated():
             async with self._autocommit.connect() as conn:
                 yield conn
-        except StorageError:
-            raise
-        except Exception as exc:
-            translated = translate(exc)
-            if translated is None:
-                raise
-            raise translated from exc

@@ -8,7 +8,7 @@
   the SDK's stream drops the oldest audio past ``audio_queue_s``).
 * ``captions.py``: ``RoomCaptionPublisher``, a ``CaptionSink`` that sends each caption in the
   three forms LiveKit clients read.
-* ``token.py``: the bot's join token (kind ``agent``). ``errors.py``: ``LiveKitUnavailable``.
+* ``token.py``: the bot's join token (kind ``agent``).
 
 Nothing here knows about the database or the speech models: tracks go out to the listener,
 captions come in to the publisher.

@@ -22,10 +22,10 @@ from livekit import rtc
 from bot import metrics
 from bot.livekit.audio import LiveKitAudioSource
 from bot.livekit.captions import RoomCaptionPublisher
-from bot.livekit.errors import LiveKitUnavailable
 from bot.livekit.presence import LeaveReason, Presence, leave_reason
 from bot.pipeline.track import AudioSource, CaptionSink
 from bot.pipeline.types import Speaker, SpokenCaption
+from core.errors import LiveKitUnavailable
 
 logger = logging.getLogger("bot.livekit")
 
