@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+
+from store.enums import JobStatus
 
 access_log = logging.getLogger("api.access")
 
@@ -43,6 +46,19 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        # Counted in the database by the sweeper every sweep interval (every replica reports
+        # the same figures: aggregate with max, not sum).
+        self.jobs = Gauge(
+            "transcriber_jobs",
+            "Transcription jobs REQUESTED (no worker has taken them yet) and RUNNING, by status.",
+            ["status"],
+            registry=self.registry,
+        )
+
+    def export_jobs(self, counts: Mapping[JobStatus, int]) -> None:
+        """Set ``transcriber_jobs{status}`` from :meth:`store.jobs.JobStore.count_active`."""
+        for status, n in counts.items():
+            self.jobs.labels(status.value).set(n)
 
     def middleware(self) -> Middleware:
         """Outermost middleware: counts, times and logs every response, errors included. The

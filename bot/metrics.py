@@ -8,6 +8,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 ACTIVE_ROOMS = Gauge("transcriber_active_rooms", "Rooms this worker is in")
 ACTIVE_TRACKS = Gauge("transcriber_active_tracks", "Tracks being transcribed")
+SPEAKING_STREAMS = Gauge(
+    "transcriber_speaking_streams", "Streams inside an utterance now (VAD says speech)"
+)
 CAPTIONS = Counter("transcriber_captions_total", "Captions published", ["kind"])
 CAPTION_LATENCY = Histogram(
     "transcriber_caption_latency_seconds",

@@ -181,8 +181,10 @@ class Worker:
 
     def _export_tracks(self) -> None:
         """``transcriber_active_tracks``: the tracks of every room of this worker (each room's
-        checkpoint loop updates its own count; the gauge is their sum)."""
+        checkpoint loop updates its own count; the gauge is their sum). With it
+        ``transcriber_speaking_streams``: the engine's streams inside an utterance now."""
         metrics.ACTIVE_TRACKS.set(sum(h.live_tracks for h in self.rooms.values()))
+        metrics.SPEAKING_STREAMS.set(self.engine.speaking_streams)
 
     async def _room_inner(self, handle: _RoomHandle) -> None:
         lease = handle.lease

@@ -27,6 +27,7 @@ from store.records import JobLease, JobRecord
 __all__ = ["JOB_COLUMNS", "JobStore", "job_columns", "notify_jobs"]
 
 _ENDED_STATES: Final = (SessionStatus.ENDED, SessionStatus.EXPIRED)
+_ACTIVE_JOBS: Final = (JobStatus.REQUESTED, JobStatus.RUNNING)
 _JOB_FIELDS: Final[dict[str, Any]] = {
     "id": TranscriptionJob.id,
     "session_id": TranscriptionJob.session_id,
@@ -162,6 +163,20 @@ class JobStore(StoreBase):
                 )
             ).first()
         return _job(row) if row is not None else None
+
+    async def count_active(self) -> dict[JobStatus, int]:
+        """How many jobs are REQUESTED (waiting for a worker) and RUNNING (held by one), in one
+        ``GROUP BY``; a status without jobs counts 0 (the API exports ``transcriber_jobs``)."""
+        stmt = (
+            select(TranscriptionJob.status, func.count())
+            .where(TranscriptionJob.status.in_(_ACTIVE_JOBS))
+            .group_by(TranscriptionJob.status)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        counts = dict.fromkeys(_ACTIVE_JOBS, 0)
+        counts.update({JobStatus(status): int(n) for status, n in rows})
+        return counts
 
     async def claim_job(
         self,

@@ -122,6 +122,19 @@ class SpeechEngine:
         self.scheduler = DecodeScheduler(
             recognizer, max_pending_finals=max_pending_finals, max_batch=max_batch
         )
+        # The streams inside an utterance right now (VAD says speech), by stream key.
+        self._speaking: set[str] = set()
+
+    @property
+    def speaking_streams(self) -> int:
+        """How many streams are inside an utterance now (``transcriber_speaking_streams``)."""
+        return len(self._speaking)
+
+    def _set_speaking(self, key: str, speaking: bool) -> None:
+        if speaking:
+            self._speaking.add(key)
+        else:
+            self._speaking.discard(key)
 
     def open_stream(
         self, name: str | None = None, *, options: StreamOptions | None = None
@@ -129,6 +142,7 @@ class SpeechEngine:
         return StreamTranscriber(self, name or secrets.token_hex(4), options or self.stream_options)
 
     async def aclose(self) -> None:
+        self._speaking.clear()
         await self.scheduler.aclose()
 
 
@@ -193,6 +207,7 @@ class StreamTranscriber:
     async def aclose(self) -> None:
         """Stop now: pending decodes are abandoned (use ``end_input`` to finish them)."""
         self._ended = True
+        self._engine._set_speaking(self._key, False)
         if self._speculation is not None:
             self._speculation.future.cancel()
             self._speculation = None
@@ -211,6 +226,7 @@ class StreamTranscriber:
             self._utterance_id = self._utterance_name(event.index)
             self._utterance_language = None
             self._last_partial_at = 0
+            self._engine._set_speaking(self._key, True)
         elif isinstance(event, UtterancePaused):
             if self.options.speculative_finals:
                 future = await self._scheduler.submit_final(self._key, _final_request(event.audio))
@@ -219,6 +235,7 @@ class StreamTranscriber:
         elif isinstance(event, UtteranceResumed):
             self._resume()
         elif isinstance(event, UtteranceEnded):
+            self._engine._set_speaking(self._key, False)
             self.stats.speech_s += len(event.audio) / SAMPLE_RATE_HZ
             spec, self._speculation = self._speculation, None
             same_audio = (event.index, event.end_sample)
@@ -239,6 +256,7 @@ class StreamTranscriber:
                 )
             )
         else:  # a blip too short to be speech: its partials (if any) are closed empty
+            self._engine._set_speaking(self._key, False)
             spec, self._speculation = self._speculation, None
             if spec is not None:
                 self._abandon(spec)

@@ -240,12 +240,13 @@ def test_dashboard_is_provisioned_and_covers_the_product() -> None:
         "transcriber_caption_latency_seconds_bucket", "transcriber_active_rooms",
         "transcriber_active_tracks", "transcriber_captions_total", "transcriber_partials_dropped",
         "transcriber_decode_queue_depth", "transcriber_db_write_failures_total",
-        "transcriber_spool_pending", "transcriber_cost_per_minute",
+        "transcriber_spool_pending", "transcriber_cost_per_minute", "transcriber_speaking_streams",
+        "transcriber_jobs",
     }  # fmt: skip
     alerts = {r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
     assert alerts >= {
         "TranscriberFinalLatencyHigh", "TranscriberSpoolBacklogGrowing",
-        "TranscriberNoWorkerInLiveMeeting", "TranscriberDatabaseUnreachable",
+        "TranscriberJobsUnclaimed", "TranscriberDatabaseUnreachable",
     }  # fmt: skip
 
 

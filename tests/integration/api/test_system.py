@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import signal
@@ -11,9 +12,11 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from api.metrics import ApiMetrics
-from api.sweeper import sweep_once
+from api.sweeper import run_sweeper, sweep_once
+from core.errors import StorageUnavailable
 from store.enums import JobStatus, SessionStatus
 from store.stores import Store
 from tests.integration.api.conftest import Client, api_settings
@@ -81,6 +84,49 @@ async def test_sweeper_ends_inactive_and_expires_unstarted(repo: Store) -> None:
     assert job is not None and job.status is JobStatus.STOPPED
     assert metrics.sweeps.labels("ended")._value.get() == 1
     assert (await sweep_once(repo, settings)).ended == []
+
+
+async def test_sweeper_exports_jobs_by_status_and_keeps_them_when_the_database_fails(
+    repo: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sessions = [await repo.sessions.create_session(space_id="s", created_by="u") for _ in range(3)]
+    for s in sessions:
+        await repo.jobs.request_transcription(s.id)
+    assert await repo.jobs.claim_job("w1") is not None
+    metrics = ApiMetrics()
+    settings = api_settings(session_sweep_interval_seconds=0.02)
+
+    def jobs(status: str) -> float | None:
+        return metrics.registry.get_sample_value("transcriber_jobs", {"status": status})
+
+    async def settled(requested: float, running: float) -> None:
+        for _ in range(250):
+            if (jobs("REQUESTED"), jobs("RUNNING")) == (requested, running):
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError((jobs("REQUESTED"), jobs("RUNNING")))
+
+    sweeper = asyncio.create_task(run_sweeper(repo, settings, metrics))
+    try:
+        await settled(2, 1)
+        assert 'transcriber_jobs{status="REQUESTED"} 2.0' in metrics.render().text
+        await repo.jobs.stop_transcription(sessions[0].id)  # the oldest: the one w1 holds
+        await settled(2, 0)
+
+        async def unreachable() -> dict[JobStatus, int]:
+            raise StorageUnavailable("down")
+
+        before = (jobs("REQUESTED"), jobs("RUNNING"))
+        monkeypatch.setattr(repo.jobs, "count_active", unreachable)
+        for s in sessions[1:]:
+            await repo.jobs.stop_transcription(s.id)
+        await asyncio.sleep(0.2)  # several sweep intervals
+        assert (jobs("REQUESTED"), jobs("RUNNING")) == before, "the last figures stay"
+        assert not sweeper.done(), "a failing database does not stop the sweeper"
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
 
 
 def _free_port() -> int:

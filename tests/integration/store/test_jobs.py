@@ -150,3 +150,13 @@ async def test_release_requeues_and_finish_stops(repo: Store, database_url: str)
     assert job.stop_reason == "room_finished" and job.worker_id is None
     assert await repo.jobs.heartbeat(taken) is False
     assert await repo.jobs.claim_job("w3") is None
+
+
+async def test_count_active_counts_requested_and_running_jobs(repo: Store) -> None:
+    assert await repo.jobs.count_active() == {JobStatus.REQUESTED: 0, JobStatus.RUNNING: 0}
+    sids = await _requested(repo, 4)
+    assert await repo.jobs.count_active() == {JobStatus.REQUESTED: 4, JobStatus.RUNNING: 0}
+    assert await repo.jobs.claim_job("w1", lease_for=LEASE, now=T0) is not None
+    assert await repo.jobs.claim_job("w2", lease_for=LEASE, now=T0) is not None
+    await repo.jobs.stop_transcription(sids[3], now=T0)  # STOPPED jobs are not counted
+    assert await repo.jobs.count_active() == {JobStatus.REQUESTED: 1, JobStatus.RUNNING: 2}

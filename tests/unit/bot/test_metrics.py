@@ -7,6 +7,7 @@ from decimal import Decimal
 from prometheus_client import REGISTRY, generate_latest
 
 from bot import metrics
+from tests.unit.bot.fakes import engine
 
 
 def test_publish_price_exports_the_configured_cost_per_minute() -> None:
@@ -49,10 +50,28 @@ def test_active_tracks_sum_every_room_of_the_worker() -> None:
     from bot.config import BotSettings
     from bot.worker import Worker, _RoomHandle
 
-    worker = Worker(BotSettings(), None, None, None, "")  # type: ignore[arg-type]
+    worker = Worker(BotSettings(), None, engine(), None, "")  # type: ignore[arg-type]
     worker.rooms = {1: _RoomHandle(None, live_tracks=2), 2: _RoomHandle(None, live_tracks=3)}  # type: ignore[arg-type]
     worker._export_tracks()
     assert REGISTRY.get_sample_value("transcriber_active_tracks") == 5
     worker.rooms.pop(1)
     worker._export_tracks()
     assert REGISTRY.get_sample_value("transcriber_active_tracks") == 3
+
+
+def test_speaking_streams_are_exported_with_the_tracks() -> None:
+    """``transcriber_speaking_streams`` is the engine's count, exported with the active tracks."""
+    from bot.config import BotSettings
+    from bot.worker import Worker
+
+    eng = engine()
+    worker = Worker(BotSettings(), None, eng, None, "")  # type: ignore[arg-type]
+    worker._export_tracks()
+    assert REGISTRY.get_sample_value("transcriber_speaking_streams") == 0
+    eng._set_speaking("a:1", True)
+    eng._set_speaking("b:1", True)
+    worker._export_tracks()
+    assert REGISTRY.get_sample_value("transcriber_speaking_streams") == 2
+    eng._set_speaking("a:1", False)
+    worker._export_tracks()
+    assert REGISTRY.get_sample_value("transcriber_speaking_streams") == 1

@@ -257,3 +257,47 @@ async def test_closing_a_stream_while_its_emitter_awaits_a_decode_returns() -> N
     await asyncio.wait_for(stream.aclose(), 2)  # the emitter stops, not waits for the next
     gate.set()
     await engine.aclose()
+
+
+async def _push(stream: StreamTranscriber, audio: np.ndarray) -> None:
+    for i in range(0, len(audio), 320):
+        await stream.push_audio(audio[i : i + 320])
+
+
+async def test_speaking_streams_counts_the_streams_inside_an_utterance() -> None:
+    engine = make_engine(ScriptedRecognizer(growing_text))
+    a, b = engine.open_stream("a"), engine.open_stream("b")
+    (_, consume_a), (_, consume_b) = collect(a), collect(b)
+    assert engine.speaking_streams == 0
+    await _push(a, np.concatenate([silence(0.5), tone(1.0)]))
+    assert engine.speaking_streams == 1, "a is speaking"
+    await _push(b, np.concatenate([silence(0.5), tone(1.0)]))
+    assert engine.speaking_streams == 2, "a and b are speaking"
+    await _push(b, tone(0.5))
+    assert engine.speaking_streams == 2, "a stream counts once however long it speaks"
+    await _push(a, silence(1.0))
+    assert engine.speaking_streams == 1, "a's utterance ended"
+    await _push(a, np.concatenate([tone(0.1), silence(1.0)]))
+    assert engine.speaking_streams == 1, "a blip starts and ends nothing that stays counted"
+    await b.end_input()
+    assert engine.speaking_streams == 0, "the end of b's input ends its utterance"
+    await asyncio.wait_for(asyncio.gather(consume_b), 10)
+    await _push(a, tone(1.0))
+    assert engine.speaking_streams == 1
+    await a.aclose()
+    consume_a.cancel()
+    assert engine.speaking_streams == 0, "a closed stream no longer speaks"
+    await engine.aclose()
+
+
+async def test_a_blip_too_short_for_speech_leaves_no_stream_speaking() -> None:
+    engine = make_engine(ScriptedRecognizer(growing_text))
+    stream = engine.open_stream("blip")
+    _, consumer = collect(stream)
+    await _push(stream, np.concatenate([silence(0.5), tone(0.1)]))
+    assert engine.speaking_streams == 1, "the blip opened an utterance"
+    await _push(stream, silence(1.0))
+    assert engine.speaking_streams == 0, "the discarded blip is no longer speech"
+    await stream.end_input()
+    await asyncio.wait_for(consumer, 10)
+    await engine.aclose()
