@@ -22,14 +22,16 @@ import operator
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast
 
-from sqlalchemy import ColumnElement, DateTime, Interval, Select, func, literal, update
+from sqlalchemy import ColumnElement, DateTime, Interval, Select, func, literal, select, update
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
 
-from core.errors import ConflictError, StorageError, StorageUnavailable
+from core.errors import ConflictError, InvalidState, NotFound, StorageError, StorageUnavailable
+from store.enums import SessionStatus
 from store.models import Session
 
 __all__ = [
@@ -191,3 +193,26 @@ class StoreBase:
         with translated():
             async with self._autocommit.connect() as conn:
                 yield conn
+
+
+ENDED_SESSION_STATES: Final = (SessionStatus.ENDED, SessionStatus.EXPIRED)
+
+
+async def lock_active_session(
+    s: AsyncSession, session_id: int, *columns: InstrumentedAttribute[Any]
+) -> Row[Any]:
+    """The session's ``columns``, its row locked ``KEY SHARE`` (a concurrent delete waits for
+    this transaction); :class:`NotFound` for an unknown session, :class:`InvalidState` for an
+    ended or expired one."""
+    row = (
+        await s.execute(
+            select(*columns, Session.status)
+            .where(Session.id == session_id)
+            .with_for_update(key_share=True)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("session not found")
+    if row.status in ENDED_SESSION_STATES:
+        raise InvalidState("session is not active")
+    return cast("Row[Any]", row)

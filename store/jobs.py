@@ -17,16 +17,21 @@ from sqlalchemy import ColumnElement, func, null, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import InvalidState, NotFound
-from store.base import RowMapper, StoreBase, labelled, sql_interval, sql_time
-from store.enums import JobStatus, SessionStatus
+from store.base import (
+    RowMapper,
+    StoreBase,
+    labelled,
+    lock_active_session,
+    sql_interval,
+    sql_time,
+)
+from store.enums import JobStatus
 from store.models import Session, TranscriptionJob
 from store.notify import JOB_CHANNEL, job_payload
 from store.records import JobLease, JobRecord
 
 __all__ = ["JOB_COLUMNS", "JobStore", "job_columns", "notify_jobs"]
 
-_ENDED_STATES: Final = (SessionStatus.ENDED, SessionStatus.EXPIRED)
 _ACTIVE_JOBS: Final = (JobStatus.REQUESTED, JobStatus.RUNNING)
 _JOB_FIELDS: Final[dict[str, Any]] = {
     "id": TranscriptionJob.id,
@@ -83,17 +88,7 @@ class JobStore(StoreBase):
         is (a requested one is re-announced). :class:`InvalidState` for an ended session."""
         ts = sql_time(now)
         async with self._tx() as s:
-            session_row = (
-                await s.execute(
-                    select(Session.slug, Session.status)
-                    .where(Session.id == session_id)
-                    .with_for_update(key_share=True)
-                )
-            ).first()
-            if session_row is None:
-                raise NotFound("session not found")
-            if session_row.status in _ENDED_STATES:
-                raise InvalidState("session is not active")
+            session_row = await lock_active_session(s, session_id, Session.slug)
             stmt = pg_insert(TranscriptionJob).values(
                 session_id=session_id, status=JobStatus.REQUESTED, requested_at=ts
             )

@@ -41,17 +41,17 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import InvalidState, LimitExceeded, NotFound
+from core.errors import LimitExceeded, NotFound
 from store.base import (
     AnySelect,
     RowMapper,
     StoreBase,
     labelled,
+    lock_active_session,
     sql_interval,
     sql_time,
     touch_sessions,
 )
-from store.enums import SessionStatus
 from store.models import Participant, Session, SpaceQuota, TrackUsage
 from store.money import DEFAULT_CURRENCY, quantize_seconds
 from store.records import (
@@ -74,7 +74,6 @@ from store.reports import (
 
 __all__ = ["UsageStore"]
 
-_ENDED_STATES: Final = (SessionStatus.ENDED, SessionStatus.EXPIRED)
 _SECONDS: Final = Numeric(14, 3)
 
 # a usage row's columns (with its participant's), labelled as UsageRecord's fields
@@ -135,17 +134,7 @@ class UsageStore(StoreBase):
         if cost_per_minute < 0:
             raise ValueError("cost_per_minute must not be negative")
         async with self._tx() as s:
-            session_row = (
-                await s.execute(
-                    select(Session.space_id, Session.status)
-                    .where(Session.id == session_id)
-                    .with_for_update(key_share=True)
-                )
-            ).first()
-            if session_row is None:
-                raise NotFound("session not found")
-            if session_row.status in _ENDED_STATES:
-                raise InvalidState("session is not active")
+            session_row = await lock_active_session(s, session_id, Session.space_id)
             participant = (
                 await s.execute(
                     select(Participant.id, Participant.user_id).where(
