@@ -253,14 +253,15 @@ class FinalSpool:
                 good, bad = _parse(_read_all(fd))
                 self._quarantine_lines(path.name, bad)
                 segments = [segment for _, segment in good]
+                written = 0
                 for i in range(0, len(segments), self._batch_size):
-                    await self._write(segments[i : i + self._batch_size], path.name)
+                    written += await self._write(segments[i : i + self._batch_size], path.name)
             except Exception as exc:
                 self._quarantine_file(path, exc)
                 return 0
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            return len(segments)
+            return written
         finally:
             os.close(fd)
 
@@ -312,8 +313,7 @@ class FinalSpool:
 
     async def _drain(self) -> None:
         while batch := self._next_batch():
-            await self._write(batch, self._path.name)
-            self.written += len(batch)
+            self.written += await self._write(batch, self._path.name)
             for _ in batch:
                 if self._memory:
                     self._memory.popleft()
@@ -346,22 +346,23 @@ class FinalSpool:
             self._file.truncate(0)
             self._file.seek(0)
 
-    async def _write(self, batch: list[FinalSegment], origin: str) -> None:
+    async def _write(self, batch: list[FinalSegment], origin: str) -> int:
         """Upsert ``batch``; retry while the database is unreachable. Finals it refuses for
         good (``StorageError``) are dropped; finals refused in a way nobody foresaw (a foreign
         exception: a value Postgres rejects, a bug) are tried one by one, and the ones refused
-        again are moved aside. Never logs a message of the error: it may quote the rows."""
+        again are moved aside. Returns the finals written. Never logs the error's message: it
+        may quote the rows."""
         delay = self._retry_initial_s
         while True:
             try:
                 await self._store.upsert_final_segments(batch)
-                return
+                return len(batch)
             except StorageError as exc:
                 if not exc.retryable:
                     # A row the database refuses for good (session deleted...) is dropped,
                     # loudly, instead of blocking every final behind it.
                     logger.error("final segments refused", extra={"error": type(exc).__name__})
-                    return
+                    return 0
                 self.write_failures += 1
                 metrics.DB_WRITE_FAILURES.labels(kind="segments").inc()
                 logger.warning(
@@ -373,13 +374,11 @@ class FinalSpool:
                 metrics.DB_WRITE_FAILURES.labels(kind="segments").inc()
                 logger.warning("database connection failed; finals kept in the spool")
             except Exception as exc:
-                if len(batch) > 1:
-                    for segment in batch:  # find the final it refuses; write the others
-                        await self._write([segment], origin)
-                    return
+                if len(batch) > 1:  # find the final it refuses; write the others
+                    return sum([await self._write([segment], origin) for segment in batch])
                 logger.error("final segment refused; moved aside", extra=error_fields(exc))
                 self._quarantine(origin, [encode(batch[0]).encode()], "refused")
-                return
+                return 0
             await asyncio.sleep(delay)
             delay = min(self._retry_max_s, delay * 2)
 
