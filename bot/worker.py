@@ -28,6 +28,7 @@ from bot.recording import CaptionRecorder, SessionRecorder
 from bot.spool import FinalSpool
 from bot.transcription import RoomTranscription
 from core.errors import StorageError
+from core.logs import error_fields
 from store.enums import SessionStatus
 from store.notify import JobListener
 from store.records import JobLease, JobNotification
@@ -149,8 +150,8 @@ class Worker:
         async with self._recovering:
             try:
                 await self.spool.recover_orphans()
-            except (OSError, ValueError):
-                logger.exception("spool recovery failed")
+            except Exception as exc:  # the spool folder unreadable, say: start anyway
+                logger.error("spool recovery failed", extra=error_fields(exc))
 
     async def drain(self) -> None:
         """Leave every room cleanly, write usage and finals, give the leases back."""
@@ -170,8 +171,9 @@ class Worker:
         lease = handle.lease
         try:
             await self._room_inner(handle)
-        except Exception:
-            logger.exception("room failed", extra={"job_id": lease.job_id})
+        except Exception as exc:
+            # the type and frames only: a message may quote SQL parameters, identities or text
+            logger.error("room failed", extra={"job_id": lease.job_id, **error_fields(exc)})
             with contextlib.suppress(StorageError):
                 await self.repo.jobs.release_job(lease)
         finally:

@@ -51,11 +51,20 @@ def create_engine(
 
     JIT is switched off per connection: our queries are short, and JIT compilation of an
     aggregate over many rows costs tens of milliseconds that the reports' latency budget lacks.
+
+    SQL parameters are hidden from error messages and the ``echo`` log (``hide_parameters``):
+    they are transcript text, identities and names, and an error's message ends up in tracebacks.
+    (asyncpg's own messages for a value it cannot encode still quote it: log errors with
+    ``core.logs.error_fields``, not their messages.)
     """
     connect_args = {"server_settings": {"application_name": application_name, "jit": "off"}}
     if not pool:
         return _create_async_engine(
-            normalize_database_url(url), poolclass=NullPool, echo=echo, connect_args=connect_args
+            normalize_database_url(url),
+            poolclass=NullPool,
+            echo=echo,
+            hide_parameters=True,
+            connect_args=connect_args,
         )
     return _create_async_engine(
         normalize_database_url(url),
@@ -64,6 +73,7 @@ def create_engine(
         pool_pre_ping=True,
         pool_recycle=1800,
         echo=echo,
+        hide_parameters=True,
         connect_args=connect_args,
     )
 

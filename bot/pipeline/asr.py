@@ -30,6 +30,7 @@ from bot.pipeline.models import ResolvedModel
 from bot.pipeline.types import SAMPLE_RATE_HZ
 from bot.pipeline.vad import Float32Array
 from core.errors import AsrError, ModelUnavailableError
+from core.logs import error_fields
 
 logger = logging.getLogger("bot.pipeline")
 
@@ -366,8 +367,8 @@ class WhisperRecognizer:
         num_frames = min(n_frames, n_samples // HOP_SAMPLES)
         try:
             alignment = self._model.find_alignment(tok, [text_tokens], enc, num_frames)[0]
-        except (ValueError, RuntimeError, IndexError):
-            logger.warning("word alignment failed", exc_info=True)
+        except (ValueError, RuntimeError, IndexError) as exc:
+            logger.warning("word alignment failed", extra=error_fields(exc))
             return h
         duration_s = n_samples / SAMPLE_RATE_HZ
         words = merge_punctuation(

@@ -25,6 +25,7 @@ from bot.pipeline.outbox import CaptionOutbox
 from bot.pipeline.types import Caption, Speaker, SpokenCaption
 from bot.pipeline.usage import UsageMeter
 from bot.pipeline.vad import Float32Array
+from core.logs import error_fields
 
 logger = logging.getLogger("bot.pipeline")
 
@@ -91,10 +92,11 @@ class TrackPipeline:
                 tg.create_task(self._feed(), name=f"feed:{sid}")
                 tg.create_task(self._emit(outbox), name=f"emit:{sid}")
                 tg.create_task(self._publish(outbox), name=f"publish:{sid}")
-        except* Exception:
+        except* Exception as group:
             metrics.PIPELINE_FAILURES.inc()
             self._stream.stats.errors += 1
-            logger.exception("track pipeline failed", extra={"track_sid": sid})
+            # the types and frames only: a message may quote captions or SQL parameters
+            logger.error("track pipeline failed", extra={"track_sid": sid, **error_fields(group)})
         finally:
             await self._stream.aclose()
             with contextlib.suppress(Exception):
