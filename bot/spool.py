@@ -430,8 +430,14 @@ def _parse(content: bytes) -> tuple[list[tuple[bytes, FinalSegment]], list[bytes
 def _prepare_folder(directory: Path) -> None:
     """Create the folder 0700 (or make it so), and make every file in it 0600."""
     directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    if stat.S_IMODE(directory.stat().st_mode) != DIR_MODE:
-        os.chmod(directory, DIR_MODE)
+    mode = stat.S_IMODE(directory.stat().st_mode)
+    if mode != DIR_MODE:
+        try:
+            os.chmod(directory, DIR_MODE)
+        except PermissionError:
+            # Not its owner: a Kubernetes emptyDir is root's (group fsGroup, mode 2777). The
+            # files are 0600 all the same; others may list their names, not read them.
+            logger.warning("spool folder mode not corrected", extra={"mode": oct(mode)})
     for entry in os.scandir(directory):
         try:
             mode = entry.stat(follow_symlinks=False).st_mode
