@@ -347,11 +347,11 @@ class FinalSpool:
             self._file.seek(0)
 
     async def _write(self, batch: list[FinalSegment], origin: str) -> int:
-        """Upsert ``batch``; retry while the database is unreachable. Finals it refuses for
-        good (``StorageError``) are dropped; finals refused in a way nobody foresaw (a foreign
-        exception: a value Postgres rejects, a bug) are tried one by one, and the ones refused
-        again are moved aside. Returns the finals written. Never logs the error's message: it
-        may quote the rows."""
+        """Upsert ``batch``; retry while the database is unreachable. A refused batch is tried
+        final by final: a final refused for good (a ``StorageError``: its session deleted...)
+        is dropped; one refused in a way nobody foresaw (a foreign exception: a value Postgres
+        rejects, a bug) is moved aside. Returns the finals written. Never logs the error's
+        message: it may quote the rows."""
         delay = self._retry_initial_s
         while True:
             try:
@@ -359,9 +359,11 @@ class FinalSpool:
                 return len(batch)
             except StorageError as exc:
                 if not exc.retryable:
+                    if len(batch) > 1:  # find the final it refuses; write the others
+                        return sum([await self._write([segment], origin) for segment in batch])
                     # A row the database refuses for good (session deleted...) is dropped,
                     # loudly, instead of blocking every final behind it.
-                    logger.error("final segments refused", extra={"error": type(exc).__name__})
+                    logger.error("final segment refused", extra={"error": type(exc).__name__})
                     return 0
                 self.write_failures += 1
                 metrics.DB_WRITE_FAILURES.labels(kind="segments").inc()

@@ -140,6 +140,15 @@ async def test_a_permanently_refused_final_does_not_block_the_rest(tmp_path: Pat
         assert await spool.flushed(5)
     assert list(store.rows) == [(1, "SG_x_2")]
 
+    # in one batch: only the refused final is dropped, not its neighbours
+    store = Refusing()
+    async with running(FinalSpool(store, tmp_path, "w1")) as spool:
+        spool.put(seg(3))
+        spool.put(seg(4, session=404))
+        spool.put(seg(5))
+        assert await spool.flushed(5)
+    assert sorted(store.rows) == [(1, "SG_x_3"), (1, "SG_x_5")]
+
 
 # --- damaged files, refused finals, leftovers that fail: nothing stops the worker ---------------
 MARKER = "zq-private-7d1207"  # a "transcript" no log line may quote
