@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from bot import metrics
 from bot.config import BotSettings
+from bot.engines import SpeechEngines
 from bot.livekit.presence import LeaveReason
 from bot.livekit.room import RoomAgent, RoomOptions
 from bot.livekit.token import agent_token
@@ -58,10 +59,14 @@ class Worker:
         engine: SpeechEngine,
         spool: FinalSpool,
         database_url: str,
+        *,
+        engines: SpeechEngines | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
         self.engine = engine
+        # the default engine and the models sessions may choose (ASR_MODELS)
+        self.engines = engines
         self.spool = spool
         self.database_url = database_url
         self.rooms: dict[int, _RoomHandle] = {}
@@ -201,7 +206,10 @@ class Worker:
         meter = UsageMeter()
         recorder = SessionRecorder(self.repo, session, self.settings, model, meter)
         transcription = RoomTranscription(
-            self.engine, recorder, CaptionRecorder(self.spool, session, model), meter
+            self.engines or SpeechEngines(self.engine),
+            recorder,
+            CaptionRecorder(self.spool, session, model),
+            meter,
         )
         room = RoomAgent(
             transcription,

@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from store.enums import JobStatus, ParticipantRole, SessionStatus
+from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
 
 __all__ = [
     "SEARCH_CONFIG",
@@ -72,10 +72,11 @@ NAME_LEN = 256
 TRACK_SID_LEN = 64
 MODEL_LEN = 128
 LANGUAGE_LEN = 16
-DIARIZATION_LEN = 8
 
 
-def _enum(cls: type[SessionStatus | ParticipantRole | JobStatus], name: str) -> Enum:
+def _enum(
+    cls: type[SessionStatus | ParticipantRole | JobStatus | DiarizationMode], name: str
+) -> Enum:
     # VARCHAR + CHECK instead of a native ENUM type: adding a value later is a plain migration.
     return Enum(
         cls,
@@ -113,7 +114,9 @@ class Session(Base):
     hotwords: Mapped[str | None] = mapped_column(Text)
     initial_prompt: Mapped[str | None] = mapped_column(Text)
     asr_model: Mapped[str | None] = mapped_column(String(MODEL_LEN))
-    diarization: Mapped[str] = mapped_column(String(DIARIZATION_LEN), server_default="off")
+    diarization: Mapped[DiarizationMode] = mapped_column(
+        _enum(DiarizationMode, "diarization"), server_default=DiarizationMode.OFF.value
+    )
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
@@ -122,7 +125,6 @@ class Session(Base):
     __table_args__ = (
         CheckConstraint("status <> 'LIVE' OR started_at IS NOT NULL", name="live_has_started_at"),
         CheckConstraint("status <> 'ENDED' OR ended_at IS NOT NULL", name="ended_has_ended_at"),
-        CheckConstraint("diarization IN ('off', 'on', 'auto')", name="diarization"),
         # list sessions of a space / of a creator, newest first (keyset on created_at, id)
         Index("ix_sessions_space_id_created_at", "space_id", "created_at", "id"),
         Index("ix_sessions_created_by_created_at", "created_by", "created_at", "id"),

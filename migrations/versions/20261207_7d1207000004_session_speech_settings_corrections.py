@@ -31,7 +31,7 @@ def upgrade() -> None:
     op.add_column("sessions", sa.Column("asr_model", sa.String(length=128), nullable=True))
     op.add_column(
         "sessions",
-        sa.Column("diarization", sa.String(length=8), server_default="off", nullable=False),
+        sa.Column("diarization", sa.String(length=16), server_default="off", nullable=False),
     )
     op.create_check_constraint(
         op.f("ck_sessions_diarization"), "sessions", "diarization IN ('off', 'on', 'auto')"

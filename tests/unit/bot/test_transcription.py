@@ -35,6 +35,9 @@ class FakeRepo:
     async def participant_joined(self, *args: Any, **kwargs: Any) -> None:
         return None
 
+    async def get_session_by_id(self, session_id: int) -> SessionRecord:
+        return SESSION
+
     async def open_track_usage(self, *, track_sid: str, **kwargs: Any) -> None:
         if self.open_error is not None:
             raise self.open_error
