@@ -134,7 +134,7 @@ async def test_a_correction_keeps_the_original_and_shows_everywhere(
     # exports
     base = f"/api/sessions/{session.slug}/transcript"
     subtitles = await (await client.get(base, params={"format": "srt"}, headers=user("x"))).text()
-    assert list(srt.parse(subtitles))[0].content == f"Иван: {fixed}"
+    assert next(iter(srt.parse(subtitles))).content == f"Иван: {fixed}"
     text = await (await client.get(base, params={"format": "txt"}, headers=user("x"))).text()
     assert fixed in text and "кубернетис" not in text
     doc = json.loads(
