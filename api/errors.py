@@ -29,7 +29,8 @@ limit's code (``session_track_limit``, ``user_track_limit``, ``quota_exceeded``)
 Choices: a body that is not JSON is ``400 invalid_json``; JSON (or a query string) that parses but
 breaks the schema is ``422 validation_error``; a well-formed speech setting the workers cannot
 honour (a language Whisper does not know, a model outside ``ASR_MODELS``) is ``400``. aiohttp's
-own 404/405/413 become the same body. Any other exception is logged (without request data) and answered ``500 internal_error``.
+own 404/405/413 become the same body. Any other exception is logged (without request data) and
+answered ``500 internal_error``.
 """
 
 from __future__ import annotations
