@@ -1,4 +1,5 @@
-"""Sessions (create, read, list, update, end, delete), the lifecycle sweeper, and participants.
+"""Sessions (create, read, list, update, end, delete), the lifecycle sweeper, participants, and
+the per-space settings (``space_settings``: who may end a session).
 
 Deleting a session deletes its participants, segments and job; its usage rows stay as billing
 history: closed, detached (``session_id``/``participant_id`` NULL), keeping ``space_id`` and
