@@ -1,7 +1,7 @@
 """A session's speech settings, on real weights and real recordings, through the bot's room
 transcription reading them from a real PostgreSQL when each track starts.
 
-Measured on this machine (base, int8, 2025-12-07): the Russian clip decoded whole says
+Measured on this machine (base, int8, 2026-12-07): the Russian clip decoded whole says
 "Витняга" for "бедняга"; with the session's hotwords (or initial prompt) "Бедняга" the decoder
 spells it as given.
 """
