@@ -9,7 +9,8 @@ serving a request, into::
 The tree::
 
     ApiError
-    +-- BadRequest            400 bad_request, invalid_json, space_required, user_required
+    +-- BadRequest            400 bad_request, invalid_json, space_required, user_required,
+    |                             unsupported_language, unknown_model
     +-- Unauthorized          401 unauthorized
     +-- Forbidden             403 forbidden
     +-- NotFound              404 not_found
@@ -26,8 +27,10 @@ invalid state -> 409 ``session_not_active``, a refused write -> 409, a limit -> 
 limit's code (``session_track_limit``, ``user_track_limit``, ``quota_exceeded``).
 
 Choices: a body that is not JSON is ``400 invalid_json``; JSON (or a query string) that parses but
-breaks the schema is ``422 validation_error``. aiohttp's own 404/405/413 become the same body. Any
-other exception is logged (without request data) and answered ``500 internal_error``.
+breaks the schema is ``422 validation_error``; a well-formed speech setting the workers cannot
+honour (a language Whisper does not know, a model outside ``ASR_MODELS``) is ``400``. aiohttp's
+own 404/405/413 become the same body. Any other exception is logged (without request data) and
+answered ``500 internal_error``.
 """
 
 from __future__ import annotations

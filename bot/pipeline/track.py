@@ -22,7 +22,7 @@ from typing import Protocol
 from bot import metrics
 from bot.pipeline.engine import StreamStats
 from bot.pipeline.outbox import CaptionOutbox
-from bot.pipeline.types import Caption, Speaker, SpokenCaption
+from bot.pipeline.types import Caption, Speaker, SpokenCaption, TrackSettings
 from bot.pipeline.usage import UsageMeter
 from bot.pipeline.vad import Float32Array
 from core.logs import error_fields
@@ -74,8 +74,11 @@ class TrackPipeline:
         publish: CaptionSink,
         meter: UsageMeter,
         stream_id: int,
+        settings: TrackSettings | None = None,
     ) -> None:
         self.speaker = speaker
+        # the speech settings the stream was opened with (read by later stages: diarization)
+        self.settings = settings
         self._source = source
         self._stream = stream
         self._record = record
@@ -116,7 +119,8 @@ class TrackPipeline:
         started_at = datetime.now(UTC)
         try:
             async for caption in self._stream.captions():
-                item = SpokenCaption(caption, self.speaker, started_at)
+                model = self.settings.model if self.settings is not None else ""
+                item = SpokenCaption(caption, self.speaker, started_at, model)
                 # Persistence first (a local write-ahead append): a final the room has seen
                 # must survive a crash right after publishing.
                 await self._record.publish(item)
