@@ -24,6 +24,8 @@ __all__ = [
     "LimitCheck",
     "LimitReason",
     "ParticipantRecord",
+    "SearchHit",
+    "SearchPage",
     "SegmentCursor",
     "SegmentRecord",
     "SessionCursor",
@@ -177,6 +179,32 @@ class SegmentCursor:
         if start_ms < 0 or id_ < 0:
             raise ValueError("invalid cursor")
         return cls(start_ms, id_)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A segment found by a search, with its rank and highlighted snippet."""
+
+    segment_id: int
+    session_id: int
+    session_slug: str
+    session_title: str
+    start_ms: int
+    end_ms: int
+    text: str
+    language: str | None
+    speaker_label: str
+    participant_identity: str | None
+    participant_name: str | None
+    rank: float
+    # ts_headline's snippet, matches between store.transcripts.HIGHLIGHT_START and _STOP
+    headline: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    items: list[SearchHit]
+    has_more: bool
 
 
 @dataclass(frozen=True, slots=True)
