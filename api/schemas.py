@@ -183,6 +183,58 @@ class TranscriptExport(BaseModel):
     segments: list[ExportSegmentOut]
 
 
+# ---- search -----------------------------------------------------------------------------------
+
+# offset pagination, bounded: a ranked search sorts every match, so deep pages cost as much as
+# a scan; 50 pages of 20 is more than anyone reads of a ranked list
+MAX_SEARCH_OFFSET = 1000
+
+
+class SearchQuery(_Query):
+    q: StorableStr = Field(
+        min_length=1,
+        max_length=200,
+        description='Words to find (web search syntax: "a phrase", or, -exclude); each '
+        "session's language picks the stemming (english, russian; else none)",
+    )
+    limit: int = Field(default=20, ge=1, le=50)
+    offset: int = Field(
+        default=0, ge=0, le=MAX_SEARCH_OFFSET, description="From next_offset of the last page"
+    )
+    session: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Only this session (slug)",
+    )
+
+
+class SearchHitOut(BaseModel):
+    session_slug: str
+    session_title: str
+    segment_id: int
+    start_ms: int = Field(description="Milliseconds from the session start")
+    end_ms: int
+    speaker: str
+    speaker_identity: str | None
+    language: str | None
+    text: str = Field(description="The whole segment, plain text")
+    snippet_html: str = Field(
+        description="The matching part of the segment as HTML: the text is HTML-escaped and "
+        "every match is wrapped in <mark>...</mark>; fragments are joined by ' ... '"
+    )
+    rank: float = Field(description="ts_rank_cd of the segment against the query; higher first")
+    transcript_url: str = Field(
+        description="The session's transcript page that starts at this segment"
+    )
+
+
+class SearchResults(BaseModel):
+    items: list[SearchHitOut]
+    next_offset: int | None = Field(description="Pass as ?offset= for the next page; null: last")
+
+
 # ---- usage ------------------------------------------------------------------------------------
 
 

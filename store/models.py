@@ -187,9 +187,7 @@ class Segment(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # one of SEARCH_CONFIGS, set when the segment is stored
-    search_config: Mapped[str] = mapped_column(
-        REGCONFIG, server_default=_SIMPLE_CONFIG
-    )
+    search_config: Mapped[str] = mapped_column(REGCONFIG, server_default=_SIMPLE_CONFIG)
     search_vector: Mapped[str] = mapped_column(
         TSVECTOR, Computed("to_tsvector(search_config, text)", persisted=True)
     )

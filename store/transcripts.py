@@ -66,7 +66,13 @@ from store.records import (
 )
 from store.sessions import SESSION_COLUMNS
 
-__all__ = ["HIGHLIGHT_START", "HIGHLIGHT_STOP", "TranscriptStore", "search_config"]
+__all__ = [
+    "HIGHLIGHT_START",
+    "HIGHLIGHT_STOP",
+    "TranscriptStore",
+    "search_config",
+    "search_statement",
+]
 
 _UPSERT_CHUNK: Final = 500
 
@@ -431,52 +437,9 @@ class TranscriptStore(StoreBase):
         snippets are made for the returned page only."""
         if limit < 1 or offset < 0:
             raise ValueError("limit must be positive and offset not negative")
-        condition = _search_condition(q)
-        if condition is None:
+        stmt = search_statement(space_id, q, limit=limit + 1, offset=offset, session_id=session_id)
+        if stmt is None:
             return SearchPage(items=[], has_more=False)
-        query = _row_query(q.strip())
-        ranked = (
-            select(
-                Segment.id,
-                func.ts_rank_cd(Segment.search_vector, query).label("rank"),
-            )
-            .select_from(Segment)
-            .join(Session, Session.id == Segment.session_id)
-            .where(Session.space_id == space_id, condition)
-        )
-        if session_id is not None:
-            ranked = ranked.where(Segment.session_id == session_id)
-        page = (
-            ranked.order_by(literal_column("rank").desc(), Segment.id.desc())
-            .limit(limit + 1)
-            .offset(offset)
-            .subquery("ranked")
-        )
-        clean = func.translate(Segment.text, HIGHLIGHT_START + HIGHLIGHT_STOP, "")
-        stmt = (
-            select(
-                Segment.id.label("segment_id"),
-                Segment.session_id,
-                Session.slug.label("session_slug"),
-                Session.title.label("session_title"),
-                Segment.start_ms,
-                Segment.end_ms,
-                Segment.text,
-                Segment.language,
-                Segment.speaker_label,
-                Participant.identity.label("participant_identity"),
-                Participant.name.label("participant_name"),
-                page.c.rank,
-                func.ts_headline(
-                    Segment.search_config, clean, query, literal(_HEADLINE_OPTIONS)
-                ).label("headline"),
-            )
-            .select_from(page)
-            .join(Segment, Segment.id == page.c.id)
-            .join(Session, Session.id == Segment.session_id)
-            .outerjoin(Participant, Participant.id == Segment.participant_id)
-            .order_by(page.c.rank.desc(), Segment.id.desc())
-        )
         async with self._read() as conn:
             rows = (await conn.execute(stmt)).all()
         items = [
@@ -514,6 +477,61 @@ class TranscriptStore(StoreBase):
         if condition is not None:
             stmt = stmt.where(condition)
         return stmt
+
+
+def search_statement(
+    space_id: str, q: str, *, limit: int, offset: int = 0, session_id: int | None = None
+) -> AnySelect | None:
+    """The ranked search of :meth:`TranscriptStore.search_space` (``limit`` rows from
+    ``offset``), or None for a blank ``q``: the matches of the space ranked in a subquery (the
+    GIN index finds them), snippets made in the outer query for the page's rows only."""
+    condition = _search_condition(q)
+    if condition is None:
+        return None
+    query = _row_query(q.strip())
+    ranked = (
+        select(
+            Segment.id,
+            func.ts_rank_cd(Segment.search_vector, query).label("rank"),
+        )
+        .select_from(Segment)
+        .join(Session, Session.id == Segment.session_id)
+        .where(Session.space_id == space_id, condition)
+    )
+    if session_id is not None:
+        ranked = ranked.where(Segment.session_id == session_id)
+    page = (
+        ranked.order_by(literal_column("rank").desc(), Segment.id.desc())
+        .limit(limit)
+        .offset(offset)
+        .subquery("ranked")
+    )
+    clean = func.translate(Segment.text, HIGHLIGHT_START + HIGHLIGHT_STOP, "")
+    stmt = (
+        select(
+            Segment.id.label("segment_id"),
+            Segment.session_id,
+            Session.slug.label("session_slug"),
+            Session.title.label("session_title"),
+            Segment.start_ms,
+            Segment.end_ms,
+            Segment.text,
+            Segment.language,
+            Segment.speaker_label,
+            Participant.identity.label("participant_identity"),
+            Participant.name.label("participant_name"),
+            page.c.rank,
+            func.ts_headline(Segment.search_config, clean, query, literal(_HEADLINE_OPTIONS)).label(
+                "headline"
+            ),
+        )
+        .select_from(page)
+        .join(Segment, Segment.id == page.c.id)
+        .join(Session, Session.id == Segment.session_id)
+        .outerjoin(Participant, Participant.id == Segment.participant_id)
+        .order_by(page.c.rank.desc(), Segment.id.desc())
+    )
+    return stmt
 
 
 def _search_condition(q: str | None) -> ColumnElement[bool] | None:
