@@ -216,7 +216,9 @@ async def test_session_language_picks_the_search_configuration(repo: Store) -> N
 
 async def test_blank_query_means_no_filter(repo: Store) -> None:
     sid = await _session(repo)
-    await repo.transcripts.upsert_final_segments([_seg(sid, n, t) for n, (_, t) in enumerate(TEXTS[:3])])
+    await repo.transcripts.upsert_final_segments(
+        [_seg(sid, n, t) for n, (_, t) in enumerate(TEXTS[:3])]
+    )
     assert len((await repo.transcripts.transcript_page(sid, q="   ")).items) == 3
 
 
