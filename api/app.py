@@ -18,7 +18,7 @@ from api.errors import error_middleware
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
 from api.openapi import Operation, build_document
-from api.routes import search, sessions, system, transcripts, usage, webhooks
+from api.routes import retention, search, sessions, system, transcripts, usage, webhooks
 from api.settings import ApiSettings
 from store.stores import Store
 
@@ -33,6 +33,7 @@ def operations() -> Sequence[Operation]:
         *transcripts.OPERATIONS,
         *search.OPERATIONS,
         *usage.OPERATIONS,
+        *retention.OPERATIONS,
         *webhooks.OPERATIONS,
         *system.OPERATIONS,
     ]

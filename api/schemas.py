@@ -345,3 +345,22 @@ class QuotaUpdate(_Request):
     monthly_minutes: int | None = Field(
         ge=0, le=2_000_000_000, description="Minutes per UTC month; null: unlimited"
     )
+
+
+# ---- retention --------------------------------------------------------------------------------
+
+MAX_RETENTION_DAYS = 36_500
+
+
+class RetentionOut(BaseModel):
+    space_id: str
+    transcript_days: int | None = Field(
+        description="Transcripts (segments, participant names, session title) are deleted this "
+        "many days after a session ends; null: kept forever. Usage and cost rows are kept"
+    )
+
+
+class RetentionUpdate(_Request):
+    transcript_days: int | None = Field(
+        ge=1, le=MAX_RETENTION_DAYS, description="Days to keep transcripts; null: forever"
+    )

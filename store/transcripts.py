@@ -200,7 +200,8 @@ class TranscriptStore(StoreBase):
         Keyed on ``(session_id, utterance_id)``: new -> INSERTED; same utterance from the same
         track with different content -> UPDATED (text, words, timings, speaker replaced);
         identical -> UNCHANGED (nothing written); the id already taken by another track ->
-        CONFLICT (first row kept); session deleted -> SESSION_MISSING (dropped). Returns one
+        CONFLICT (first row kept); session deleted or purged by retention -> SESSION_MISSING
+        (dropped). Returns one
         outcome per input, in order (repeated keys in one call: the last one wins)."""
         if not segments:
             return []
@@ -218,7 +219,8 @@ class TranscriptStore(StoreBase):
                 row.id: row.language
                 for row in await s.execute(
                     select(Session.id, Session.language)
-                    .where(Session.id.in_(session_ids))
+                    # a purged session (retention) takes no more text, like a deleted one
+                    .where(Session.id.in_(session_ids), Session.transcript_purged_at.is_(None))
                     .with_for_update(key_share=True)
                 )
             }
