@@ -278,6 +278,8 @@ class UsageFormatQuery(_Query):
 
 class GroupBy(enum.StrEnum):
     DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
     PARTICIPANT = "participant"
     USER = "user"
     SESSION = "session"
@@ -286,14 +288,15 @@ class GroupBy(enum.StrEnum):
 MAX_REPORT_DAYS = 366
 
 
-class UsageReportQuery(_Query):
+class UsageFilterQuery(_Query):
+    """The filters every usage report takes (dates, user, format)."""
+
     date_from: dt.date | None = Field(
         default=None, alias="from", description="First day (UTC), inclusive; default: 1st of month"
     )
     date_to: dt.date | None = Field(
         default=None, alias="to", description="Last day (UTC), inclusive; default: today"
     )
-    group_by: GroupBy = GroupBy.DAY
     user_id: StorableStr | None = Field(
         default=None,
         min_length=1,
@@ -303,12 +306,18 @@ class UsageReportQuery(_Query):
     format: Literal["json", "csv"] = "json"
 
 
+class UsageReportQuery(UsageFilterQuery):
+    group_by: GroupBy = Field(
+        default=GroupBy.DAY, description="day, week (ISO, from Monday), month (UTC), ..."
+    )
+
+
 class UsageGroupOut(BaseModel):
     key: str = Field(
-        description="Day (YYYY-MM-DD), participant identity, user id or session slug; "
-        "empty for usage of deleted sessions or unknown users"
+        description="Day (YYYY-MM-DD), ISO week (YYYY-Www), month (YYYY-MM), participant "
+        "identity, user id or session slug; empty for usage of deleted sessions or unknown users"
     )
-    day: dt.date | None
+    day: dt.date | None = Field(description="The day, or the first day of the week or month")
     user_id: str | None
     session_slug: str | None
     session_title: str | None
@@ -330,6 +339,26 @@ class UsageReport(BaseModel):
     user_id: str | None
     rows: list[UsageGroupOut]
     totals: list[UsageTotals]
+
+
+class UsageSummaryOut(BaseModel):
+    currency: str
+    sessions: int = Field(description="Sessions with usage (deleted sessions are not counted)")
+    tracks: int
+    audio_seconds: Decimal
+    billed_minutes: int = Field(description="Sum over tracks of ceil(audio_seconds / 60)")
+    total_cost: Decimal = Field(description="Sum over tracks of billed_minutes x cost_per_minute")
+    average_session_seconds: Decimal | None = Field(
+        description="Average ended_at - started_at of those sessions that ended; null: none"
+    )
+
+
+class UsageSummary(BaseModel):
+    space_id: str
+    date_from: dt.date = Field(serialization_alias="from")
+    date_to: dt.date = Field(serialization_alias="to")
+    user_id: str | None
+    totals: list[UsageSummaryOut] = Field(description="One entry per currency (usually one)")
 
 
 class QuotaOut(BaseModel):
