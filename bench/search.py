@@ -55,7 +55,8 @@ RU = str.split(
 )
 RARE = {"en": "kubernetes", "ru": "квартальный"}
 
-# per space: sessions i with i % spaces == space; per session: segments g with g % sessions == i
+# per space: sessions i with i % spaces == space; session i holds segments g with
+# g / (segments / sessions) == i, stored contiguously as a meeting's finals are
 SESSIONS_SQL = """
 INSERT INTO sessions (slug, title, space_id, created_by, status, language, created_at,
                       started_at, ended_at, last_activity_at)
@@ -73,13 +74,15 @@ WITH first AS (SELECT min(id) AS id FROM sessions WHERE slug LIKE 'bench%'),
 words AS (SELECT $3::text[] AS en, $4::text[] AS ru)
 INSERT INTO segments (session_id, utterance_id, track_sid, text, language, search_config,
                       start_ms, end_ms, model)
-SELECT first.id + g % $2, 'u' || g, 'TR_' || (g % 4), t.text, t.lang,
+SELECT first.id + g / ($1 / $2), 'u' || g, 'TR_' || (g % 4), t.text, t.lang,
        CASE coalesce(s_lang.language, t.lang) WHEN 'en' THEN 'english' WHEN 'ru' THEN 'russian'
             ELSE 'simple' END::regconfig,
-       (g / $2) * 3000, (g / $2) * 3000 + 2500, 'bench'
+       (g % ($1 / $2)) * 3000, (g % ($1 / $2)) * 3000 + 2500, 'bench'
 FROM generate_series(0, $1 - 1) AS g
 CROSS JOIN first CROSS JOIN words
-CROSS JOIN LATERAL (SELECT (ARRAY['en', 'ru', NULL])[1 + (g % $2) % 3] AS language) AS s_lang
+CROSS JOIN LATERAL (
+    SELECT (ARRAY['en', 'ru', NULL])[1 + (g / ($1 / $2)) % 3] AS language
+) AS s_lang
 CROSS JOIN LATERAL (
     SELECT CASE WHEN s_lang.language = 'ru' OR (s_lang.language IS NULL AND g % 2 = 0)
                 THEN 'ru' ELSE 'en' END AS lang

@@ -67,7 +67,6 @@ async def _plan(engine: AsyncEngine, sql: str) -> str:
 async def test_space_search_plan_uses_the_gin_index(seeded: AsyncEngine, q: str) -> None:
     stmt = search_statement("space-0001", q, limit=21)
     plan = await _plan(seeded, _sql(stmt))
-    print(plan)
     assert "ix_segments_search_vector" in plan, plan
     assert "Seq Scan on segments" not in plan, plan
 
