@@ -86,6 +86,6 @@ OPERATIONS = [
         "Search the transcripts of every session of the space: ranked, highlighted, with links",
         "transcripts",
         replies=(Reply(200, "Matching segments, best first", SearchResults),),
-        query=SearchQuery,
+        query=SearchQuery, errors=(404,),
     ),
 ]  # fmt: skip
