@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-browser bench-devserver bench-api demo clean
+.PHONY: setup livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-browser bench-devserver bench-api bench-search demo clean
 
 setup: $(STAMP)
 
@@ -51,13 +51,16 @@ fmt: setup
 	$(VENV)/bin/ruff check --fix .
 
 # All benchmarks; the bot and dev server ones need root (they create a network namespace).
-bench: bench-engine bench-api bench-devserver bench-bot bench-browser
+bench: bench-engine bench-api bench-search bench-devserver bench-bot bench-browser
 
 bench-engine: setup
 	$(PY) -m bench.engine
 
 bench-api: setup
 	$(PY) -m bench.api
+
+bench-search: setup
+	$(PY) -m bench.search
 
 bench-devserver: setup
 	$(PY) -m bench.devserver

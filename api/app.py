@@ -18,7 +18,7 @@ from api.errors import error_middleware
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
 from api.openapi import Operation, build_document
-from api.routes import sessions, system, transcripts, usage, webhooks
+from api.routes import retention, search, sessions, system, transcripts, usage, webhooks
 from api.settings import ApiSettings
 from store.stores import Store
 
@@ -31,7 +31,9 @@ def operations() -> Sequence[Operation]:
     return [
         *sessions.OPERATIONS,
         *transcripts.OPERATIONS,
+        *search.OPERATIONS,
         *usage.OPERATIONS,
+        *retention.OPERATIONS,
         *webhooks.OPERATIONS,
         *system.OPERATIONS,
     ]

@@ -46,6 +46,12 @@ class ApiMetrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.retention_deleted = Counter(
+            "transcriber_retention_deleted",
+            "What the retention purge deleted: segments, and sessions whose text is all gone.",
+            ["kind"],
+            registry=self.registry,
+        )
         # Counted in the database by the sweeper every sweep interval (every replica reports
         # the same figures: aggregate with max, not sum).
         self.jobs = Gauge(

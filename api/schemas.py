@@ -268,6 +268,58 @@ class TranscriptExport(BaseModel):
     segments: list[ExportSegmentOut]
 
 
+# ---- search -----------------------------------------------------------------------------------
+
+# offset pagination, bounded: a ranked search sorts every match, so deep pages cost as much as
+# a scan; 50 pages of 20 is more than anyone reads of a ranked list
+MAX_SEARCH_OFFSET = 1000
+
+
+class SearchQuery(_Query):
+    q: StorableStr = Field(
+        min_length=1,
+        max_length=200,
+        description='Words to find (web search syntax: "a phrase", or, -exclude); each '
+        "session's language picks the stemming (english, russian; else none)",
+    )
+    limit: int = Field(default=20, ge=1, le=50)
+    offset: int = Field(
+        default=0, ge=0, le=MAX_SEARCH_OFFSET, description="From next_offset of the last page"
+    )
+    session: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Only this session (slug)",
+    )
+
+
+class SearchHitOut(BaseModel):
+    session_slug: str
+    session_title: str
+    segment_id: int
+    start_ms: int = Field(description="Milliseconds from the session start")
+    end_ms: int
+    speaker: str
+    speaker_identity: str | None
+    language: str | None
+    text: str = Field(description="The whole segment, plain text")
+    snippet_html: str = Field(
+        description="The matching part of the segment as HTML: the text is HTML-escaped and "
+        "every match is wrapped in <mark>...</mark>; fragments are joined by ' ... '"
+    )
+    rank: float = Field(description="ts_rank_cd of the segment against the query; higher first")
+    transcript_url: str = Field(
+        description="The session's transcript page that starts at this segment"
+    )
+
+
+class SearchResults(BaseModel):
+    items: list[SearchHitOut]
+    next_offset: int | None = Field(description="Pass as ?offset= for the next page; null: last")
+
+
 # ---- usage ------------------------------------------------------------------------------------
 
 
@@ -311,6 +363,8 @@ class UsageFormatQuery(_Query):
 
 class GroupBy(enum.StrEnum):
     DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
     PARTICIPANT = "participant"
     USER = "user"
     SESSION = "session"
@@ -319,14 +373,15 @@ class GroupBy(enum.StrEnum):
 MAX_REPORT_DAYS = 366
 
 
-class UsageReportQuery(_Query):
+class UsageFilterQuery(_Query):
+    """The filters every usage report takes (dates, user, format)."""
+
     date_from: dt.date | None = Field(
         default=None, alias="from", description="First day (UTC), inclusive; default: 1st of month"
     )
     date_to: dt.date | None = Field(
         default=None, alias="to", description="Last day (UTC), inclusive; default: today"
     )
-    group_by: GroupBy = GroupBy.DAY
     user_id: StorableStr | None = Field(
         default=None,
         min_length=1,
@@ -336,12 +391,18 @@ class UsageReportQuery(_Query):
     format: Literal["json", "csv"] = "json"
 
 
+class UsageReportQuery(UsageFilterQuery):
+    group_by: GroupBy = Field(
+        default=GroupBy.DAY, description="day, week (ISO, from Monday), month (UTC), ..."
+    )
+
+
 class UsageGroupOut(BaseModel):
     key: str = Field(
-        description="Day (YYYY-MM-DD), participant identity, user id or session slug; "
-        "empty for usage of deleted sessions or unknown users"
+        description="Day (YYYY-MM-DD), ISO week (YYYY-Www), month (YYYY-MM), participant "
+        "identity, user id or session slug; empty for usage of deleted sessions or unknown users"
     )
-    day: dt.date | None
+    day: dt.date | None = Field(description="The day, or the first day of the week or month")
     user_id: str | None
     session_slug: str | None
     session_title: str | None
@@ -365,6 +426,26 @@ class UsageReport(BaseModel):
     totals: list[UsageTotals]
 
 
+class UsageSummaryOut(BaseModel):
+    currency: str
+    sessions: int = Field(description="Sessions with usage (deleted sessions are not counted)")
+    tracks: int
+    audio_seconds: Decimal
+    billed_minutes: int = Field(description="Sum over tracks of ceil(audio_seconds / 60)")
+    total_cost: Decimal = Field(description="Sum over tracks of billed_minutes x cost_per_minute")
+    average_session_seconds: Decimal | None = Field(
+        description="Average ended_at - started_at of those sessions that ended; null: none"
+    )
+
+
+class UsageSummary(BaseModel):
+    space_id: str
+    date_from: dt.date = Field(serialization_alias="from")
+    date_to: dt.date = Field(serialization_alias="to")
+    user_id: str | None
+    totals: list[UsageSummaryOut] = Field(description="One entry per currency (usually one)")
+
+
 class QuotaOut(BaseModel):
     space_id: str
     monthly_minutes: int | None = Field(description="Effective monthly quota; null: unlimited")
@@ -377,4 +458,23 @@ class QuotaOut(BaseModel):
 class QuotaUpdate(_Request):
     monthly_minutes: int | None = Field(
         ge=0, le=2_000_000_000, description="Minutes per UTC month; null: unlimited"
+    )
+
+
+# ---- retention --------------------------------------------------------------------------------
+
+MAX_RETENTION_DAYS = 36_500
+
+
+class RetentionOut(BaseModel):
+    space_id: str
+    transcript_days: int | None = Field(
+        description="Transcripts (segments, participant names, session title) are deleted this "
+        "many days after a session ends; null: kept forever. Usage and cost rows are kept"
+    )
+
+
+class RetentionUpdate(_Request):
+    transcript_days: int | None = Field(
+        ge=1, le=MAX_RETENTION_DAYS, description="Days to keep transcripts; null: forever"
     )

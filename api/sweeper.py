@@ -4,7 +4,10 @@ sessions older than ``SESSION_EXPIRE_HOURS`` expire (their jobs stop, open usage
 One task per API process, every ``SESSION_SWEEP_INTERVAL_SECONDS``; several replicas may sweep at
 once (the session store skips rows another sweeper holds). A failing database only delays a sweep.
 Each sweep also counts the active jobs for ``transcriber_jobs{status}`` (a failing database keeps
-the previous figures).
+the previous figures), and purges transcripts past their space's retention
+(:mod:`store.retention`): batches of ``PURGE_BATCH`` rows, one short transaction each, at most
+``PURGE_MAX_BATCHES`` per sweep (the next sweep goes on), counted in
+``transcriber_retention_deleted_total{kind}``.
 """
 
 from __future__ import annotations
@@ -17,11 +20,14 @@ from api.metrics import ApiMetrics
 from api.settings import ApiSettings
 from core.errors import StorageError
 from store.records import SweepResult
+from store.retention import PURGE_BATCH, PurgeBatch
 from store.stores import Store
 
 logger = logging.getLogger("api.sweeper")
 
 BATCH_SIZE = 500
+# per sweep: up to 100 000 segments, so one sweep never runs for long
+PURGE_MAX_BATCHES = 100
 
 
 async def sweep_once(
@@ -50,6 +56,29 @@ async def sweep_once(
             return SweepResult(ended=ended, expired=expired)
 
 
+async def purge_once(
+    repo: Store,
+    *,
+    metrics: ApiMetrics | None = None,
+    now: dt.datetime | None = None,
+    batch_size: int = PURGE_BATCH,
+    max_batches: int = PURGE_MAX_BATCHES,
+) -> PurgeBatch:
+    """Purge expired transcripts batch by batch until nothing is left (or ``max_batches``);
+    returns the totals."""
+    segments = sessions = 0
+    for _ in range(max_batches):
+        batch = await repo.retention.purge_batch(now=now, batch_size=batch_size)
+        segments += batch.segments
+        sessions += batch.sessions
+        if metrics is not None:
+            metrics.retention_deleted.labels("segments").inc(batch.segments)
+            metrics.retention_deleted.labels("sessions").inc(batch.sessions)
+        if batch.empty:
+            break
+    return PurgeBatch(segments=segments, sessions=sessions)
+
+
 async def run_sweeper(repo: Store, settings: ApiSettings, metrics: ApiMetrics) -> None:
     """Sweep forever (until cancelled)."""
     while True:
@@ -61,6 +90,12 @@ async def run_sweeper(repo: Store, settings: ApiSettings, metrics: ApiMetrics) -
                     extra={"ended": len(result.ended), "expired": len(result.expired)},
                 )
             metrics.export_jobs(await repo.jobs.count_active())
+            purged = await purge_once(repo, metrics=metrics)
+            if not purged.empty:
+                logger.info(
+                    "expired transcripts purged",
+                    extra={"segments": purged.segments, "sessions": purged.sessions},
+                )
         except StorageError as exc:
             logger.warning("session sweep failed", extra={"error": type(exc).__name__})
         await asyncio.sleep(settings.session_sweep_interval_seconds)

@@ -34,27 +34,30 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
+from sqlalchemy.dialects.postgresql import JSONB, REGCONFIG, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
 
 __all__ = [
-    "SEARCH_CONFIG",
+    "SEARCH_CONFIGS",
     "Base",
     "Participant",
     "Segment",
     "Session",
     "SpaceQuota",
     "SpaceSettings",
+    "SpaceRetention",
     "TrackUsage",
     "TranscriptionJob",
 ]
 
-# Text search configuration of ``segments.search_vector``: PostgreSQL's ``russian`` configuration
-# stems Cyrillic words with the Russian Snowball stemmer and ASCII words with the English one, so
-# one vector serves both languages the product is evaluated on (see store.transcripts).
-SEARCH_CONFIG = "russian"
+# Text search configurations of ``segments.search_vector``, one per segment (``search_config``):
+# ``english`` for English, ``russian`` for Russian (it also stems ASCII words with the English
+# stemmer), ``simple`` (no stemming, no stop words) for any other or unknown language. The
+# session's language picks it, else the segment's detected language (store.transcripts).
+SEARCH_CONFIGS = ("english", "russian", "simple")
+_SIMPLE_CONFIG = text("'simple'::regconfig")  # (the Segment class body shadows ``text``)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -121,6 +124,8 @@ class Session(Base):
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     last_activity_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # when the retention sweeper deleted the session's text (segments, names, title)
+    transcript_purged_at: Mapped[datetime | None]
 
     __table_args__ = (
         CheckConstraint("status <> 'LIVE' OR started_at IS NOT NULL", name="live_has_started_at"),
@@ -138,6 +143,13 @@ class Session(Base):
             "ix_sessions_created_created_at",
             "created_at",
             postgresql_where=text("status = 'CREATED'"),
+        ),
+        # the retention sweeper: ended sessions whose text is still stored, per space
+        Index(
+            "ix_sessions_unpurged_space_id_ended_at",
+            "space_id",
+            "ended_at",
+            postgresql_where=text("transcript_purged_at IS NULL AND ended_at IS NOT NULL"),
         ),
     )
 
@@ -190,8 +202,10 @@ class Segment(Base):
     corrected_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # one of SEARCH_CONFIGS, set when the segment is stored
+    search_config: Mapped[str] = mapped_column(REGCONFIG, server_default=_SIMPLE_CONFIG)
     search_vector: Mapped[str] = mapped_column(
-        TSVECTOR, Computed(f"to_tsvector('{SEARCH_CONFIG}'::regconfig, text)", persisted=True)
+        TSVECTOR, Computed("to_tsvector(search_config, text)", persisted=True)
     )
 
     __table_args__ = (
@@ -203,6 +217,8 @@ class Segment(Base):
         Index("ix_segments_session_id_start_ms", "session_id", "start_ms", "id"),
         # ON DELETE SET NULL from participants looks segments up by participant
         Index("ix_segments_participant_id", "participant_id"),
+        # every search, in one session or across a space (store.transcripts)
+        Index("ix_segments_search_vector", "search_vector", postgresql_using="gin"),
     )
 
 
@@ -340,3 +356,15 @@ class SpaceSettings(Base):
     # any participant of a session may end it (otherwise: its creator or an admin)
     participants_may_end: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+class SpaceRetention(Base):
+    """How long a space keeps transcripts after a session ends (NULL days = forever)."""
+
+    __tablename__ = "space_retention"
+
+    space_id: Mapped[str] = mapped_column(String(SPACE_ID_LEN), primary_key=True)
+    transcript_days: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        CheckConstraint("transcript_days IS NULL OR transcript_days >= 1", name="days"),
+    )

@@ -24,6 +24,8 @@ __all__ = [
     "LimitCheck",
     "LimitReason",
     "ParticipantRecord",
+    "SearchHit",
+    "SearchPage",
     "SegmentCursor",
     "SegmentRecord",
     "SessionCursor",
@@ -39,6 +41,7 @@ __all__ = [
     "UsageGroupBy",
     "UsageRecord",
     "UsageReport",
+    "UsageSummary",
     "UsageTotals",
     "WordTiming",
 ]
@@ -198,6 +201,32 @@ class SegmentCursor:
 
 
 @dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A segment found by a search, with its rank and highlighted snippet."""
+
+    segment_id: int
+    session_id: int
+    session_slug: str
+    session_title: str
+    start_ms: int
+    end_ms: int
+    text: str
+    language: str | None
+    speaker_label: str
+    participant_identity: str | None
+    participant_name: str | None
+    rank: float
+    # ts_headline's snippet, matches between store.transcripts.HIGHLIGHT_START and _STOP
+    headline: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchPage:
+    items: list[SearchHit]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
 class TranscriptPage:
     items: list[SegmentRecord]
     next_cursor: SegmentCursor | None  # None on the last page
@@ -269,6 +298,8 @@ class SessionUsage:
 
 class UsageGroupBy(StrEnum):
     DAY = "day"
+    WEEK = "week"  # ISO weeks, Monday first
+    MONTH = "month"
     PARTICIPANT = "participant"
     USER = "user"
     SESSION = "session"
@@ -277,7 +308,8 @@ class UsageGroupBy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class UsageGroup:
-    """One line of a usage report. Only the key fields of the grouping are set: ``day`` for DAY;
+    """One line of a usage report. Only the key fields of the grouping are set: ``day`` for DAY
+    (for WEEK and MONTH: the period's first day);
     ``participant_*`` plus ``session_*`` for PARTICIPANT; ``user_id`` for USER (None = anonymous);
     ``session_*`` for SESSION; ``space_id`` for SPACE. Rows of deleted sessions group under
     ``session_id=None``/``participant_id=None``."""
@@ -292,6 +324,21 @@ class UsageGroup:
     participant_id: int | None = None
     participant_identity: str | None = None
     participant_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSummary:
+    """Totals of a usage report's filter, per currency: how many sessions (deleted sessions'
+    usage counts in the minutes and cost but not here), tracks, billed minutes, cost, and the
+    average wall-clock length (``ended_at - started_at``) of those sessions that ended."""
+
+    currency: str
+    sessions: int
+    tracks: int
+    audio_seconds: Decimal
+    billed_minutes: int
+    total_cost: Decimal
+    average_session_seconds: Decimal | None  # None when none of the sessions has ended
 
 
 @dataclass(frozen=True, slots=True)

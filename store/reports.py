@@ -19,13 +19,23 @@ from sqlalchemy import ColumnElement, Select, bindparam, func, literal_column, s
 from store.models import Participant, Session, TrackUsage
 from store.records import UsageGroup, UsageGroupBy, UsageRecord, UsageTotals
 
-__all__ = ["SPACE_REPORTS", "report_statement", "sum_totals", "totals_of_rows", "usage_group"]
+__all__ = [
+    "SPACE_REPORTS",
+    "report_statement",
+    "sum_totals",
+    "summary_statement",
+    "totals_of_rows",
+    "usage_group",
+]
 
 
 def report_keys(group_by: UsageGroupBy, zone: Any) -> list[Any]:
     """The grouping's key columns, labelled as read by :func:`usage_group`."""
     if group_by is UsageGroupBy.DAY:
         return [func.date(func.timezone(zone, TrackUsage.started_at)).label("day")]
+    if group_by in (UsageGroupBy.WEEK, UsageGroupBy.MONTH):
+        local = func.timezone(zone, TrackUsage.started_at)
+        return [func.date(func.date_trunc(group_by.value, local)).label("day")]
     if group_by is UsageGroupBy.USER:
         return [TrackUsage.user_id]
     if group_by is UsageGroupBy.SPACE:
@@ -68,6 +78,40 @@ def report_statement(
     )
 
 
+def summary_statement(where: Sequence[ColumnElement[bool]]) -> Select[Any]:
+    """Per currency: sessions, tracks, seconds, minutes, cost and the average length of the
+    sessions that ended (usage summed per session first, then per currency)."""
+    per_session = (
+        select(
+            TrackUsage.currency,
+            TrackUsage.session_id,
+            func.count().label("tracks"),
+            func.sum(TrackUsage.audio_seconds).label("audio_seconds"),
+            func.sum(TrackUsage.billed_minutes).label("billed_minutes"),
+            func.sum(TrackUsage.total_cost).label("total_cost"),
+        )
+        .where(*where)
+        .group_by(TrackUsage.currency, TrackUsage.session_id)
+        .subquery("per_session")
+    )
+    length = func.extract("epoch", Session.ended_at - Session.started_at)
+    return (
+        select(
+            per_session.c.currency,
+            func.count(per_session.c.session_id).label("sessions"),
+            func.sum(per_session.c.tracks).label("tracks"),
+            func.sum(per_session.c.audio_seconds).label("audio_seconds"),
+            func.sum(per_session.c.billed_minutes).label("billed_minutes"),
+            func.sum(per_session.c.total_cost).label("total_cost"),
+            func.round(func.avg(length), 3).label("average_session_seconds"),
+        )
+        .select_from(per_session)
+        .outerjoin(Session, Session.id == per_session.c.session_id)
+        .group_by(per_session.c.currency)
+        .order_by(per_session.c.currency)
+    )
+
+
 def _space_report(group_by: UsageGroupBy, *, by_user: bool) -> Select[Any]:
     where = [
         TrackUsage.started_at >= bindparam("start"),
@@ -85,6 +129,8 @@ SPACE_REPORTS: Final = {
     group_by: (_space_report(group_by, by_user=False), _space_report(group_by, by_user=True))
     for group_by in (
         UsageGroupBy.DAY,
+        UsageGroupBy.WEEK,
+        UsageGroupBy.MONTH,
         UsageGroupBy.USER,
         UsageGroupBy.SESSION,
         UsageGroupBy.PARTICIPANT,
@@ -104,7 +150,7 @@ def usage_group(group_by: UsageGroupBy, row: Any) -> UsageGroup:
         billed_minutes=int(row.billed_minutes),
         total_cost=row.total_cost,
     )
-    if group_by is UsageGroupBy.DAY:
+    if group_by in (UsageGroupBy.DAY, UsageGroupBy.WEEK, UsageGroupBy.MONTH):
         return UsageGroup(totals=totals, day=row.day)
     if group_by is UsageGroupBy.USER:
         return UsageGroup(totals=totals, user_id=row.user_id)

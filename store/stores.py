@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store.jobs import JobStore
+from store.retention import RetentionStore
 from store.sessions import SessionStore
 from store.transcripts import TranscriptStore
 from store.usage import UsageStore
@@ -19,13 +20,15 @@ class Store:
     * ``sessions``: sessions, the lifecycle sweeper, participants (:mod:`store.sessions`);
     * ``transcripts``: final segments, pages, search, exports (:mod:`store.transcripts`);
     * ``usage``: track usage, reports, quotas, limits (:mod:`store.usage`);
-    * ``jobs``: transcription jobs and their notifications (:mod:`store.jobs`).
+    * ``jobs``: transcription jobs and their notifications (:mod:`store.jobs`);
+    * ``retention``: per-space retention policies and the purge (:mod:`store.retention`).
     """
 
-    __slots__ = ("jobs", "sessions", "transcripts", "usage")
+    __slots__ = ("jobs", "retention", "sessions", "transcripts", "usage")
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = SessionStore(sessionmaker)
         self.transcripts = TranscriptStore(sessionmaker)
         self.usage = UsageStore(sessionmaker)
         self.jobs = JobStore(sessionmaker)
+        self.retention = RetentionStore(sessionmaker)

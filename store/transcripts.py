@@ -9,9 +9,16 @@ whole transcript for exports.
   the first decoded text in ``original_text`` with who corrected it and when; pages, search
   (the generated ``search_vector`` follows ``text``) and exports read the corrected text, and a
   re-sent final of that utterance no longer overwrites it.
-* **Search** (``q``) matches the stored ``russian`` tsvector (Russian and English stemming) with
-  ``websearch_to_tsquery``, OR a case-insensitive substring (``ILIKE``) for partial words, stop
-  words and scripts the parser does not split.
+* **Search** is full-text only and always served by the GIN index on ``search_vector``. Each
+  segment is stored with a text search configuration (``search_config``): ``english`` or
+  ``russian`` when the session's language (else the segment's detected language) is English or
+  Russian, ``simple`` otherwise. A query ``q`` becomes one ``websearch_to_tsquery`` per
+  configuration ("quoted phrases", ``or``, ``-exclusion``) and a segment matches the query of its
+  own configuration: three bitmap scans of the one index, OR-ed. The former ``ILIKE '%q%'`` branch
+  (partial words) read every row of the table: 514 ms for one non-matching query on a million
+  segments, 11 s for 40 at once (issue 15); it is gone, so a partial word no longer matches.
+  :meth:`TranscriptStore.search_space` searches every session of a space, ranked by
+  ``ts_rank_cd`` with ``ts_headline`` snippets, in bounded-offset pages.
 * **Pages** without search are the API's hottest read, served from statements built once and run
   on one pooled connection without a transaction. :meth:`TranscriptStore.session_page` reads the
   session by slug (for the space check) with a LATERAL page of its segments in ONE statement.
@@ -24,6 +31,7 @@ whole transcript for exports.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -34,7 +42,9 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    case,
     func,
+    literal,
     literal_column,
     or_,
     select,
@@ -47,9 +57,11 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.base import AnySelect, RowMapper, StoreBase, labelled, sql_time, touch_sessions
-from store.models import SEARCH_CONFIG, Participant, Segment, Session
+from store.models import SEARCH_CONFIGS, Participant, Segment, Session
 from store.records import (
     FinalSegment,
+    SearchHit,
+    SearchPage,
     SegmentCursor,
     SegmentRecord,
     SessionRecord,
@@ -59,11 +71,44 @@ from store.records import (
 )
 from store.sessions import SESSION_COLUMNS
 
-__all__ = ["TranscriptStore"]
+__all__ = [
+    "HIGHLIGHT_START",
+    "HIGHLIGHT_STOP",
+    "TranscriptStore",
+    "search_config",
+    "search_statement",
+]
 
 _UPSERT_CHUNK: Final = 500
-# the text search configuration as a SQL constant (see models.SEARCH_CONFIG)
-_REGCONFIG: Final[ColumnElement[Any]] = literal_column(f"'{SEARCH_CONFIG}'::regconfig")
+
+# ts_headline marks matches with these control characters (removed from the text first, so a
+# marker in the output is always one of ours); the API turns them into <mark> tags
+HIGHLIGHT_START: Final = "\x02"
+HIGHLIGHT_STOP: Final = "\x03"
+_HEADLINE_OPTIONS: Final = (
+    f'StartSel="{HIGHLIGHT_START}", StopSel="{HIGHLIGHT_STOP}", '
+    'MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" ... "'
+)
+_LANGUAGE_CONFIG: Final = (
+    (re.compile(r"^en([-_]|$)", re.IGNORECASE), "english"),
+    (re.compile(r"^ru([-_]|$)", re.IGNORECASE), "russian"),
+)
+
+
+def search_config(session_language: str | None, segment_language: str | None) -> str:
+    """The text search configuration of a segment: the session's language when it has one, else
+    the segment's detected language; ``english``/``russian`` for those, else ``simple``."""
+    language = session_language or segment_language or ""
+    for pattern, config in _LANGUAGE_CONFIG:
+        if pattern.match(language):
+            return config
+    return "simple"
+
+
+def _regconfig(config: str) -> ColumnElement[Any]:
+    assert config in SEARCH_CONFIGS
+    return literal_column(f"'{config}'::regconfig")
+
 
 # a segment's columns (with its participant's), as SegmentRecord's fields
 _SEGMENT_FIELDS: Final[dict[str, Any]] = {
@@ -163,7 +208,8 @@ class TranscriptStore(StoreBase):
         Keyed on ``(session_id, utterance_id)``: new -> INSERTED; same utterance from the same
         track with different content -> UPDATED (text, words, timings, speaker replaced);
         identical -> UNCHANGED (nothing written); the id already taken by another track ->
-        CONFLICT (first row kept); session deleted -> SESSION_MISSING (dropped). Returns one
+        CONFLICT (first row kept); session deleted or purged by retention -> SESSION_MISSING
+        (dropped). Returns one
         outcome per input, in order (repeated keys in one call: the last one wins)."""
         if not segments:
             return []
@@ -177,15 +223,16 @@ class TranscriptStore(StoreBase):
         async with self._tx() as s:
             session_ids = sorted({key[0] for key in latest})
             # KEY SHARE: a concurrent delete of the session waits for this transaction
-            alive = set(
-                (
-                    await s.execute(
-                        select(Session.id)
-                        .where(Session.id.in_(session_ids))
-                        .with_for_update(key_share=True)
-                    )
-                ).scalars()
-            )
+            languages: dict[int, str | None] = {
+                row.id: row.language
+                for row in await s.execute(
+                    select(Session.id, Session.language)
+                    # a purged session (retention) takes no more text, like a deleted one
+                    .where(Session.id.in_(session_ids), Session.transcript_purged_at.is_(None))
+                    .with_for_update(key_share=True)
+                )
+            }
+            alive = set(languages)
             pending = [seg for key, seg in latest.items() if key[0] in alive]
             for key in latest:
                 if key[0] not in alive:
@@ -193,7 +240,7 @@ class TranscriptStore(StoreBase):
             participant_ids = await self._participant_ids(s, pending)
             for start in range(0, len(pending), _UPSERT_CHUNK):
                 chunk = pending[start : start + _UPSERT_CHUNK]
-                outcomes.update(await self._upsert_chunk(s, chunk, participant_ids, now))
+                outcomes.update(await self._upsert_chunk(s, chunk, participant_ids, languages, now))
             await touch_sessions(s, alive, now)
         return [outcomes[(seg.session_id, seg.utterance_id)] for seg in segments]
 
@@ -220,6 +267,7 @@ class TranscriptStore(StoreBase):
         s: AsyncSession,
         chunk: Sequence[FinalSegment],
         participant_ids: dict[tuple[int, str], int],
+        languages: dict[int, str | None],
         now: datetime | None,
     ) -> dict[tuple[int, str], UpsertOutcome]:
         ts = sql_time(now)
@@ -234,6 +282,7 @@ class TranscriptStore(StoreBase):
                 "speaker_label": seg.speaker_label,
                 "text": seg.text,
                 "language": seg.language,
+                "search_config": search_config(languages.get(seg.session_id), seg.language),
                 "start_ms": seg.start_ms,
                 "end_ms": seg.end_ms,
                 "started_at": seg.started_at,
@@ -266,7 +315,7 @@ class TranscriptStore(StoreBase):
         new["participant_id"] = func.coalesce(ex.participant_id, Segment.participant_id)
         stmt: Any = insert_stmt.on_conflict_do_update(
             index_elements=[Segment.session_id, Segment.utterance_id],
-            set_={**new, "updated_at": ex.updated_at},
+            set_={**new, "search_config": ex.search_config, "updated_at": ex.updated_at},
             where=and_(
                 Segment.track_sid == ex.track_sid,
                 # a person's correction wins over a re-sent final (a spool replay)
@@ -352,12 +401,10 @@ class TranscriptStore(StoreBase):
         """One page of a session's transcript in timeline order (``start_ms``, then id), keyset
         paginated: pass the returned ``next_cursor`` as ``after``.
 
-        ``q`` filters by full-text search: the stored ``russian`` tsvector (Cyrillic words
-        stemmed by the Russian stemmer, ASCII words by the English one) matched with
-        ``websearch_to_tsquery`` ("quoted phrases", ``or``, ``-exclusion``), OR the text
-        containing ``q`` case-insensitively (partial words, stop words, other scripts).
-        Both run over the session's rows, found through (session_id, start_ms, id). Without
-        ``q`` and words, the page comes from a statement built once."""
+        ``q`` filters by full-text search (see the module docstring: each segment matched with
+        its own configuration, through the GIN index or the session's rows, whichever the
+        planner finds cheaper). Without ``q`` and words, the page comes from a statement built
+        once."""
         if limit < 1:
             raise ValueError("limit must be positive")
         if _search_condition(q) is None and not include_words:
@@ -423,7 +470,47 @@ class TranscriptStore(StoreBase):
                 return
             cursor = page.next_cursor
 
-    @staticmethod
+    async def search_space(
+        self,
+        space_id: str,
+        q: str,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        session_id: int | None = None,
+    ) -> SearchPage:
+        """Segments of every session of ``space_id`` (or of one session) matching ``q``, best
+        first: ``ts_rank_cd`` of the segment's vector against its configuration's query (ties:
+        newest segment first), each with a ``ts_headline`` snippet whose matches are wrapped in
+        :data:`HIGHLIGHT_START` / :data:`HIGHLIGHT_STOP`. Paged by offset (the API bounds it);
+        snippets are made for the returned page only."""
+        if limit < 1 or offset < 0:
+            raise ValueError("limit must be positive and offset not negative")
+        stmt = search_statement(space_id, q, limit=limit + 1, offset=offset, session_id=session_id)
+        if stmt is None:
+            return SearchPage(items=[], has_more=False)
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        items = [
+            SearchHit(
+                segment_id=r.segment_id,
+                session_id=r.session_id,
+                session_slug=r.session_slug,
+                session_title=r.session_title,
+                start_ms=r.start_ms,
+                end_ms=r.end_ms,
+                text=r.text,
+                language=r.language,
+                speaker_label=r.speaker_label,
+                participant_identity=r.participant_identity,
+                participant_name=r.participant_name,
+                rank=float(r.rank),
+                headline=r.headline,
+            )
+            for r in rows[:limit]
+        ]
+        return SearchPage(items=items, has_more=len(rows) > limit)
+
     @staticmethod
     def _segment_select(session_id: int, *, q: str | None, include_words: bool) -> AnySelect:
         cols: list[Any] = list(_SEGMENT_COLUMNS)
@@ -441,12 +528,91 @@ class TranscriptStore(StoreBase):
         return stmt
 
 
+def search_statement(
+    space_id: str, q: str, *, limit: int, offset: int = 0, session_id: int | None = None
+) -> AnySelect | None:
+    """The ranked search of :meth:`TranscriptStore.search_space` (``limit`` rows from
+    ``offset``), or None for a blank ``q``: the matches of the space ranked in a subquery (the
+    GIN index finds them), snippets made in the outer query for the page's rows only."""
+    condition = _search_condition(q)
+    if condition is None:
+        return None
+    query = _row_query(q.strip())
+    ranked = (
+        select(
+            Segment.id,
+            func.ts_rank_cd(Segment.search_vector, query).label("rank"),
+        )
+        .select_from(Segment)
+        .join(Session, Session.id == Segment.session_id)
+        .where(Session.space_id == space_id, condition)
+    )
+    if session_id is not None:
+        ranked = ranked.where(Segment.session_id == session_id)
+    page = (
+        ranked.order_by(literal_column("rank").desc(), Segment.id.desc())
+        .limit(limit)
+        .offset(offset)
+        .subquery("ranked")
+    )
+    clean = func.translate(Segment.text, HIGHLIGHT_START + HIGHLIGHT_STOP, "")
+    stmt = (
+        select(
+            Segment.id.label("segment_id"),
+            Segment.session_id,
+            Session.slug.label("session_slug"),
+            Session.title.label("session_title"),
+            Segment.start_ms,
+            Segment.end_ms,
+            Segment.text,
+            Segment.language,
+            Segment.speaker_label,
+            Participant.identity.label("participant_identity"),
+            Participant.name.label("participant_name"),
+            page.c.rank,
+            func.ts_headline(Segment.search_config, clean, query, literal(_HEADLINE_OPTIONS)).label(
+                "headline"
+            ),
+        )
+        .select_from(page)
+        .join(Segment, Segment.id == page.c.id)
+        .join(Session, Session.id == Segment.session_id)
+        .outerjoin(Participant, Participant.id == Segment.participant_id)
+        .order_by(page.c.rank.desc(), Segment.id.desc())
+    )
+    return stmt
+
+
 def _search_condition(q: str | None) -> ColumnElement[bool] | None:
+    """Each segment matched against ``q`` parsed with its own configuration: one indexable
+    ``search_vector @@ <constant tsquery>`` per configuration, OR-ed (a BitmapOr on the GIN
+    index). No substring branch: it cannot use the index (see the module docstring)."""
     if q is None or not q.strip():
         return None
     q = q.strip()
-    query = func.websearch_to_tsquery(_REGCONFIG, q)
-    return or_(Segment.search_vector.op("@@")(query), Segment.text.icontains(q, autoescape=True))
+    return or_(
+        *(
+            and_(
+                Segment.search_config == _regconfig(config),
+                Segment.search_vector.op("@@")(func.websearch_to_tsquery(_regconfig(config), q)),
+            )
+            for config in SEARCH_CONFIGS
+        )
+    )
+
+
+def _row_query(q: str) -> ColumnElement[Any]:
+    """The tsquery of ``q`` in the row's own configuration (for ranking and snippets)."""
+    return case(
+        *(
+            (
+                Segment.search_config == _regconfig(config),
+                func.websearch_to_tsquery(_regconfig(config), q),
+            )
+            for config in SEARCH_CONFIGS[:-1]
+        ),
+        else_=func.websearch_to_tsquery(_regconfig(SEARCH_CONFIGS[-1]), q),
+    )
 
 
 def _word_json(word: WordTiming) -> dict[str, Any]:

@@ -63,11 +63,13 @@ from store.records import (
     UsageGroupBy,
     UsageRecord,
     UsageReport,
+    UsageSummary,
 )
 from store.reports import (
     SPACE_REPORTS,
     report_statement,
     sum_totals,
+    summary_statement,
     totals_of_rows,
     usage_group,
 )
@@ -324,6 +326,44 @@ class UsageStore(StoreBase):
             groups=groups,
             totals=sum_totals(g.totals for g in groups),
         )
+
+    async def usage_summary(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        space_id: str | None = None,
+        user_id: str | None = None,
+        session_id: int | None = None,
+    ) -> list[UsageSummary]:
+        """Totals of the tracks that started in ``[start, end)`` (filtered like
+        :meth:`usage_report`), per currency: sessions, tracks, billed minutes, cost (Decimal)
+        and the average length of the sessions that ended."""
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("start and end must be timezone-aware")
+        if end <= start:
+            raise ValueError("end must be after start")
+        where = [TrackUsage.started_at >= start, TrackUsage.started_at < end]
+        if space_id is not None:
+            where.append(TrackUsage.space_id == space_id)
+        if user_id is not None:
+            where.append(TrackUsage.user_id == user_id)
+        if session_id is not None:
+            where.append(TrackUsage.session_id == session_id)
+        async with self._read() as conn:
+            rows = (await conn.execute(summary_statement(where))).all()
+        return [
+            UsageSummary(
+                currency=r.currency,
+                sessions=int(r.sessions),
+                tracks=int(r.tracks),
+                audio_seconds=r.audio_seconds,
+                billed_minutes=int(r.billed_minutes),
+                total_cost=r.total_cost,
+                average_session_seconds=r.average_session_seconds,
+            )
+            for r in rows
+        ]
 
     # -- limits and quotas ---------------------------------------------------------------------
 

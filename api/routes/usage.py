@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from aiohttp import web
 from pydantic import BaseModel
 
-from api.auth import Role
+from api.auth import Principal, Role
 from api.context import context, principal
 from api.errors import Forbidden, ValidationFailed
 from api.http import json_model, parse_body, parse_query
@@ -29,10 +29,13 @@ from api.schemas import (
     QuotaUpdate,
     SessionUsage,
     TrackUsageOut,
+    UsageFilterQuery,
     UsageFormatQuery,
     UsageGroupOut,
     UsageReport,
     UsageReportQuery,
+    UsageSummary,
+    UsageSummaryOut,
     UsageTotals,
 )
 from store import records
@@ -74,7 +77,7 @@ async def session_usage(request: web.Request) -> web.Response:
     )
 
 
-def report_range(query: UsageReportQuery, today: dt.date) -> tuple[dt.date, dt.date]:
+def report_range(query: UsageFilterQuery, today: dt.date) -> tuple[dt.date, dt.date]:
     """Inclusive UTC days; defaults: this month so far, or the month of the given end."""
     date_to = query.date_to or max(today, query.date_from or today)
     date_from = query.date_from or date_to.replace(day=1)
@@ -88,6 +91,8 @@ def report_range(query: UsageReportQuery, today: dt.date) -> tuple[dt.date, dt.d
 def _group_out(group_by: GroupBy, group: records.UsageGroup) -> UsageGroupOut:
     key = {
         GroupBy.DAY: group.day.isoformat() if group.day else None,
+        GroupBy.WEEK: _iso_week(group.day) if group.day else None,
+        GroupBy.MONTH: group.day.strftime("%Y-%m") if group.day else None,
         GroupBy.USER: group.user_id,
         GroupBy.SESSION: group.session_slug,
         GroupBy.PARTICIPANT: group.participant_identity,
@@ -110,19 +115,33 @@ def _group_out(group_by: GroupBy, group: records.UsageGroup) -> UsageGroupOut:
     )
 
 
+def _iso_week(day: dt.date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _report_user(who: Principal, query: UsageFilterQuery) -> str | None:
+    """The user filter: any for admins; members see their own usage only."""
+    if who.role >= Role.ADMIN:
+        return query.user_id
+    if query.user_id is not None and query.user_id != who.user_id:
+        raise Forbidden("members may only see their own usage")
+    return who.user_id
+
+
+def _report_window(query: UsageFilterQuery) -> tuple[dt.date, dt.date, dt.datetime, dt.datetime]:
+    date_from, date_to = report_range(query, dt.datetime.now(dt.UTC).date())
+    start = dt.datetime.combine(date_from, dt.time(), dt.UTC)
+    end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(), dt.UTC)
+    return date_from, date_to, start, end
+
+
 async def usage_report(request: web.Request) -> web.Response:
     who = principal(request)
     space_id = who.require_space()
     query = parse_query(request, UsageReportQuery)
-    user_id = query.user_id
-    if who.role < Role.ADMIN:
-        # members see their own usage only
-        if user_id is not None and user_id != who.user_id:
-            raise Forbidden("members may only see their own usage")
-        user_id = who.user_id
-    date_from, date_to = report_range(query, dt.datetime.now(dt.UTC).date())
-    start = dt.datetime.combine(date_from, dt.time(), dt.UTC)
-    end = dt.datetime.combine(date_to + dt.timedelta(days=1), dt.time(), dt.UTC)
+    user_id = _report_user(who, query)
+    date_from, date_to, start, end = _report_window(query)
     report = await context(request).store.usage.usage_report(
         start=start,
         end=end,
@@ -143,6 +162,26 @@ async def usage_report(request: web.Request) -> web.Response:
             user_id=user_id,
             rows=rows,
             totals=_totals(report.totals),
+        )
+    )
+
+
+async def usage_summary(request: web.Request) -> web.Response:
+    who = principal(request)
+    space_id = who.require_space()
+    query = parse_query(request, UsageFilterQuery)
+    user_id = _report_user(who, query)
+    date_from, date_to, start, end = _report_window(query)
+    summary = await context(request).store.usage.usage_summary(
+        start=start, end=end, space_id=space_id, user_id=user_id
+    )
+    rows = [UsageSummaryOut.model_validate(t, from_attributes=True) for t in summary]
+    if query.format == "csv":
+        name = f"usage-summary-{date_from.isoformat()}-{date_to.isoformat()}.csv"
+        return csv_response(rows, UsageSummaryOut, name)
+    return json_model(
+        UsageSummary(
+            space_id=space_id, date_from=date_from, date_to=date_to, user_id=user_id, totals=rows
         )
     )
 
@@ -192,6 +231,13 @@ OPERATIONS = [
         "Usage report of the space (admins) or the caller (members), grouped, over dates",
         "usage", replies=(Reply(200, "Groups and totals (or CSV rows)", UsageReport, media=_CSV),),
         query=UsageReportQuery,
+    ),
+    Operation(
+        "GET", "/api/usage/summary", usage_summary, "getUsageSummary",
+        "Totals of the usage report's filter: sessions, minutes, cost, average session length",
+        "usage",
+        replies=(Reply(200, "Totals per currency (or CSV rows)", UsageSummary, media=_CSV),),
+        query=UsageFilterQuery,
     ),
     Operation(
         "GET", "/api/quota", get_quota, "getQuota",

@@ -52,6 +52,7 @@ TABLES = (
     "transcription_jobs",
     "space_quotas",
     "space_settings",
+    "space_retention",
     "sessions",
 )
 

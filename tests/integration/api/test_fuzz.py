@@ -156,10 +156,14 @@ def test_openapi_fuzz_finds_no_server_errors(server: LiveServer) -> None:
         strategies = []
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             strategies.append(operation.as_strategy(generation_mode=mode))
-            if operation.path == "/api/usage":
+            if operation.path in ("/api/usage", "/api/usage/summary"):
                 # random dates rarely form a valid range (<= 366 days); aim some cases at one
                 valid = {"from": "2026-01-01", "to": "2026-12-31"}
                 strategies.append(operation.as_strategy(generation_mode=mode, query=valid))
+            if operation.path == "/api/search":
+                # words of the seeded transcript: matches, snippets and links, not only misses
+                for q in ("hello world", "проверка", '"hello world" -x'):
+                    strategies.append(operation.as_strategy(generation_mode=mode, query={"q": q}))
             if "{slug}" in operation.path:
                 strategies += [
                     operation.as_strategy(generation_mode=mode, path_parameters={"slug": slug})
