@@ -46,8 +46,8 @@ __all__ = [
     "Segment",
     "Session",
     "SpaceQuota",
-    "SpaceSettings",
     "SpaceRetention",
+    "SpaceSettings",
     "TrackUsage",
     "TranscriptionJob",
 ]
@@ -356,6 +356,8 @@ class SpaceSettings(Base):
     # any participant of a session may end it (otherwise: its creator or an admin)
     participants_may_end: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class SpaceRetention(Base):
     """How long a space keeps transcripts after a session ends (NULL days = forever)."""
 
