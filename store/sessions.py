@@ -93,7 +93,7 @@ class SessionStore(StoreBase):
         self,
         *,
         space_id: str,
-        created_by: str,
+        created_by: str | None,
         title: str = "",
         language: str | None = None,
         slug: str | None = None,
