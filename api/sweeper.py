@@ -4,7 +4,7 @@ sessions older than ``SESSION_EXPIRE_HOURS`` expire (their jobs stop, open usage
 One task per API process, every ``SESSION_SWEEP_INTERVAL_SECONDS``; several replicas may sweep at
 once (the session store skips rows another sweeper holds). A failing database only delays a sweep.
 Each sweep also counts the active jobs for ``transcriber_jobs{status}`` (a failing database keeps
-the previous figures).
+the previous figures) and deletes the webhook event ids whose signatures expired.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ async def run_sweeper(repo: Store, settings: ApiSettings, metrics: ApiMetrics) -
                     extra={"ended": len(result.ended), "expired": len(result.expired)},
                 )
             metrics.export_jobs(await repo.jobs.count_active())
+            await repo.webhooks.sweep()
         except StorageError as exc:
             logger.warning("session sweep failed", extra={"error": type(exc).__name__})
         await asyncio.sleep(settings.session_sweep_interval_seconds)
