@@ -193,7 +193,7 @@ async def test_monthly_quota_default_and_per_space(make_client: MakeClient, repo
     await seed_usage(repo, session, "p2", "1")  # 1 more: 5 of 5 used
     assert await error_of(await client.post(path, headers=user("a"))) == (429, "quota_exceeded")
 
-    quota = await (await client.get("/api/quota", headers=user("a"))).json()
+    quota = await (await client.get("/api/quota", headers=user("a", role="admin"))).json()
     assert quota == {
         "space_id": "space-a",
         "monthly_minutes": 5,
