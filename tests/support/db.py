@@ -52,6 +52,7 @@ TABLES = (
     "transcription_jobs",
     "space_quotas",
     "sessions",
+    "webhook_events",
 )
 
 
