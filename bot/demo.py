@@ -369,7 +369,10 @@ async def meeting(livekit_url: str, api: Api) -> None:
         task.add_done_callback(readers.discard)
 
     viewer.register_text_stream_handler("lk.transcription", on_text)
-    viewer_token = (await api.call("GET", f"/api/sessions/{slug}/token", user="viewer"))["token"]
+    # the viewer only listens: a token without audio/video publishing
+    viewer_token = (
+        await api.call("GET", f"/api/sessions/{slug}/token?speak=false", user="viewer")
+    )["token"]
     await viewer.connect(livekit_url, viewer_token)
 
     speakers = []
