@@ -108,9 +108,7 @@ async def delete_session(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def join_token(
-    request: web.Request,
-) -> web.Response:
+async def join_token(request: web.Request) -> web.Response:
     """A short-lived join token (``API_JOIN_TOKEN_TTL_MINUTES``) that never outlives the
     session: none for an ended one, and a CREATED one's token ends when the session would
     expire. Clients ask again for a new token to (re)join after ``expires_at``."""
