@@ -21,6 +21,7 @@ from api.context import CONTEXT
 from api.settings import ApiSettings
 from api.sweeper import run_sweeper
 from core import logs
+from core.credentials import secret_problems
 from store.database import open_database
 from store.settings import DatabaseSettings
 
@@ -84,6 +85,13 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    problems = secret_problems(settings.secrets(), dev_mode=settings.transcriber_dev_mode)
+    if problems:
+        for problem in problems:
+            print(f"transcriber api: {problem}", file=sys.stderr)
+        return 2
+    if settings.transcriber_dev_mode:
+        logger.warning("development mode: weak and well-known secrets are accepted")
     # DATABASE_URL is read by both settings objects; the database side also reads pool sizes
     db_settings = DatabaseSettings()
     try:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.auth import Authenticator
+from api.auth import SERVICE_USER, Authenticator, ReservedIdentities
 from api.context import CONTEXT, ApiContext
 from api.errors import error_middleware
 from api.livekit import LiveKitGateway
@@ -45,6 +45,7 @@ def create_app(
     ops = operations()
     metrics = ApiMetrics()
     secret = settings.livekit_api_secret
+    reserved = ReservedIdentities([SERVICE_USER, settings.bot_identity])
     ctx = ApiContext(
         settings=settings,
         sessionmaker=sessionmaker,
@@ -52,12 +53,15 @@ def create_app(
         authenticator=Authenticator(
             settings.api_jwt_secret.get_secret_value() if settings.api_jwt_secret else None,
             settings.api_admin_key.get_secret_value() if settings.api_admin_key else None,
+            reserved=reserved,
+            jwt_max_ttl=dt.timedelta(minutes=settings.api_jwt_max_ttl_minutes),
         ),
         livekit=LiveKitGateway(
             settings.livekit_url,
             settings.livekit_api_key,
             secret.get_secret_value() if secret else None,
             token_ttl=dt.timedelta(minutes=settings.api_join_token_ttl_minutes),
+            reserved=reserved,
         ),
         metrics=metrics,
         openapi=build_document(ops, title=TITLE, version=VERSION),

@@ -3,24 +3,32 @@
 Two kinds of credentials, both in ``Authorization: Bearer <credential>``:
 
 * a **user JWT** signed HS256 with ``API_JWT_SECRET``, claims ``sub`` (user id), ``space``
-  (workspace id) and ``role`` (``member`` or ``admin``); ``exp``/``nbf`` are checked when present.
-  The caller sees its own space only.
+  (workspace id), ``role`` (``member`` or ``admin``) and ``exp`` (required; ``nbf`` is checked
+  when present). A lifetime (``exp - iat``, or ``exp - now`` without ``iat``) longer than
+  ``API_JWT_MAX_TTL_MINUTES`` is refused. The caller sees its own space only.
 * the **admin key** ``API_ADMIN_KEY`` (also accepted as ``X-Api-Key: <key>``), compared in
   constant time, for service-to-service calls. It acts across spaces with the role ``service``
   (everything an ``admin`` may do). Because it names no user or space itself, the caller says on
   whose behalf it acts with two headers: ``X-Space-Id`` (required by operations that work inside a
   space: create/list sessions, the space usage report; optional elsewhere, and when given a session
   of another space is a 404 as for users) and ``X-User-Id`` (the identity for join tokens and
-  participant registration; sessions it creates are owned by that user, or by ``service``).
+  participant registration; sessions it creates are owned by that user, or by nobody).
+
+**Reserved identities**: ``service`` and the bot's participant identity (``BOT_IDENTITY``) belong
+to the product. No user may be one of them, compared case-insensitively: a JWT whose ``sub`` is
+one, or an ``X-User-Id`` naming one, is a 403 ``reserved_identity``. So no join token can carry
+the bot's identity (LiveKit would drop the bot from the room for the newcomer).
 
 Missing or wrong credentials are 401, a role too low for the operation is 403.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import hmac
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import jwt
@@ -74,24 +82,55 @@ class Principal:
         return self.space_id is None or self.space_id == space_id
 
 
+class ReservedIdentities:
+    """Participant identities no user may take (compared case-insensitively)."""
+
+    def __init__(self, identities: Iterable[str]) -> None:
+        self._folded = frozenset(i.casefold() for i in identities)
+
+    def __contains__(self, identity: object) -> bool:
+        return isinstance(identity, str) and identity.casefold() in self._folded
+
+    def refuse(self, identity: str | None) -> None:
+        if identity in self:
+            raise Forbidden("this user id is reserved", code="reserved_identity")
+
+
+DEFAULT_JWT_MAX_TTL = dt.timedelta(hours=24)
+_JWT_TTL_LEEWAY_S = 60  # the issuer's clock and ours differ: a lifetime may look this much longer
+
+
 class Authenticator:
     """Checks credentials of one request; built once per app from the settings."""
 
-    def __init__(self, jwt_secret: str | None, admin_key: str | None) -> None:
+    def __init__(
+        self,
+        jwt_secret: str | None,
+        admin_key: str | None,
+        *,
+        reserved: ReservedIdentities | None = None,
+        jwt_max_ttl: dt.timedelta = DEFAULT_JWT_MAX_TTL,
+    ) -> None:
         self._jwt_secret = jwt_secret or None
         self._admin_key = admin_key.encode() if admin_key else None
+        self.reserved = reserved or ReservedIdentities([SERVICE_USER])
+        self._jwt_max_ttl_s = jwt_max_ttl.total_seconds()
 
     def authenticate(self, request: web.Request) -> Principal:
         credential = self._credential(request)
         if credential is None:
             raise Unauthorized("missing credentials")
         if self._is_admin_key(credential):
+            user_id = _header_id(request, "X-User-Id", USER_ID_LEN)
+            self.reserved.refuse(user_id)
             return Principal(
                 role=Role.SERVICE,
-                user_id=_header_id(request, "X-User-Id", USER_ID_LEN),
+                user_id=user_id,
                 space_id=_header_id(request, "X-Space-Id", SPACE_ID_LEN),
             )
-        return self._decode_jwt(credential)
+        found = self._decode_jwt(credential)
+        self.reserved.refuse(found.user_id)
+        return found
 
     @staticmethod
     def _credential(request: web.Request) -> str | None:
@@ -119,10 +158,14 @@ class Authenticator:
                 token,
                 self._jwt_secret,
                 algorithms=["HS256"],
-                options={"require": ["sub", "space", "role"]},
+                options={"require": ["sub", "space", "role", "exp"]},
             )
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid or expired token") from exc
+        exp, iat = claims["exp"], claims.get("iat")
+        issued = iat if isinstance(iat, int | float) else time.time()
+        if exp - issued > self._jwt_max_ttl_s + _JWT_TTL_LEEWAY_S:
+            raise Unauthorized("token lifetime is longer than allowed")
         sub, space, role = claims.get("sub"), claims.get("space"), claims.get("role")
         valid = _valid_id(sub, USER_ID_LEN) and _valid_id(space, SPACE_ID_LEN)
         if not valid or role not in ("member", "admin"):

@@ -12,7 +12,7 @@ The tree::
     +-- BadRequest            400 bad_request, invalid_json, space_required, user_required,
     |                             unsupported_language, unknown_model
     +-- Unauthorized          401 unauthorized
-    +-- Forbidden             403 forbidden
+    +-- Forbidden             403 forbidden, reserved_identity
     +-- NotFound              404 not_found
     +-- Conflict              409 conflict, session_not_active
     +-- UnsupportedMediaType  415 unsupported_media_type

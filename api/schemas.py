@@ -116,7 +116,9 @@ class SessionOut(BaseModel):
     slug: str = Field(description="Session id and LiveKit room name")
     title: str
     space_id: str
-    created_by: str
+    created_by: str | None = Field(
+        description="The creating user; null for a session the admin key created for no user"
+    )
     status: SessionStatus
     language: str | None = Field(description="null: detected per utterance")
     hotwords: str | None
@@ -152,6 +154,10 @@ class JoinTokenOut(BaseModel):
     url: str = Field(description="LiveKit server URL to connect to")
     room: str = Field(description="Room name (= session slug)")
     identity: str = Field(description="Participant identity in the token")
+    expires_at: dt.datetime = Field(
+        description="The token lets its holder join until then; ask again for a new one"
+    )
+    can_publish: bool = Field(description="Whether the token may publish audio and video")
 
 
 class ParticipantJoin(_Request):
@@ -170,6 +176,10 @@ class ParticipantOut(BaseModel):
 class TokenQuery(_Query):
     name: StorableStr | None = Field(
         default=None, max_length=NAME_LEN, description="Display name in the room"
+    )
+    speak: bool = Field(
+        default=True,
+        description="false: a listen-only token (subscribe and data, no audio or video)",
     )
 
 
@@ -452,7 +462,10 @@ class QuotaOut(BaseModel):
     source: Literal["default", "space"] = Field(
         description="default: SPACE_MONTHLY_MINUTES_QUOTA; space: this space's own setting"
     )
-    used_minutes: int = Field(description="Billed minutes of the current UTC month")
+    used_minutes: int | None = Field(
+        description="Billed minutes of the space in the current UTC month; null for members "
+        "(admins and the admin key only)"
+    )
 
 
 class QuotaUpdate(_Request):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from core.speech import ModelChoiceSettings
@@ -26,14 +26,24 @@ class ApiSettings(UsageSettings, ModelChoiceSettings):
     api_port: int = Field(default=8080, ge=0, le=65535)
     # log lines: readable text, or one JSON object a line (the bot reads the same variable)
     log_format: Literal["json", "text"] = "text"
-    # HS256 secret for user JWTs (claims sub, space, role); unset: user JWTs are refused
+    # secrets shorter than 32 bytes or well-known ones are accepted (core.credentials); the bot
+    # and the dev server read the same variable
+    transcriber_dev_mode: bool = False
+    # HS256 secret for user JWTs (claims sub, space, role, exp); unset: user JWTs are refused
     api_jwt_secret: SecretStr | None = None
+    # longest accepted user JWT lifetime (exp - iat, or exp - now without iat)
+    api_jwt_max_ttl_minutes: int = Field(default=1440, ge=1)
     # shared key for service-to-service calls (Authorization: Bearer <key> or X-Api-Key); unset: off
     api_admin_key: SecretStr | None = None
     # largest accepted request body, bytes
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    # lifetime of LiveKit join tokens issued by GET /api/sessions/{slug}/token
-    api_join_token_ttl_minutes: int = Field(default=360, ge=1)
+    # lifetime of LiveKit join tokens issued by GET /api/sessions/{slug}/token; clients ask again
+    # to (re)join later
+    api_join_token_ttl_minutes: int = Field(default=10, ge=1, le=1440)
+    # bearer token GET /metrics requires (the bot's /metrics too); unset: /metrics is open
+    metrics_token: SecretStr | None = None
+    # the bot's participant identity (BOT_IDENTITY, shared with the bot): no user may take it
+    bot_identity: str = Field(default="transcriber", min_length=1)
 
     # postgresql+asyncpg://... ; unset: the embedded PostgreSQL of store
     database_url: str | None = None
@@ -47,3 +57,19 @@ class ApiSettings(UsageSettings, ModelChoiceSettings):
     session_inactive_minutes: int = Field(default=30, ge=1)
     session_expire_hours: int = Field(default=24, ge=1)
     session_sweep_interval_seconds: float = Field(default=60.0, gt=0)
+
+    @field_validator("api_jwt_secret", "api_admin_key", "livekit_api_secret", "metrics_token",
+                     mode="before")  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def secrets(self) -> dict[str, str | None]:
+        """The secrets this process holds, by variable name (None: unset)."""
+        fields = {
+            "API_JWT_SECRET": self.api_jwt_secret,
+            "API_ADMIN_KEY": self.api_admin_key,
+            "LIVEKIT_API_SECRET": self.livekit_api_secret,
+            "METRICS_TOKEN": self.metrics_token,
+        }
+        return {k: v.get_secret_value() if v else None for k, v in fields.items()}

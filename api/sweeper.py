@@ -4,7 +4,8 @@ sessions older than ``SESSION_EXPIRE_HOURS`` expire (their jobs stop, open usage
 One task per API process, every ``SESSION_SWEEP_INTERVAL_SECONDS``; several replicas may sweep at
 once (the session store skips rows another sweeper holds). A failing database only delays a sweep.
 Each sweep also counts the active jobs for ``transcriber_jobs{status}`` (a failing database keeps
-the previous figures), and purges transcripts past their space's retention
+the previous figures), deletes the webhook event ids whose signatures expired, and purges
+transcripts past their space's retention
 (:mod:`store.retention`): batches of ``PURGE_BATCH`` rows, one short transaction each, at most
 ``PURGE_MAX_BATCHES`` per sweep (the next sweep goes on), counted in
 ``transcriber_retention_deleted_total{kind}``.
@@ -90,6 +91,7 @@ async def run_sweeper(repo: Store, settings: ApiSettings, metrics: ApiMetrics) -
                     extra={"ended": len(result.ended), "expired": len(result.expired)},
                 )
             metrics.export_jobs(await repo.jobs.count_active())
+            await repo.webhooks.sweep()
             purged = await purge_once(repo, metrics=metrics)
             if not purged.empty:
                 logger.info(

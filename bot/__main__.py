@@ -21,12 +21,15 @@ from pydantic import ValidationError
 from bot import metrics as bot_metrics
 from bot.config import BotSettings
 from core import logs
+from core.credentials import bearer_matches, secret_problems
 from core.errors import TranscriberError
 
 logger = logging.getLogger("bot")
 
 
-def health_app(worker: object) -> web.Application:
+def health_app(worker: object, metrics_token: str | None = None) -> web.Application:
+    """``/health``, ``/ready`` and ``/metrics`` (behind ``Bearer <METRICS_TOKEN>`` when set)."""
+
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
 
@@ -34,7 +37,15 @@ def health_app(worker: object) -> web.Application:
         ok = bool(getattr(worker, "ready", False))
         return web.json_response({"ready": ok}, status=200 if ok else 503)
 
-    async def metrics(_: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
+        if metrics_token and not bearer_matches(
+            request.headers.get("Authorization"), metrics_token
+        ):
+            return web.json_response(
+                {"error": {"code": "unauthorized", "message": "metrics need a bearer token"}},
+                status=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         body = generate_latest()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -61,7 +72,8 @@ async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
         async with running(spool):
             engines = build_engines(settings, engine)
             worker = Worker(settings, db.store, engine, spool, db.url, engines=engines)
-            runner = web.AppRunner(health_app(worker), access_log=None)
+            token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
+            runner = web.AppRunner(health_app(worker, token), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, settings.bot_http_host, settings.bot_http_port)
             await site.start()
@@ -91,7 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    problems = secret_problems(settings.secrets(), dev_mode=settings.transcriber_dev_mode)
+    if problems:
+        for problem in problems:
+            print(f"transcriber bot: {problem}", file=sys.stderr)
+        return 2
     logs.configure("INFO", settings.log_format)
+    if settings.transcriber_dev_mode:
+        logger.warning("development mode: weak and well-known secrets are accepted")
     # The LiveKit SDK logs every signalling step at INFO.
     logging.getLogger("livekit").setLevel(logging.WARNING)
 

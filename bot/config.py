@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from bot.pipeline.asr import AsrOptions
@@ -102,8 +102,12 @@ class BotSettings(EngineSettings, UsageSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
     livekit_url: str = "ws://127.0.0.1:7880"
+    # LiveKit's development pair: refused at start unless TRANSCRIBER_DEV_MODE is on
     livekit_api_key: str = "devkey"
     livekit_api_secret: str = "secret"
+    transcriber_dev_mode: bool = False
+    # bearer token the worker's GET /metrics requires; unset: open
+    metrics_token: SecretStr | None = None
     worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     bot_identity: str = "transcriber"
     bot_name: str = "Transcriber"
@@ -121,6 +125,19 @@ class BotSettings(EngineSettings, UsageSettings):
     bot_http_port: int = Field(default=8081, ge=0, le=65535)
     drain_timeout_s: float = Field(default=30.0, ge=0)
     log_format: Literal["json", "text"] = "text"
+
+    @field_validator("metrics_token", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def secrets(self) -> dict[str, str | None]:
+        """The secrets this process holds, by variable name (None: unset)."""
+        token = self.metrics_token
+        return {
+            "LIVEKIT_API_SECRET": self.livekit_api_secret,
+            "METRICS_TOKEN": token.get_secret_value() if token else None,
+        }
 
     @field_validator("livekit_url")
     @classmethod

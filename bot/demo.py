@@ -281,6 +281,9 @@ async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, s
         env.update(
             DATABASE_URL=resolved.url,
             PYTHONUNBUFFERED="1",
+            # the demo runs on one machine for one person: LiveKit's dev pair is accepted when it
+            # uses a LiveKit server of yours (LIVEKIT_URL) with it
+            TRANSCRIBER_DEV_MODE="1",
             LIVEKIT_API_KEY=os.environ.get("LIVEKIT_API_KEY", "devkey"),
             LIVEKIT_API_SECRET=os.environ.get("LIVEKIT_API_SECRET", "secret"),
         )
@@ -366,7 +369,10 @@ async def meeting(livekit_url: str, api: Api) -> None:
         task.add_done_callback(readers.discard)
 
     viewer.register_text_stream_handler("lk.transcription", on_text)
-    viewer_token = (await api.call("GET", f"/api/sessions/{slug}/token", user="viewer"))["token"]
+    # the viewer only listens: a token without audio/video publishing
+    viewer_token = (
+        await api.call("GET", f"/api/sessions/{slug}/token?speak=false", user="viewer")
+    )["token"]
     await viewer.connect(livekit_url, viewer_token)
 
     speakers = []

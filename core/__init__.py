@@ -2,6 +2,8 @@
 
 Modules:
 
+* ``credentials``: secrets anyone could guess, refused at start unless ``TRANSCRIBER_DEV_MODE``
+  is on (the API, the bot and the dev server check them).
 * ``errors``: the one exception tree of the product (``TranscriberError`` and below), with
   ``.retryable``; the API maps it to HTTP in ``api.errors``.
 * ``logs``: log-line formatting (text or JSON) for every process.

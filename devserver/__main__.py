@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 
+from core.credentials import dev_mode, secret_problems
+
 from .config import DevServerConfig, build_arg_parser
 from .errors import ConfigError
 from .server import DevServer
@@ -44,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         config = DevServerConfig.from_env(os.environ).with_args(args)
     except ConfigError as exc:
         print(f"devserver: {exc}", file=sys.stderr)
+        return 2
+    # like `livekit-server --dev`, the well-known devkey/secret pair needs an explicit dev mode
+    problems = secret_problems(
+        {"LIVEKIT_API_SECRET": config.api_secret}, dev_mode=options.dev or dev_mode(os.environ)
+    )
+    if problems:
+        for problem in problems:
+            print(f"devserver: {problem} (or pass --dev)", file=sys.stderr)
         return 2
     try:
         asyncio.run(_serve(config, exit_with_parent=options.exit_with_parent))

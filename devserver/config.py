@@ -161,6 +161,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="joining a room that was not created with CreateRoom fails",
     )
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="accept the well-known devkey/secret pair and other weak secrets "
+        "(as TRANSCRIBER_DEV_MODE=1 does)",
+    )
     parser.add_argument("--ready-file", help="write the URL as JSON to this file once listening")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO (default), WARNING")
     parser.add_argument(

@@ -50,6 +50,7 @@ __all__ = [
     "SpaceSettings",
     "TrackUsage",
     "TranscriptionJob",
+    "WebhookEvent",
 ]
 
 # Text search configurations of ``segments.search_vector``, one per segment (``search_config``):
@@ -68,6 +69,7 @@ NAMING_CONVENTION = {
 }
 
 SLUG_LEN = 64
+WEBHOOK_EVENT_ID_LEN = 128
 SPACE_ID_LEN = 64
 USER_ID_LEN = 128
 IDENTITY_LEN = 256
@@ -106,7 +108,9 @@ class Session(Base):
     slug: Mapped[str] = mapped_column(String(SLUG_LEN), unique=True)
     title: Mapped[str] = mapped_column(String(500), server_default="")
     space_id: Mapped[str] = mapped_column(String(SPACE_ID_LEN))
-    created_by: Mapped[str] = mapped_column(String(USER_ID_LEN))
+    # the user who created it; NULL when the admin key created it for no user (no JWT can carry
+    # NULL, so nobody owns such a session but admins)
+    created_by: Mapped[str | None] = mapped_column(String(USER_ID_LEN))
     status: Mapped[SessionStatus] = mapped_column(
         _enum(SessionStatus, "session_status"), server_default=SessionStatus.CREATED.value
     )
@@ -370,3 +374,16 @@ class SpaceRetention(Base):
     __table_args__ = (
         CheckConstraint("transcript_days IS NULL OR transcript_days >= 1", name="days"),
     )
+
+
+class WebhookEvent(Base):
+    """A LiveKit webhook event already handled, remembered until its signature expires so a
+    replay of the same signed request is recognised (``store.webhooks``)."""
+
+    __tablename__ = "webhook_events"
+
+    event_id: Mapped[str] = mapped_column(String(WEBHOOK_EVENT_ID_LEN), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_webhook_events_expires_at", "expires_at"),)

@@ -56,7 +56,7 @@ class SessionRecord:
     slug: str
     title: str
     space_id: str
-    created_by: str
+    created_by: str | None  # None: created with the admin key for no user
     status: SessionStatus
     language: str | None
     created_at: datetime

@@ -99,7 +99,7 @@ class SessionStore(StoreBase):
         self,
         *,
         space_id: str,
-        created_by: str,
+        created_by: str | None,
         title: str = "",
         language: str | None = None,
         hotwords: str | None = None,

@@ -9,6 +9,7 @@ from store.retention import RetentionStore
 from store.sessions import SessionStore
 from store.transcripts import TranscriptStore
 from store.usage import UsageStore
+from store.webhooks import WebhookStore
 
 __all__ = ["Store"]
 
@@ -22,9 +23,10 @@ class Store:
     * ``usage``: track usage, reports, quotas, limits (:mod:`store.usage`);
     * ``jobs``: transcription jobs and their notifications (:mod:`store.jobs`);
     * ``retention``: per-space retention policies and the purge (:mod:`store.retention`).
+    * ``webhooks``: LiveKit webhook event ids already handled (:mod:`store.webhooks`).
     """
 
-    __slots__ = ("jobs", "retention", "sessions", "transcripts", "usage")
+    __slots__ = ("jobs", "retention", "sessions", "transcripts", "usage", "webhooks")
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = SessionStore(sessionmaker)
@@ -32,3 +34,4 @@ class Store:
         self.usage = UsageStore(sessionmaker)
         self.jobs = JobStore(sessionmaker)
         self.retention = RetentionStore(sessionmaker)
+        self.webhooks = WebhookStore(sessionmaker)

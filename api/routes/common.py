@@ -35,7 +35,8 @@ class Scoped:
 
     def require_owner_or(self, role: Role) -> None:
         """The session's creator, or a caller with at least ``role``."""
-        if self.who.user_id != self.session.created_by and self.who.role < role:
+        owner = self.session.created_by
+        if (owner is None or self.who.user_id != owner) and self.who.role < role:
             raise Forbidden("only the session's creator or an admin may do this")
 
 

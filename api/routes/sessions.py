@@ -9,9 +9,9 @@ import datetime as dt
 from aiohttp import web
 
 from api import transcription
-from api.auth import SERVICE_USER, Role
+from api.auth import Role
 from api.context import context, principal
-from api.errors import BadRequest, Forbidden, NotFound, ValidationFailed
+from api.errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
 from api.routes.common import Scoped, scoped_session, session_out
@@ -32,7 +32,7 @@ from api.schemas import (
     TokenQuery,
 )
 from core.speech import whisper_language
-from store.enums import ParticipantRole
+from store.enums import ParticipantRole, SessionStatus
 from store.records import ParticipantRecord, SessionCursor, SessionRecord, SpaceSettingsRecord
 
 _MAX_ID = 2**63 - 1
@@ -88,7 +88,7 @@ async def create_session(request: web.Request) -> web.Response:
     _check_speech(request, language, body.model)
     session = await context(request).store.sessions.create_session(
         space_id=space_id,
-        created_by=who.user_id or SERVICE_USER,
+        created_by=who.user_id,  # None: the admin key for no user; nobody owns the session
         title=body.title,
         language=language,
         hotwords=body.hotwords or None,
@@ -192,16 +192,40 @@ async def delete_session(request: web.Request) -> web.Response:
 
 
 async def join_token(request: web.Request) -> web.Response:
+    """A short-lived join token (``API_JOIN_TOKEN_TTL_MINUTES``) that never outlives the
+    session: none for an ended one, and a CREATED one's token ends when the session would
+    expire. Clients ask again for a new token to (re)join after ``expires_at``."""
     scoped = await scoped_session(request)
     scoped.require_active()
     identity = scoped.who.require_user()
     query = parse_query(request, TokenQuery)
     ctx = context(request)
+    now = dt.datetime.now(dt.UTC)
+    expires_at = now + ctx.livekit.token_ttl
+    if scoped.session.status is SessionStatus.CREATED:
+        expires_at = min(
+            expires_at,
+            scoped.session.created_at + dt.timedelta(hours=ctx.settings.session_expire_hours),
+        )
+    if expires_at <= now:
+        raise Conflict("the session has expired", code="session_not_active")
+    expires_at = expires_at.replace(microsecond=0)
     token = ctx.livekit.join_token(
-        room=scoped.session.slug, identity=identity, name=query.name or "", role=scoped.who.role
+        room=scoped.session.slug,
+        identity=identity,
+        name=query.name or "",
+        can_publish=query.speak,
+        ttl=expires_at - now,
     )
     return json_model(
-        JoinTokenOut(token=token, url=ctx.livekit.url, room=scoped.session.slug, identity=identity)
+        JoinTokenOut(
+            token=token,
+            url=ctx.livekit.url,
+            room=scoped.session.slug,
+            identity=identity,
+            expires_at=expires_at,
+            can_publish=query.speak,
+        )
     )
 
 
@@ -337,7 +361,11 @@ OPERATIONS = [
     Operation(
         "GET", f"{_S}/token", join_token, "getJoinToken", "LiveKit join token for the caller",
         "sessions", replies=(Reply(200, "Token, server URL and room", JoinTokenOut),),
-        query=TokenQuery, errors=(409, 503),
+        query=TokenQuery, errors=(403, 409, 503),
+        description="Short-lived (API_JOIN_TOKEN_TTL_MINUTES): to join again after expires_at, "
+        "ask again; an ended session gives no token (409). The identity is the caller's user id; "
+        "reserved ids (the bot's, service) are refused (403 reserved_identity). speak=false gives "
+        "a listen-only token; no token carries roomAdmin.",
     ),
     Operation(
         "POST", f"{_S}/participants/join", register_participant, "registerParticipant",

@@ -10,8 +10,9 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from api.context import context
-from api.errors import ServiceUnavailable
+from api.errors import ServiceUnavailable, Unauthorized
 from api.openapi import Operation, Reply, document_json, render_docs
+from core.credentials import bearer_matches
 
 logger = logging.getLogger("api")
 
@@ -38,7 +39,14 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    return context(request).metrics.render()
+    """Prometheus metrics; with ``METRICS_TOKEN`` set, only for ``Bearer <METRICS_TOKEN>``."""
+    ctx = context(request)
+    token = ctx.settings.metrics_token
+    if token is not None and not bearer_matches(
+        request.headers.get("Authorization"), token.get_secret_value()
+    ):
+        raise Unauthorized("metrics need the metrics bearer token")
+    return ctx.metrics.render()
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -63,7 +71,8 @@ OPERATIONS = [
     Operation(
         "GET", "/metrics", metrics, "metrics", "Prometheus metrics", "system",
         replies=(Reply(200, "Prometheus text format", media={"text/plain": {"type": "string"}}),),
-        security="none",
+        security="none", errors=(401,),
+        description="Open unless METRICS_TOKEN is set; then Authorization: Bearer <METRICS_TOKEN>.",
     ),
     Operation(
         "GET", "/api/openapi.json", openapi_json, "openapi", "This OpenAPI document", "system",

@@ -186,20 +186,23 @@ async def usage_summary(request: web.Request) -> web.Response:
     )
 
 
-async def _quota(request: web.Request, space_id: str) -> QuotaOut:
+async def _quota(request: web.Request, space_id: str, *, with_use: bool = True) -> QuotaOut:
     ctx = context(request)
     own, minutes = await ctx.store.usage.space_quota_override(space_id)
     return QuotaOut(
         space_id=space_id,
         monthly_minutes=minutes if own else ctx.limits.monthly_minutes_quota,
         source="space" if own else "default",
-        used_minutes=await ctx.store.usage.monthly_minutes_used(space_id),
+        used_minutes=await ctx.store.usage.monthly_minutes_used(space_id) if with_use else None,
     )
 
 
 async def get_quota(request: web.Request) -> web.Response:
-    space_id = principal(request).require_space()
-    return json_model(await _quota(request, space_id))
+    """The quota for everyone in the space; the space's use only for admins (a member's own use
+    is in ``GET /api/usage``)."""
+    who = principal(request)
+    space_id = who.require_space()
+    return json_model(await _quota(request, space_id, with_use=who.role >= Role.ADMIN))
 
 
 async def put_quota(request: web.Request) -> web.Response:
@@ -241,8 +244,10 @@ OPERATIONS = [
     ),
     Operation(
         "GET", "/api/quota", get_quota, "getQuota",
-        "The space's monthly transcription quota and this month's use", "usage",
+        "The space's monthly transcription quota and (admins) this month's use", "usage",
         replies=(Reply(200, "Quota and use", QuotaOut),),
+        description="Members see the quota only (used_minutes is null): the space's use is "
+        "admin information; a member's own use is in GET /api/usage.",
     ),
     Operation(
         "PUT", "/api/quota", put_quota, "setQuota",

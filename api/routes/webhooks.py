@@ -11,9 +11,14 @@ the session slug. Handled events:
 * ``room_finished``: the session ENDS; its job stops and open usage closes.
 
 Everything else, unknown rooms and rooms of ended sessions are acknowledged (200) and ignored, so
-LiveKit does not retry them. Redelivery is harmless: writes are upserts keyed by session and
-identity, times are the event's own, and a join older than the participant's recorded leave is
-ignored as stale.
+LiveKit does not retry them.
+
+**Replays.** Each event id is remembered (``store.webhooks``, a unique key) until the request's
+signature expires; a second delivery of an id within that time is acknowledged with
+``200 {"outcome": "duplicate"}`` and does nothing. A failed handling forgets the id, so LiveKit's
+retry is handled. An event without an id cannot be told from its replay: 400. Writes are also
+upserts keyed by session and identity with the event's own times, and a join older than the
+participant's recorded leave is ignored as stale, so even a late redelivery changes nothing.
 """
 
 from __future__ import annotations
@@ -25,10 +30,11 @@ from pydantic import BaseModel
 
 from api import transcription
 from api.context import ApiContext, context
+from api.errors import BadRequest
 from api.livekit import WebhookNotice
 from api.openapi import Operation, Reply
 from api.routes.common import ACTIVE, SLUG_RE
-from store.models import IDENTITY_LEN, NAME_LEN, USER_ID_LEN
+from store.models import IDENTITY_LEN, NAME_LEN, USER_ID_LEN, WEBHOOK_EVENT_ID_LEN
 
 logger = logging.getLogger("api")
 
@@ -104,7 +110,17 @@ async def livekit_webhook(request: web.Request) -> web.Response:
     except Exception:
         ctx.metrics.webhooks.labels("unverified", "rejected").inc()
         raise
-    outcome = await _handle(ctx, notice)
+    if not notice.event_id or len(notice.event_id) > WEBHOOK_EVENT_ID_LEN:
+        ctx.metrics.webhooks.labels("unverified", "rejected").inc()
+        raise BadRequest("webhook event has no usable id")
+    if await ctx.store.webhooks.remember(notice.event_id, expires_at=notice.signature_expires_at):
+        try:
+            outcome = await _handle(ctx, notice)
+        except BaseException:
+            await ctx.store.webhooks.forget(notice.event_id)
+            raise
+    else:
+        outcome = "duplicate"
     event_label = notice.event if notice.event in _HANDLED else "other"
     ctx.metrics.webhooks.labels(event_label, outcome).inc()
     logger.info(
@@ -117,7 +133,8 @@ OPERATIONS = [
     Operation(
         "POST", "/webhooks/livekit", livekit_webhook, "livekitWebhook",
         "LiveKit webhook receiver (signed by the LiveKit API secret)", "webhooks",
-        replies=(Reply(200, "Acknowledged; outcome says what it did", WebhookAck),),
+        replies=(Reply(200, "Acknowledged; outcome says what it did (duplicate: a replayed "
+                       "event id, nothing done)", WebhookAck),),
         security="webhook", body=WebhookEventIn, body_media_type="application/webhook+json",
         acting_headers=False,
     ),

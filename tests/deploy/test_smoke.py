@@ -122,7 +122,15 @@ def service_env(service: dict[str, Any], **overrides: str) -> dict[str, str]:
         if not k.startswith(("LIVEKIT_", "API_", "BOT_", "ASR_", "DATABASE_"))
     }
     env = {k: str(v) for k, v in (service.get("environment") or {}).items()}
-    return {**inherited, **env, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **overrides}
+    # deploy/.env.example ships CHANGE-ME placeholders, which only development mode accepts
+    return {
+        **inherited,
+        **env,
+        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONUNBUFFERED": "1",
+        "TRANSCRIBER_DEV_MODE": "1",
+        **overrides,
+    }
 
 
 def livekit_config(netns: VethNamespace, redis: str, api_base: str) -> tuple[dict[str, Any], int]:

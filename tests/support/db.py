@@ -54,6 +54,7 @@ TABLES = (
     "space_settings",
     "space_retention",
     "sessions",
+    "webhook_events",
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+import uuid
 from decimal import Decimal
 
 from aiohttp import ClientResponse
@@ -51,15 +52,16 @@ def webhook(
     *,
     name: str = "",
     kind: int = ParticipantInfo.Kind.STANDARD,
-    event_id: str = "EV_1",
+    event_id: str | None = None,
     created_at: int | None = None,
     secret: str = LIVEKIT_SECRET,
 ) -> tuple[bytes, dict[str, str]]:
-    """A LiveKit webhook body and its headers, signed like livekit-server signs them."""
+    """A LiveKit webhook body and its headers, signed like livekit-server signs them; every
+    event gets its own id unless ``event_id`` names one."""
     message = WebhookEvent(
         event=event,
         room=Room(name=room),
-        id=event_id,
+        id=event_id if event_id is not None else f"EV_{uuid.uuid4().hex}",
         created_at=created_at if created_at is not None else int(time.time()),
     )
     if identity:

@@ -129,6 +129,10 @@ async def test_redelivery_is_idempotent(client: Client, repo: Store) -> None:
     (bob,) = await repo.sessions.list_participants(session.id)
     assert bob.left_at is not None and int(bob.left_at.timestamp()) == t + 5  # stale join ignored
     status, ack = await _post(client, *joined)
+    assert ack["outcome"] == "duplicate"  # the same event id: recognised as a replay
+    # a join delivered late (another id, an older time than the recorded leave) is stale
+    late = webhook("participant_joined", session.slug, "bob", created_at=t + 1)
+    status, ack = await _post(client, *late)
     assert ack["outcome"] == "stale"
     for _ in range(2):
         await _post(client, *finished)

@@ -96,6 +96,26 @@ async def test_upgrade_downgrade_upgrade(empty_database_url: str) -> None:
         await engine.dispose()
 
 
+async def test_sessions_owned_by_service_lose_their_owner(empty_database_url: str) -> None:
+    """7d1207000001: a JWT with sub=service owned every session the admin key created."""
+    engine = create_engine(empty_database_url, pool=False)
+    try:
+        await migrate.upgrade(engine, "0f1180beca67")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO sessions (slug, space_id, created_by) VALUES"
+                    " ('by-service', 's', 'service'), ('by-alice', 's', 'alice')"
+                )
+            )
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT slug, created_by FROM sessions ORDER BY slug"))
+            assert [tuple(r) for r in rows] == [("by-alice", "alice"), ("by-service", None)]
+    finally:
+        await engine.dispose()
+
+
 async def test_concurrent_upgrades_in_one_process(empty_database_url: str) -> None:
     engines = [create_engine(empty_database_url, pool=False) for _ in range(3)]
     try:

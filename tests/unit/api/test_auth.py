@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import jwt
@@ -7,7 +8,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from api.auth import Authenticator, Role, issue_user_token
+from api.auth import Authenticator, ReservedIdentities, Role, issue_user_token
 from api.errors import BadRequest, Forbidden, Unauthorized
 
 SECRET = "jwt-secret-for-tests-0123456789abcdef"
@@ -48,7 +49,12 @@ def _jwt(claims: dict[str, object], secret: str = SECRET) -> dict[str, str]:
     return {"Authorization": "Bearer " + jwt.encode(claims, secret, algorithm="HS256")}
 
 
-_GOOD: dict[str, object] = {"sub": "u", "space": "s", "role": "member"}
+_GOOD: dict[str, object] = {
+    "sub": "u",
+    "space": "s",
+    "role": "member",
+    "exp": int(time.time()) + 600,
+}
 
 
 @pytest.mark.parametrize(
@@ -65,6 +71,9 @@ _GOOD: dict[str, object] = {"sub": "u", "space": "s", "role": "member"}
         _jwt({**_GOOD, "sub": ""}),
         _jwt({**_GOOD, "space": 5}),
         _jwt({**_GOOD, "exp": int(time.time()) - 10}),
+        _jwt({k: v for k, v in _GOOD.items() if k != "exp"}),  # never expires: refused
+        _jwt({**_GOOD, "iat": int(time.time()), "exp": int(time.time()) + 25 * 3600}),
+        _jwt({**_GOOD, "exp": int(time.time()) + 25 * 3600}),  # no iat: from now
         {"Authorization": "Bearer " + jwt.encode(_GOOD, "", algorithm="none")},
     ],
 )
@@ -92,3 +101,27 @@ def test_role_order() -> None:
 def test_bad_acting_header_is_400() -> None:
     with pytest.raises(BadRequest):
         _auth().authenticate(_request({"X-Api-Key": KEY, "X-Space-Id": "x" * 500}))
+
+
+def test_reserved_identities_are_refused_as_users() -> None:
+    auth = Authenticator(SECRET, KEY, reserved=ReservedIdentities(["service", "transcriber"]))
+    for sub in ("service", "transcriber", "TRANSCRIBER"):
+        token = issue_user_token(SECRET, user_id=sub, space_id="s1", role="admin")
+        with pytest.raises(Forbidden) as refused:
+            auth.authenticate(_request({"Authorization": f"Bearer {token}"}))
+        assert refused.value.code == "reserved_identity"
+        with pytest.raises(Forbidden):
+            auth.authenticate(_request({"X-Api-Key": KEY, "X-User-Id": sub}))
+    token = issue_user_token(SECRET, user_id="transcriber2", space_id="s1")
+    assert auth.authenticate(_request({"Authorization": f"Bearer {token}"})).user_id == (
+        "transcriber2"
+    )
+
+
+def test_jwt_lifetime_bound_is_configurable() -> None:
+    now = int(time.time())
+    week = _jwt({**_GOOD, "iat": now, "exp": now + 7 * 86400})
+    with pytest.raises(Unauthorized):
+        _auth().authenticate(_request(week))
+    long_lived = Authenticator(SECRET, KEY, jwt_max_ttl=dt.timedelta(days=8))
+    assert long_lived.authenticate(_request(week)).user_id == "u"

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
+import time
 
+import jwt
 import pytest
 from google.protobuf.json_format import MessageToJson
 from livekit.api import AccessToken, TokenVerifier
 from livekit.protocol.models import ParticipantInfo, Room
 from livekit.protocol.webhook import WebhookEvent
 
-from api.auth import Role
-from api.errors import BadRequest, ServiceUnavailable, Unauthorized
+from api.auth import ReservedIdentities
+from api.errors import BadRequest, Forbidden, ServiceUnavailable, Unauthorized
 from api.livekit import LiveKitGateway
 
 KEY, SECRET = "devkey", "devsecret-devsecret-devsecret-0123"
@@ -28,25 +31,39 @@ def event_body(event: str, room: str, identity: str = "", kind: int = 0) -> byte
     return MessageToJson(message).encode()
 
 
-def test_join_token_carries_identity_room_and_role_grants() -> None:
+def test_join_token_is_scoped_and_short_lived() -> None:
     gateway = LiveKitGateway("ws://lk", KEY, SECRET)
-    member = TokenVerifier(KEY, SECRET).verify(
-        gateway.join_token(room="r-1", identity="u1", name="Иван", role=Role.MEMBER)
+    ttl = dt.timedelta(minutes=10)
+    token = gateway.join_token(room="r-1", identity="u1", name="Иван", can_publish=True, ttl=ttl)
+    speaker = TokenVerifier(KEY, SECRET).verify(token)
+    assert speaker.identity == "u1" and speaker.name == "Иван"
+    assert speaker.video is not None
+    assert speaker.video.room == "r-1" and speaker.video.room_join and speaker.video.can_publish
+    assert not speaker.video.room_admin  # nobody's join token administers the room
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    assert exp - time.time() <= ttl.total_seconds() + 1
+    listener = TokenVerifier(KEY, SECRET).verify(
+        gateway.join_token(room="r-1", identity="a", name="", can_publish=False, ttl=ttl)
     )
-    assert member.identity == "u1" and member.name == "Иван"
-    assert member.video is not None
-    assert member.video.room == "r-1" and member.video.room_join and member.video.can_publish
-    assert not member.video.room_admin
-    admin = TokenVerifier(KEY, SECRET).verify(
-        gateway.join_token(room="r-1", identity="a", name="", role=Role.ADMIN)
+    assert listener.video is not None and listener.video.can_subscribe
+    assert not listener.video.can_publish and not listener.video.room_admin
+
+
+def test_join_token_refuses_a_reserved_identity() -> None:
+    gateway = LiveKitGateway(
+        "ws://lk", KEY, SECRET, reserved=ReservedIdentities(["service", "transcriber"])
     )
-    assert admin.video is not None and admin.video.room_admin
+    for identity in ("transcriber", "Transcriber", "service"):
+        with pytest.raises(Forbidden):
+            gateway.join_token(
+                room="r", identity=identity, name="", can_publish=True, ttl=dt.timedelta(minutes=1)
+            )
 
 
 def test_join_token_without_livekit_credentials_is_503() -> None:
     with pytest.raises(ServiceUnavailable):
         LiveKitGateway("ws://lk", None, None).join_token(
-            room="r", identity="u", name="", role=Role.MEMBER
+            room="r", identity="u", name="", can_publish=True, ttl=dt.timedelta(minutes=1)
         )
 
 
@@ -60,6 +77,9 @@ def test_webhook_verified_and_parsed() -> None:
     )
     assert notice.participant is not None and notice.participant.is_person
     assert notice.created_at.timestamp() == 1_700_000_000
+    # a replay must be recognised for as long as this signature verifies
+    exp = jwt.decode(signed(body), options={"verify_signature": False})["exp"]
+    assert notice.signature_expires_at.timestamp() >= exp + 60
 
 
 def test_agent_participant_is_not_a_person() -> None:

@@ -45,6 +45,22 @@ async def test_bot_ready_endpoint_follows_the_worker() -> None:
         assert b"transcriber_worker_ready" in await (await client.get("/metrics")).read()
 
 
+async def test_bot_metrics_behind_the_metrics_token_when_set() -> None:
+    from types import SimpleNamespace
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.__main__ import health_app
+
+    token = "metrics-token-for-tests-0123456789abcdef"
+    async with TestClient(TestServer(health_app(SimpleNamespace(ready=True), token))) as client:
+        assert (await client.get("/metrics")).status == 401
+        assert (await client.get("/metrics", headers={"Authorization": "Bearer no"})).status == 401
+        response = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert response.status == 200
+        assert (await client.get("/health")).status == 200  # probes stay open
+
+
 def test_active_tracks_sum_every_room_of_the_worker() -> None:
     """One worker holds several rooms: the gauge is their sum, and a room that ends leaves it."""
     from bot.config import BotSettings
