@@ -29,7 +29,10 @@ logger = logging.getLogger("api")
 
 async def serve(settings: ApiSettings, db_settings: DatabaseSettings, *, migrate: bool) -> None:
     async with open_database(
-        db_settings, migrate=migrate, application_name="transcriber-api"
+        db_settings,
+        migrate=migrate,
+        application_name="transcriber-api",
+        statement_timeout_ms=settings.db_statement_timeout_ms,
     ) as database:
         app = create_app(settings, database.sessionmaker)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)

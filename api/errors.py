@@ -16,23 +16,29 @@ The tree::
     +-- Conflict              409 conflict, session_not_active
     +-- UnsupportedMediaType  415 unsupported_media_type
     +-- ValidationFailed      422 validation_error
+    +-- ExportTooLarge        422 export_too_large
     +-- LimitExceeded         429 session_track_limit, user_track_limit, quota_exceeded
-    +-- ServiceUnavailable    503 unavailable, livekit_not_configured
+    |   +-- RateLimited       429 rate_limited (with Retry-After)
+    +-- ServiceUnavailable    503 unavailable, database_timeout, livekit_not_configured
 
 aiohttp raises 405 ``method_not_allowed`` and 413 ``payload_too_large`` itself.
 
 Storage errors (:mod:`core.errors`) map once, here: unavailable -> 503, not found -> 404,
 invalid state -> 409 ``session_not_active``, a refused write -> 409, a limit -> 429 with the
-limit's code (``session_track_limit``, ``user_track_limit``, ``quota_exceeded``).
+limit's code (``session_track_limit``, ``user_track_limit``, ``quota_exceeded``), a statement
+cancelled by the connection's ``statement_timeout`` -> 503 ``database_timeout`` (Retry-After).
 
 Choices: a body that is not JSON is ``400 invalid_json``; JSON (or a query string) that parses but
 breaks the schema is ``422 validation_error``. aiohttp's own 404/405/413 become the same body. Any
-other exception is logged (without request data) and answered ``500 internal_error``.
+other exception is answered ``500 internal_error`` and logged without request data: the log line
+names the exception types and the code locations of the traceback, never an exception's message
+(database drivers put query parameters there: search text, slugs, cursors).
 """
 
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import ClassVar
 
 from aiohttp import web
@@ -50,10 +56,14 @@ class ApiError(Exception):
     status: ClassVar[int] = 500
     default_code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
+        # seconds after which a retry may succeed: the Retry-After header of the response
+        self.retry_after_s = retry_after_s
 
 
 class BadRequest(ApiError):
@@ -91,9 +101,20 @@ class ValidationFailed(ApiError):
     default_code = "validation_error"
 
 
+class ExportTooLarge(ApiError):
+    status = 422
+    default_code = "export_too_large"
+
+
 class LimitExceeded(ApiError):
     status = 429
     default_code = "limit_exceeded"
+
+
+class RateLimited(LimitExceeded):
+    """The caller made too many requests of one kind; ``retry_after_s`` says when to retry."""
+
+    default_code = "rate_limited"
 
 
 class ServiceUnavailable(ApiError):
@@ -101,8 +122,17 @@ class ServiceUnavailable(ApiError):
     default_code = "unavailable"
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def error_response(
+    status: int, code: str, message: str, *, retry_after_s: int | None = None
+) -> web.Response:
+    response = web.json_response({"error": {"code": code, "message": message}}, status=status)
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = str(max(int(retry_after_s), 1))
+    return response
+
+
+def api_error_response(exc: ApiError) -> web.Response:
+    return error_response(exc.status, exc.code, exc.message, retry_after_s=exc.retry_after_s)
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -113,6 +143,9 @@ def validation_message(exc: ValidationError) -> str:
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts) or "invalid input"
 
+
+# Retry-After of a 503 database_timeout
+DATABASE_RETRY_AFTER_S = 5
 
 _LIMIT_CODES = {
     "session_tracks": "session_track_limit",
@@ -132,6 +165,12 @@ def from_storage(exc: storage.StorageError) -> ApiError:
         return Conflict("the session has ended", code="session_not_active")
     if isinstance(exc, storage.ConflictError):
         return Conflict("the request conflicts with stored data")
+    if isinstance(exc, storage.StatementTimeout):
+        return ServiceUnavailable(
+            "the database took too long to answer; try again later",
+            code="database_timeout",
+            retry_after_s=DATABASE_RETRY_AFTER_S,
+        )
     return ServiceUnavailable("database unavailable")
 
 
@@ -182,24 +221,56 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return api_error_response(exc)
     except storage.StorageError as exc:
         api_error = from_storage(exc)
         if api_error.status >= 500:
             logger.warning(
-                "storage unavailable", extra={"route": _route_name(request), "error": repr(exc)}
+                "storage unavailable",
+                extra={"route": _route_name(request), "error": error_types(exc)},
             )
-        return error_response(api_error.status, api_error.code, api_error.message)
+        return api_error_response(api_error)
     except ValidationError as exc:
         return error_response(422, "validation_error", validation_message(exc))
     except web.HTTPException as exc:
         return _from_http_exception(exc)
-    except Exception:
-        logger.exception(
+    except Exception as exc:
+        # not logger.exception: the traceback's text ends with the message, and a driver's
+        # message quotes the statement's parameters (request data)
+        logger.error(
             "unhandled error while serving a request",
-            extra={"method": request.method, "route": _route_name(request)},
+            extra={
+                "method": request.method,
+                "route": _route_name(request),
+                "error": error_types(exc),
+                "where": error_frames(exc),
+            },
         )
         return error_response(500, "internal_error", "internal server error")
+
+
+def error_types(exc: BaseException) -> str:
+    """The exception's type and those of its causes (``A <- B``), without any message."""
+    names: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(names) < 8:
+        seen.add(id(current))
+        names.append(f"{type(current).__module__}.{type(current).__qualname__}")
+        current = current.__cause__ or current.__context__
+    return " <- ".join(names)
+
+
+def error_frames(exc: BaseException, innermost: int = 3) -> str:
+    """Where the exception was raised: the frames of our own code and the innermost few of the
+    libraries', as ``file:line function``, without source lines or locals."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    keep = [
+        f
+        for n, f in enumerate(frames)
+        if n >= len(frames) - innermost or "site-packages" not in f.filename
+    ]
+    return " | ".join(f"{f.filename}:{f.lineno} {f.name}" for f in keep[-16:])
 
 
 def _route_name(request: web.Request) -> str:

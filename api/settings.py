@@ -35,6 +35,9 @@ class ApiSettings(UsageSettings):
 
     # postgresql+asyncpg://... ; unset: the embedded PostgreSQL of store
     database_url: str | None = None
+    # the server cancels any statement of the API's connections that runs longer (the request
+    # gets 503 database_timeout); 0 = no limit. Migrations at start-up are exempt
+    db_statement_timeout_ms: int = Field(default=15_000, ge=0)
 
     # LiveKit's own variable names
     livekit_url: str = "ws://127.0.0.1:7880"

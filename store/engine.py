@@ -46,19 +46,33 @@ def create_engine(
     echo: bool = False,
     pool: bool = True,
     application_name: str = "transcriber",
+    statement_timeout_ms: int = 0,
 ) -> AsyncEngine:
     """An asyncpg engine. ``pool=False`` opens a connection per checkout (tests, one-shot tools).
 
     JIT is switched off per connection: our queries are short, and JIT compilation of an
     aggregate over many rows costs tens of milliseconds that the reports' latency budget lacks.
+
+    SQL parameters never appear in SQLAlchemy's error messages or echo (``hide_parameters``):
+    they carry request data (search text, slugs, cursors) and transcript text, which stay out of
+    logs. ``statement_timeout_ms`` (> 0) makes the server cancel any statement that runs longer
+    (SQLSTATE 57014, translated to :class:`~core.errors.StatementTimeout` by ``store.base``).
     """
-    connect_args = {"server_settings": {"application_name": application_name, "jit": "off"}}
+    server_settings = {"application_name": application_name, "jit": "off"}
+    if statement_timeout_ms:
+        server_settings["statement_timeout"] = str(int(statement_timeout_ms))
+    connect_args = {"server_settings": server_settings}
     if not pool:
         return _create_async_engine(
-            normalize_database_url(url), poolclass=NullPool, echo=echo, connect_args=connect_args
+            normalize_database_url(url),
+            poolclass=NullPool,
+            echo=echo,
+            hide_parameters=True,
+            connect_args=connect_args,
         )
     return _create_async_engine(
         normalize_database_url(url),
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=True,

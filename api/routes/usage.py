@@ -78,6 +78,9 @@ def report_range(query: UsageReportQuery, today: dt.date) -> tuple[dt.date, dt.d
     """Inclusive UTC days; defaults: this month so far, or the month of the given end."""
     date_to = query.date_to or max(today, query.date_from or today)
     date_from = query.date_from or date_to.replace(day=1)
+    if date_to >= dt.date.max or date_from >= dt.date.max:
+        # the report ends at midnight after date_to: that day must exist
+        raise ValidationFailed(f"to: must be before {dt.date.max.isoformat()}")
     if date_to < date_from:
         raise ValidationFailed("to: is before from")
     if (date_to - date_from).days >= MAX_REPORT_DAYS:
