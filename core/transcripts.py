@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 _BREAKS = re.compile(r"[\r\n\u2028\u2029]+")
-# C0 controls other than tab and line breaks, and DEL: not allowed in XML (DOCX) or captions
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# C0 controls other than tab and line breaks, DEL, and the noncharacters U+FFFE/U+FFFF and lone
+# surrogates: not allowed in XML (DOCX, whose writer raises on them) or captions
+_CONTROLS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff\ud800-\udfff]")
 _ARROW = re.compile(r"--+>")
 
 
@@ -157,8 +158,9 @@ def render_docx(header: ExportHeader, segments: Iterable[ExportSegment]) -> byte
     import docx  # python-docx; imported here so text exports never pay for it
 
     document = docx.Document()
-    document.core_properties.title = header.title or header.slug
-    document.add_heading(header.title or header.slug, level=1)
+    title = _one_line(header.title) or _one_line(header.slug) or "Transcript"
+    document.core_properties.title = title
+    document.add_heading(title, level=1)
     for segment in segments:
         start, _ = _times(segment)
         paragraph = document.add_paragraph()

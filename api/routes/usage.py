@@ -44,15 +44,34 @@ def _totals(items: Iterable[records.UsageTotals]) -> list[UsageTotals]:
     return [UsageTotals.model_validate(t, from_attributes=True) for t in items]
 
 
+# a spreadsheet reads a cell starting with one of these as a formula (or strips it and then does)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A cell safe to open in a spreadsheet: text that would start a formula gets a leading
+    ``'`` (OWASP's CSV injection advice); numbers, dates and other values pass unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_response(rows: Sequence[BaseModel], model: type[BaseModel], name: str) -> web.Response:
-    """Rows as RFC 4180 CSV with a header line, UTF-8."""
+    """Rows as RFC 4180 CSV with a header line, UTF-8; text cells neutralised (:func:`csv_cell`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     columns = list(model.model_fields)
     writer.writerow(columns)
     for row in rows:
+        # text fields are str in Python; Decimals and dates are only strings once in JSON form
         data = row.model_dump(mode="json")
-        writer.writerow(["" if data[c] is None else data[c] for c in columns])
+        raw = row.model_dump()
+        writer.writerow(
+            [
+                "" if data[c] is None else csv_cell(data[c]) if isinstance(raw[c], str) else data[c]
+                for c in columns
+            ]
+        )
     return web.Response(
         body=buffer.getvalue().encode("utf-8"),
         headers={

