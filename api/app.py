@@ -18,6 +18,7 @@ from api.errors import error_middleware
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
 from api.openapi import Operation, build_document
+from api.ratelimit import RateLimiter, RateLimits
 from api.routes import sessions, system, transcripts, usage, webhooks
 from api.settings import ApiSettings
 from store.stores import Store
@@ -35,6 +36,20 @@ def operations() -> Sequence[Operation]:
         *webhooks.OPERATIONS,
         *system.OPERATIONS,
     ]
+
+
+def rate_limits(settings: ApiSettings) -> RateLimits:
+    """The per-caller limits of the settings (a rate of 0 leaves that kind unlimited)."""
+    limiters = {}
+    if settings.api_rate_search_per_minute:
+        limiters["search"] = RateLimiter(
+            settings.api_rate_search_per_minute, settings.api_rate_search_burst
+        )
+    if settings.api_rate_export_per_minute:
+        limiters["export"] = RateLimiter(
+            settings.api_rate_export_per_minute, settings.api_rate_export_burst
+        )
+    return RateLimits(limiters)
 
 
 def create_app(
@@ -59,6 +74,7 @@ def create_app(
         ),
         metrics=metrics,
         openapi=build_document(ops, title=TITLE, version=VERSION),
+        rate_limits=rate_limits(settings),
     )
     app = web.Application(
         middlewares=[metrics.middleware(), error_middleware],

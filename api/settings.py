@@ -33,6 +33,13 @@ class ApiSettings(UsageSettings):
     # lifetime of LiveKit join tokens issued by GET /api/sessions/{slug}/token
     api_join_token_ttl_minutes: int = Field(default=360, ge=1)
 
+    # per-caller rate limits (token buckets in process; 0 = off): requests a minute and burst of
+    # searches (GET .../transcript?q=) and of exports (?format= downloads, usage CSV)
+    api_rate_search_per_minute: int = Field(default=120, ge=0)
+    api_rate_search_burst: int = Field(default=30, ge=1)
+    api_rate_export_per_minute: int = Field(default=12, ge=0)
+    api_rate_export_burst: int = Field(default=6, ge=1)
+
     # postgresql+asyncpg://... ; unset: the embedded PostgreSQL of store
     database_url: str | None = None
     # the server cancels any statement of the API's connections that runs longer (the request

@@ -13,6 +13,7 @@ from api.context import context, principal
 from api.errors import NotFound, ValidationFailed
 from api.http import json_model, parse_query
 from api.openapi import Operation, Reply
+from api.ratelimit import enforce
 from api.routes.common import SLUG_RE, scoped_session
 from api.schemas import SegmentOut, TranscriptExport, TranscriptPage, TranscriptQuery
 from core import transcripts as documents
@@ -69,6 +70,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, TranscriptQuery)
     ctx = context(request)
     if query.format is not None:
+        enforce(request, "export")
         scoped = await scoped_session(request)
         return await _download(request, ctx.store, scoped.session, query.format)
     after = None
@@ -78,6 +80,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
         except ValueError as exc:
             raise ValidationFailed("cursor: invalid cursor") from exc
     if query.q is not None:
+        enforce(request, "search")
         scoped = await scoped_session(request)
         page = await ctx.store.transcripts.transcript_page(
             scoped.session.id, q=query.q, after=after, limit=query.limit
@@ -167,5 +170,6 @@ OPERATIONS = [
             ),
         ),
         query=TranscriptQuery,
+        errors=(429,),
     ),
 ]  # fmt: skip

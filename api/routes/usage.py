@@ -21,6 +21,7 @@ from api.context import context, principal
 from api.errors import Forbidden, ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
+from api.ratelimit import enforce
 from api.routes.common import scoped_session
 from api.schemas import (
     MAX_REPORT_DAYS,
@@ -84,6 +85,8 @@ def csv_response(rows: Sequence[BaseModel], model: type[BaseModel], name: str) -
 async def session_usage(request: web.Request) -> web.Response:
     scoped = await scoped_session(request)
     query = parse_query(request, UsageFormatQuery)
+    if query.format == "csv":
+        enforce(request, "export")
     usage = await context(request).store.usage.session_usage(scoped.session.id)
     rows = [TrackUsageOut.model_validate(r, from_attributes=True) for r in usage.rows]
     if query.format == "csv":
@@ -136,6 +139,8 @@ async def usage_report(request: web.Request) -> web.Response:
     who = principal(request)
     space_id = who.require_space()
     query = parse_query(request, UsageReportQuery)
+    if query.format == "csv":
+        enforce(request, "export")
     user_id = query.user_id
     if who.role < Role.ADMIN:
         # members see their own usage only
@@ -207,13 +212,13 @@ OPERATIONS = [
         "GET", "/api/sessions/{slug}/usage", session_usage, "getSessionUsage",
         "Usage and cost of one session: a row per track, totals; ?format=csv", "usage",
         replies=(Reply(200, "Rows and totals (or CSV rows)", SessionUsage, media=_CSV),),
-        query=UsageFormatQuery,
+        query=UsageFormatQuery, errors=(429,),
     ),
     Operation(
         "GET", "/api/usage", usage_report, "getUsageReport",
         "Usage report of the space (admins) or the caller (members), grouped, over dates",
         "usage", replies=(Reply(200, "Groups and totals (or CSV rows)", UsageReport, media=_CSV),),
-        query=UsageReportQuery,
+        query=UsageReportQuery, errors=(429,),
     ),
     Operation(
         "GET", "/api/quota", get_quota, "getQuota",

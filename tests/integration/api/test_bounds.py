@@ -26,7 +26,7 @@ from store.models import Participant
 from store.records import SessionRecord
 from store.settings import DatabaseSettings
 from store.stores import Store
-from tests.integration.api.conftest import Client, api_settings
+from tests.integration.api.conftest import Client, MakeClient, api_settings
 from tests.integration.api.support import error_of, seed_transcript, seed_usage, user
 
 SECRET = "findme-7d1207-secret"
@@ -221,3 +221,49 @@ async def test_docx_export_of_a_title_with_control_characters(client: Client, re
     assert response.status == 200
     document = docx.Document(io.BytesIO(await response.read()))
     assert [p.text for p in document.paragraphs] == ["Planning", "[00:00:00] Ivan: hello"]
+
+
+async def test_exports_and_searches_are_rate_limited_per_caller(
+    make_client: MakeClient, session: SessionRecord
+) -> None:
+    client = await make_client(
+        api_rate_export_per_minute=1,
+        api_rate_export_burst=2,
+        api_rate_search_per_minute=1,
+        api_rate_search_burst=3,
+    )
+    path = f"/api/sessions/{session.slug}/transcript"
+    for fmt in ("txt", "srt"):
+        assert (await client.get(path, params={"format": fmt}, headers=user("ivan"))).status == 200
+    response = await client.get(path, params={"format": "json"}, headers=user("ivan"))
+    assert await error_of(response) == (429, "rate_limited")
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+    # the usage CSV is an export too; the JSON report is not
+    response = await client.get(
+        f"/api/sessions/{session.slug}/usage", params={"format": "csv"}, headers=user("ivan")
+    )
+    assert await error_of(response) == (429, "rate_limited")
+    assert (
+        await client.get(f"/api/sessions/{session.slug}/usage", headers=user("ivan"))
+    ).status == 200
+    # another caller (user, or the admin key acting for one) has its own bucket
+    assert (await client.get(path, params={"format": "txt"}, headers=user("olga"))).status == 200
+    # searches have their own limit; plain pages none
+    for _ in range(3):
+        assert (await client.get(path, params={"q": "hello"}, headers=user("ivan"))).status == 200
+    response = await client.get(path, params={"q": "hello"}, headers=user("ivan"))
+    assert await error_of(response) == (429, "rate_limited")
+    for _ in range(5):
+        assert (await client.get(path, headers=user("ivan"))).status == 200
+    # no credentials: 401, not 429
+    response = await client.get(path, params={"q": "hello"})
+    assert (await error_of(response))[0] == 401
+
+
+async def test_rate_limits_off_when_zero(make_client: MakeClient, session: SessionRecord) -> None:
+    client = await make_client(api_rate_export_per_minute=0, api_rate_export_burst=1)
+    path = f"/api/sessions/{session.slug}/transcript"
+    for _ in range(4):
+        assert (
+            await client.get(path, params={"format": "txt"}, headers=user("ivan"))
+        ).status == 200

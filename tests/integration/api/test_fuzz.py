@@ -83,9 +83,14 @@ class LiveServer:
         self.engine = create_engine(self.database_url, pool_size=5, max_overflow=5)
         sessionmaker = create_sessionmaker(self.engine)
         self.repo = Store(sessionmaker)
-        app = create_app(
-            api_settings(max_tracks_per_session=4, max_tracks_per_user=4), sessionmaker
+        # rate limits off: the fuzzer's hundreds of exports per operation would mostly be 429s
+        settings = api_settings(
+            max_tracks_per_session=4,
+            max_tracks_per_user=4,
+            api_rate_search_per_minute=0,
+            api_rate_export_per_minute=0,
         )
+        app = create_app(settings, sessionmaker)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
