@@ -30,6 +30,11 @@ class ApiSettings(UsageSettings):
     api_admin_key: SecretStr | None = None
     # largest accepted request body, bytes
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # a request's header must arrive within this many seconds of the connection opening or of
+    # the previous response; idle keep-alive connections close after it too (api/server.py)
+    api_header_timeout_seconds: float = Field(default=20.0, gt=0)
+    # open connections past this are answered 503 too_many_connections and closed; 0 = no cap
+    api_max_connections: int = Field(default=1000, ge=0)
     # lifetime of LiveKit join tokens issued by GET /api/sessions/{slug}/token
     api_join_token_ttl_minutes: int = Field(default=360, ge=1)
 
