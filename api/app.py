@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -36,6 +37,12 @@ def operations() -> Sequence[Operation]:
         *webhooks.OPERATIONS,
         *system.OPERATIONS,
     ]
+
+
+async def _stop_renders(app: web.Application) -> None:
+    # queued renders are dropped; a running one is capped (API_EXPORT_DOCX_MAX_SEGMENTS) and
+    # stops at its next cancellation check once its client is gone
+    app[CONTEXT].render_executor.shutdown(wait=False, cancel_futures=True)
 
 
 def rate_limits(settings: ApiSettings) -> RateLimits:
@@ -75,12 +82,14 @@ def create_app(
         metrics=metrics,
         openapi=build_document(ops, title=TITLE, version=VERSION),
         rate_limits=rate_limits(settings),
+        render_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-render"),
     )
     app = web.Application(
         middlewares=[metrics.middleware(), error_middleware],
         client_max_size=settings.api_max_body_bytes,
     )
     app[CONTEXT] = ctx
+    app.on_cleanup.append(_stop_renders)
     for op in ops:
         app.router.add_route(op.method, op.path, op.handler, name=op.operation_id)
     return app

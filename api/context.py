@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,8 @@ class ApiContext:
     metrics: ApiMetrics
     openapi: dict[str, Any]
     rate_limits: RateLimits
+    # CPU-bound renders (DOCX), one at a time per process, off the event loop
+    render_executor: ThreadPoolExecutor
 
     @property
     def limits(self) -> TranscriptionLimits:

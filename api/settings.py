@@ -45,6 +45,10 @@ class ApiSettings(UsageSettings):
     api_rate_export_per_minute: int = Field(default=12, ge=0)
     api_rate_export_burst: int = Field(default=6, ge=1)
 
+    # a DOCX export is built in memory (python-docx, ~1-3 ms of CPU a segment): transcripts with
+    # more segments are refused 422 export_too_large (text formats stream without a limit)
+    api_export_docx_max_segments: int = Field(default=5000, ge=1)
+
     # postgresql+asyncpg://... ; unset: the embedded PostgreSQL of store
     database_url: str | None = None
     # the server cancels any statement of the API's connections that runs longer (the request

@@ -115,3 +115,22 @@ def test_csv_cells_that_start_a_formula_are_neutralised() -> None:
         assert csv_cell(value) == "'" + value
     for value in ("Alice", "", "2026-01-01", "a=b", Decimal("-1.5"), 3):
         assert csv_cell(value) == value
+
+
+def test_docx_render_stops_when_cancelled() -> None:
+    import pytest
+
+    from core.transcripts import RenderCancelled
+
+    polls = 0
+
+    def gone_after_two_polls() -> bool:
+        nonlocal polls
+        polls += 1
+        return polls > 2
+
+    many = [ExportSegment(n, n + 1, "A", f"line {n}") for n in range(5000)]
+    with pytest.raises(RenderCancelled):
+        render_docx(HEADER, many, cancelled=gone_after_two_polls)
+    assert polls == 3  # stopped at the third check, long before the end
+    assert render_docx(HEADER, SEGMENTS, cancelled=lambda: False)
