@@ -9,7 +9,8 @@ serving a request, into::
 The tree::
 
     ApiError
-    +-- BadRequest            400 bad_request, invalid_json, space_required, user_required
+    +-- BadRequest            400 bad_request, invalid_json, space_required, user_required,
+    |                             unsupported_language, unknown_model
     +-- Unauthorized          401 unauthorized
     +-- Forbidden             403 forbidden
     +-- NotFound              404 not_found
@@ -29,16 +30,17 @@ limit's code (``session_track_limit``, ``user_track_limit``, ``quota_exceeded``)
 cancelled by the connection's ``statement_timeout`` -> 503 ``database_timeout`` (Retry-After).
 
 Choices: a body that is not JSON is ``400 invalid_json``; JSON (or a query string) that parses but
-breaks the schema is ``422 validation_error``. aiohttp's own 404/405/413 become the same body. Any
-other exception is answered ``500 internal_error`` and logged without request data: the log line
-names the exception types and the code locations of the traceback, never an exception's message
-(database drivers put query parameters there: search text, slugs, cursors).
+breaks the schema is ``422 validation_error``; a well-formed speech setting the workers cannot
+honour (a language Whisper does not know, a model outside ``ASR_MODELS``) is ``400``. aiohttp's
+own 404/405/413 become the same body. Any other exception is answered ``500 internal_error`` and
+logged without request data: the log line carries ``core.logs.error_fields`` (the exception's
+types and where it was raised), never an exception's message (database drivers quote query
+parameters there: search text, slugs, cursors).
 """
 
 from __future__ import annotations
 
 import logging
-import traceback
 from typing import ClassVar
 
 from aiohttp import web
@@ -46,6 +48,7 @@ from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from core import errors as storage
+from core.logs import error_fields
 
 logger = logging.getLogger("api")
 
@@ -227,7 +230,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if api_error.status >= 500:
             logger.warning(
                 "storage unavailable",
-                extra={"route": _route_name(request), "error": error_types(exc)},
+                extra={"route": _route_name(request), **error_fields(exc)},
             )
         return api_error_response(api_error)
     except ValidationError as exc:
@@ -239,38 +242,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # message quotes the statement's parameters (request data)
         logger.error(
             "unhandled error while serving a request",
-            extra={
-                "method": request.method,
-                "route": _route_name(request),
-                "error": error_types(exc),
-                "where": error_frames(exc),
-            },
+            extra={"method": request.method, "route": _route_name(request), **error_fields(exc)},
         )
         return error_response(500, "internal_error", "internal server error")
-
-
-def error_types(exc: BaseException) -> str:
-    """The exception's type and those of its causes (``A <- B``), without any message."""
-    names: list[str] = []
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen and len(names) < 8:
-        seen.add(id(current))
-        names.append(f"{type(current).__module__}.{type(current).__qualname__}")
-        current = current.__cause__ or current.__context__
-    return " <- ".join(names)
-
-
-def error_frames(exc: BaseException, innermost: int = 3) -> str:
-    """Where the exception was raised: the frames of our own code and the innermost few of the
-    libraries', as ``file:line function``, without source lines or locals."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    keep = [
-        f
-        for n, f in enumerate(frames)
-        if n >= len(frames) - innermost or "site-packages" not in f.filename
-    ]
-    return " | ".join(f"{f.filename}:{f.lineno} {f.name}" for f in keep[-16:])
 
 
 def _route_name(request: web.Request) -> str:

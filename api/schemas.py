@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.transcripts import ExportFormat
-from store.enums import JobStatus, ParticipantRole, SessionStatus
-from store.models import LANGUAGE_LEN, NAME_LEN, USER_ID_LEN
+from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
+from store.models import LANGUAGE_LEN, MODEL_LEN, NAME_LEN, USER_ID_LEN
 
 
 def _storable(value: str) -> str:
@@ -42,14 +42,66 @@ class _Query(BaseModel):
 # ---- sessions ---------------------------------------------------------------------------------
 
 
-class SessionCreate(_Request):
-    title: StorableStr = Field(default="", max_length=500, description="Display title")
-    language: str | None = Field(
-        default=None,
+LanguageField = Annotated[
+    str | None,
+    Field(
         max_length=LANGUAGE_LEN,
-        pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
-        description="Spoken language (e.g. en, ru); omitted: detected automatically",
-    )
+        pattern=r"^(auto|[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*)$",
+        description="Spoken language, a Whisper language code (en, ru, en-US...): every "
+        "utterance is decoded in it; null or auto: detected per utterance",
+    ),
+]
+HotwordsField = Annotated[
+    StorableStr | None,
+    Field(
+        max_length=500,
+        description="Names and jargon the decoder should expect (replaces ASR_HOTWORDS); "
+        "null: the worker's",
+    ),
+]
+PromptField = Annotated[
+    StorableStr | None,
+    Field(
+        max_length=1000,
+        description="Text that primes the decoder's style and vocabulary (replaces "
+        "ASR_INITIAL_PROMPT); null: the worker's",
+    ),
+]
+ModelField = Annotated[
+    str | None,
+    Field(
+        max_length=MODEL_LEN,
+        description="Whisper model, one of ASR_MODELS (400 unknown_model otherwise); null: "
+        "the worker's default",
+    ),
+]
+DIARIZATION_DOC = (
+    "Splitting one microphone by speaker: off, on or auto. Stored and passed to the bot's "
+    "track settings; today every mode labels each segment with its participant (off)"
+)
+
+
+class SessionCreate(_Request):
+    """A new session. Speech settings apply to every track the bot starts for it."""
+
+    title: StorableStr = Field(default="", max_length=500, description="Display title")
+    language: LanguageField = None
+    hotwords: HotwordsField = None
+    initial_prompt: PromptField = None
+    model: ModelField = None
+    diarization: DiarizationMode = Field(default=DiarizationMode.OFF, description=DIARIZATION_DOC)
+
+
+class SessionUpdate(_Request):
+    """Change a session: only the fields present change (null resets a speech setting). Speech
+    settings apply to the tracks the bot starts afterwards; tracks already running keep theirs."""
+
+    title: StorableStr | None = Field(default=None, max_length=500, description="Display title")
+    language: LanguageField = None
+    hotwords: HotwordsField = None
+    initial_prompt: PromptField = None
+    model: ModelField = None
+    diarization: DiarizationMode | None = Field(default=None, description=DIARIZATION_DOC)
 
 
 class TranscriptionOut(BaseModel):
@@ -66,7 +118,11 @@ class SessionOut(BaseModel):
     space_id: str
     created_by: str
     status: SessionStatus
-    language: str | None
+    language: str | None = Field(description="null: detected per utterance")
+    hotwords: str | None
+    initial_prompt: str | None
+    model: str | None = Field(description="Whisper model; null: the worker's default")
+    diarization: DiarizationMode
     created_at: dt.datetime
     started_at: dt.datetime | None
     ended_at: dt.datetime | None
@@ -130,6 +186,24 @@ class ParticipantList(BaseModel):
     items: list[ParticipantOut]
 
 
+class ParticipantListQuery(_Query):
+    active: bool | None = Field(
+        default=None,
+        description="true: only participants in the room now; false: only those who left",
+    )
+
+
+class SpaceSettingsOut(BaseModel):
+    space_id: str
+    participants_may_end: bool = Field(
+        description="Any participant of a session may end it (else its creator or an admin)"
+    )
+
+
+class SpaceSettingsUpdate(_Request):
+    participants_may_end: bool
+
+
 # ---- transcripts ------------------------------------------------------------------------------
 
 
@@ -154,6 +228,17 @@ class SegmentOut(BaseModel):
     start_ms: int = Field(description="Milliseconds from the session start")
     end_ms: int
     confidence: float | None
+    original_text: str | None = Field(
+        default=None, description="What the bot decoded, when text was corrected; else null"
+    )
+    corrected_by: str | None = Field(default=None, description="User who corrected the text")
+    corrected_at: dt.datetime | None = None
+
+
+class SegmentCorrection(_Request):
+    text: StorableStr = Field(
+        min_length=1, max_length=10_000, description="The corrected text of the final segment"
+    )
 
 
 class TranscriptPage(BaseModel):

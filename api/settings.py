@@ -7,15 +7,17 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from core.speech import ModelChoiceSettings
 from store.settings import UsageSettings
 
 
-class ApiSettings(UsageSettings):
+class ApiSettings(UsageSettings, ModelChoiceSettings):
     """Every variable the API reads; names are the environment variable names (upper case).
 
     Price and limits (``TRANSCRIPTION_COST_PER_MINUTE``, ``MAX_TRACKS_PER_*``,
     ``SPACE_MONTHLY_MINUTES_QUOTA``) come from :class:`store.settings.UsageSettings`, shared
-    with the bot.
+    with the bot; the models a session may choose (``ASR_MODELS``) from
+    :class:`core.speech.ModelChoiceSettings`, also shared with the bot.
     """
 
     model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)

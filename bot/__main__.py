@@ -46,7 +46,7 @@ def health_app(worker: object) -> web.Application:
 
 
 async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
-    from bot.config import build_engine
+    from bot.config import build_engine, build_engines
     from bot.spool import FinalSpool, running
     from bot.worker import Worker
     from store.database import open_database
@@ -59,7 +59,8 @@ async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
     async with open_database(DatabaseSettings(), application_name="transcriber-bot") as db:
         spool = FinalSpool(db.store.transcripts, settings.spool_dir, settings.worker_id)
         async with running(spool):
-            worker = Worker(settings, db.store, engine, spool, db.url)
+            engines = build_engines(settings, engine)
+            worker = Worker(settings, db.store, engine, spool, db.url, engines=engines)
             runner = web.AppRunner(health_app(worker), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, settings.bot_http_host, settings.bot_http_port)
@@ -72,7 +73,7 @@ async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
                 await worker.run(stop)
             finally:
                 await runner.cleanup()
-                await engine.aclose()
+                await engines.aclose()
     logger.info("worker stopped")
 
 

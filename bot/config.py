@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from bot.pipeline.asr import AsrOptions
 from bot.pipeline.engine import SpeechEngine, StreamOptions
 from bot.pipeline.vad import SegmenterOptions, SileroVad
+from core.speech import ModelChoiceSettings
 from store.settings import UsageSettings
 
+if TYPE_CHECKING:
+    from bot.engines import SpeechEngines
 
-class EngineSettings(BaseSettings):
+
+class EngineSettings(ModelChoiceSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
     asr_model: str = "base"
@@ -144,3 +148,14 @@ def build_engine(settings: EngineSettings, *, emit_partials: bool = True) -> Spe
         max_pending_finals=settings.asr_max_pending_finals,
         max_batch=settings.asr_max_batch,
     )
+
+
+def build_engines(settings: EngineSettings, default: SpeechEngine) -> SpeechEngines:
+    """The worker's engines: ``default`` (``ASR_MODEL``) and, loaded on first use, the other
+    models of ``ASR_MODELS`` that sessions may choose (each with its own scheduler)."""
+    from bot.engines import SpeechEngines
+
+    def load(name: str) -> SpeechEngine:
+        return build_engine(settings.model_copy(update={"asr_model": name}))
+
+    return SpeechEngines(default, allowed=settings.allowed_models(), load=load)

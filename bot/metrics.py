@@ -20,6 +20,12 @@ CAPTION_LATENCY = Histogram(
 PARTIALS_DROPPED = Gauge("transcriber_partials_dropped", "Partial decodes dropped under load")
 DECODE_QUEUE = Gauge("transcriber_decode_queue_depth", "Decodes waiting", ["kind"])
 SPOOL_PENDING = Gauge("transcriber_spool_pending", "Final segments not yet in the database")
+# Lines of spool files that are not finals ("corrupt"), finals the database refused in a way
+# nobody foresaw ("refused"), and whole leftover files whose replay failed ("replay_failed"),
+# moved aside to <file>.bad-<time> in the spool folder (bot/spool.py).
+SPOOL_QUARANTINED = Counter(
+    "transcriber_spool_quarantined_total", "Spool lines, finals or files moved aside", ["reason"]
+)
 DB_WRITE_FAILURES = Counter(
     "transcriber_db_write_failures_total", "Database writes that failed", ["kind"]
 )

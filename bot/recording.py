@@ -66,7 +66,7 @@ class CaptionRecorder:
                     for w in c.words
                 ),
                 confidence=c.confidence,
-                model=self._model,
+                model=item.model or self._model,
             )
         )
 
@@ -87,8 +87,20 @@ class SessionRecorder:
         self._settings = settings
         self._model = model
         self._meter = meter
-        self._unopened: dict[str, Speaker] = {}
+        self._unopened: dict[str, tuple[Speaker, str]] = {}
         self._limits = settings.transcription_limits()
+
+    async def current_session(self) -> SessionRecord:
+        """The session as stored now (its speech settings may have changed since the room
+        started); the last one read while the database is unreachable."""
+        try:
+            found = await self._repo.sessions.get_session_by_id(self._session.id)
+        except StorageError:
+            logger.warning("session settings not read", extra={"session_id": self._session.id})
+            return self._session
+        if found is not None:
+            self._session = found
+        return self._session
 
     async def participant_joined(self, identity: str, name: str) -> None:
         try:
@@ -104,19 +116,21 @@ class SessionRecorder:
         except StorageError:
             logger.warning("participant leave not recorded", extra={"session_id": self._session.id})
 
-    async def admit(self, speaker: Speaker) -> bool:
-        """Whether the track may be transcribed (limits and quota); opens its usage row."""
+    async def admit(self, speaker: Speaker, model: str | None = None) -> bool:
+        """Whether the track may be transcribed (limits and quota); opens its usage row (billed
+        for ``model``, default: the room's)."""
+        model = model or self._model
         try:
-            await self._open(speaker)
+            await self._open(speaker, model)
         except LimitExceeded:
             metrics.TRACKS_REFUSED.inc()
             return False
         except StorageError:
             # The database is down: transcribe anyway, open the usage row when it is back.
-            self._unopened[speaker.track_sid] = speaker
+            self._unopened[speaker.track_sid] = (speaker, model)
         return True
 
-    async def _open(self, speaker: Speaker) -> None:
+    async def _open(self, speaker: Speaker, model: str) -> None:
         await self._repo.sessions.participant_joined(
             self._session.id, speaker.identity, name=speaker.name or None
         )
@@ -124,7 +138,7 @@ class SessionRecorder:
             session_id=self._session.id,
             participant_identity=speaker.identity,
             track_sid=speaker.track_sid,
-            model=self._model,
+            model=model,
             cost_per_minute=self._settings.transcription_cost_per_minute,
             currency=self._settings.transcription_currency,
             limits=self._limits,
@@ -133,9 +147,9 @@ class SessionRecorder:
 
     async def checkpoint(self) -> None:
         """Write the usage increments since the last successful checkpoint."""
-        for speaker in list(self._unopened.values()):
+        for speaker, model in list(self._unopened.values()):
             try:
-                await self._open(speaker)
+                await self._open(speaker, model)
             except LimitExceeded:
                 self._unopened.pop(speaker.track_sid, None)  # already transcribed: bill it anyway
             except StorageError:

@@ -1,21 +1,26 @@
 """A room's transcription: what the bot does with each track the room hands it.
 
-``RoomTranscription`` is the room's ``RoomListener``. For each track it starts metering, asks
-the recorder whether the track may be transcribed (limits, quota), and runs a
-``TrackPipeline`` from the room's audio source to two sinks: the caption recorder
-(persistence) and the room (publishing).
+``RoomTranscription`` is the room's ``RoomListener``. For each track it starts metering, reads
+its session's speech settings as they are now (language, vocabulary, model, diarization: a
+change made while a track runs applies to the tracks that start afterwards), asks the recorder
+whether the track may be transcribed (limits, quota), and runs a ``TrackPipeline`` from the
+room's audio source to two sinks: the caption recorder (persistence) and the room (publishing).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 
-from bot.pipeline.engine import SpeechEngine
+from bot.engines import SpeechEngines
+from bot.pipeline.engine import SpeechEngine, StreamOptions
 from bot.pipeline.track import AudioSource, CaptionSink, TrackPipeline
-from bot.pipeline.types import Speaker
+from bot.pipeline.types import Speaker, TrackSettings
 from bot.pipeline.usage import UsageMeter
 from bot.recording import SessionRecorder
+from core.speech import whisper_language
+from store.records import SessionRecord
 
 logger = logging.getLogger("bot.worker")
 
@@ -23,12 +28,12 @@ logger = logging.getLogger("bot.worker")
 class RoomTranscription:
     def __init__(
         self,
-        engine: SpeechEngine,
+        engine: SpeechEngine | SpeechEngines,
         recorder: SessionRecorder,
         captions: CaptionSink,
         meter: UsageMeter,
     ) -> None:
-        self._engine = engine
+        self._engines = engine if isinstance(engine, SpeechEngines) else SpeechEngines(engine)
         self._recorder = recorder
         self._captions = captions
         self._meter = meter
@@ -44,19 +49,59 @@ class RoomTranscription:
         sid = speaker.track_sid
         self._meter.start(sid)
         try:
-            if not await self._recorder.admit(speaker):
+            session = await self._recorder.current_session()
+            engine = await self._engines.get(session.asr_model)
+            settings = track_settings(session, engine)
+            if not await self._recorder.admit(speaker, settings.model):
                 logger.info("track not transcribed: limit reached", extra={"track_sid": sid})
                 await audio.aclose()
                 return
+            logger.info(
+                "track settings",
+                extra={
+                    "track_sid": sid,
+                    "model": settings.model,
+                    "language": settings.language or "auto",
+                    "diarization": settings.diarization,
+                },
+            )
+            options = stream_options(engine.stream_options, settings)
             pipeline = TrackPipeline(
                 speaker,
                 audio,
-                self._engine.open_stream(f"{speaker.identity}/{sid}"),
+                engine.open_stream(f"{speaker.identity}/{sid}", options=options),
                 record=self._captions,
                 publish=room,
                 meter=self._meter,
                 stream_id=next(self._stream_ids),
+                settings=settings,
             )
             await pipeline.run()
         finally:
             self._meter.stop(sid)
+
+
+def track_settings(session: SessionRecord, engine: SpeechEngine) -> TrackSettings:
+    """A track's speech settings from its session's, on the engine that will decode it."""
+    try:
+        language = whisper_language(session.language)
+    except ValueError:  # stored before validation existed: detect instead
+        language = None
+    if not engine.recognizer.multilingual and language != "en":
+        language = None  # an English-only model has no other language to force
+    return TrackSettings(
+        model=engine.recognizer.model_name,
+        language=language,
+        hotwords=session.hotwords or None,
+        initial_prompt=session.initial_prompt or None,
+        diarization=session.diarization.value,
+    )
+
+
+def stream_options(base: StreamOptions, settings: TrackSettings) -> StreamOptions:
+    return dataclasses.replace(
+        base,
+        language=settings.language,
+        hotwords=settings.hotwords,
+        initial_prompt=settings.initial_prompt,
+    )

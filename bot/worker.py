@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from bot import metrics
 from bot.config import BotSettings
+from bot.engines import SpeechEngines
 from bot.livekit.presence import LeaveReason
 from bot.livekit.room import RoomAgent, RoomOptions
 from bot.livekit.token import agent_token
@@ -28,6 +29,7 @@ from bot.recording import CaptionRecorder, SessionRecorder
 from bot.spool import FinalSpool
 from bot.transcription import RoomTranscription
 from core.errors import StorageError
+from core.logs import error_fields
 from store.enums import SessionStatus
 from store.notify import JobListener
 from store.records import JobLease, JobNotification
@@ -58,10 +60,14 @@ class Worker:
         engine: SpeechEngine,
         spool: FinalSpool,
         database_url: str,
+        *,
+        engines: SpeechEngines | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
         self.engine = engine
+        # the default engine and the models sessions may choose (ASR_MODELS)
+        self.engines = engines
         self.spool = spool
         self.database_url = database_url
         self.rooms: dict[int, _RoomHandle] = {}
@@ -149,8 +155,8 @@ class Worker:
         async with self._recovering:
             try:
                 await self.spool.recover_orphans()
-            except (OSError, ValueError):
-                logger.exception("spool recovery failed")
+            except Exception as exc:  # the spool folder unreadable, say: start anyway
+                logger.error("spool recovery failed", extra=error_fields(exc))
 
     async def drain(self) -> None:
         """Leave every room cleanly, write usage and finals, give the leases back."""
@@ -170,8 +176,9 @@ class Worker:
         lease = handle.lease
         try:
             await self._room_inner(handle)
-        except Exception:
-            logger.exception("room failed", extra={"job_id": lease.job_id})
+        except Exception as exc:
+            # the type and frames only: a message may quote SQL parameters, identities or text
+            logger.error("room failed", extra={"job_id": lease.job_id, **error_fields(exc)})
             with contextlib.suppress(StorageError):
                 await self.repo.jobs.release_job(lease)
         finally:
@@ -184,7 +191,11 @@ class Worker:
         checkpoint loop updates its own count; the gauge is their sum). With it
         ``transcriber_speaking_streams``: the engine's streams inside an utterance now."""
         metrics.ACTIVE_TRACKS.set(sum(h.live_tracks for h in self.rooms.values()))
-        metrics.SPEAKING_STREAMS.set(self.engine.speaking_streams)
+        metrics.SPEAKING_STREAMS.set(sum(e.speaking_streams for e in self._loaded_engines()))
+
+    def _loaded_engines(self) -> list[SpeechEngine]:
+        """The default engine and those loaded for sessions' models since."""
+        return self.engines.loaded if self.engines is not None else [self.engine]
 
     async def _room_inner(self, handle: _RoomHandle) -> None:
         lease = handle.lease
@@ -201,7 +212,10 @@ class Worker:
         meter = UsageMeter()
         recorder = SessionRecorder(self.repo, session, self.settings, model, meter)
         transcription = RoomTranscription(
-            self.engine, recorder, CaptionRecorder(self.spool, session, model), meter
+            self.engines or SpeechEngines(self.engine),
+            recorder,
+            CaptionRecorder(self.spool, session, model),
+            meter,
         )
         room = RoomAgent(
             transcription,
@@ -289,7 +303,9 @@ class Worker:
             handle.live_tracks = meter.live_tracks
             self._export_tracks()
             metrics.SPOOL_PENDING.set(self.spool.pending)
-            scheduler = self.engine.scheduler
-            metrics.PARTIALS_DROPPED.set(scheduler.stats.partials_dropped)
-            metrics.DECODE_QUEUE.labels(kind="final").set(scheduler.pending_finals)
-            metrics.DECODE_QUEUE.labels(kind="partial").set(scheduler.pending_partials)
+            schedulers = [e.scheduler for e in self._loaded_engines()]
+            metrics.PARTIALS_DROPPED.set(sum(s.stats.partials_dropped for s in schedulers))
+            metrics.DECODE_QUEUE.labels(kind="final").set(sum(s.pending_finals for s in schedulers))
+            metrics.DECODE_QUEUE.labels(kind="partial").set(
+                sum(s.pending_partials for s in schedulers)
+            )

@@ -7,7 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sys
+import traceback
 from typing import Any
 
 # attributes every LogRecord has; anything else came from ``extra=``
@@ -56,3 +58,39 @@ def configure(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def error_fields(exc: BaseException) -> dict[str, str]:
+    """An exception as log details without its message, which may quote transcript text,
+    identities or SQL parameters (asyncpg's "invalid input for query argument $5: '...'"
+    does, whatever the engine's ``hide_parameters``): its type, the types of its causes, and
+    the innermost frames where it was raised. For ``logger.error(..., extra=error_fields(e))``
+    where ``logger.exception`` would print the messages."""
+    if isinstance(exc, BaseExceptionGroup):
+        leaves = _leaves(exc)
+        fields = error_fields(leaves[0])
+        fields["error"] = f"{type(exc).__name__}({', '.join(type(e).__name__ for e in leaves)})"
+        return fields
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 8:
+        chain.append(current)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    fields = {"error": type(exc).__name__}
+    if len(chain) > 1:
+        fields["error_causes"] = " <- ".join(type(e).__name__ for e in chain[1:])
+    frames = traceback.extract_tb(chain[-1].__traceback__)[-3:]
+    if frames:
+        fields["error_at"] = " > ".join(
+            f"{os.path.basename(f.filename)}:{f.lineno}:{f.name}" for f in frames
+        )
+    return fields
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in group.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out

@@ -53,9 +53,11 @@ def create_engine(
     JIT is switched off per connection: our queries are short, and JIT compilation of an
     aggregate over many rows costs tens of milliseconds that the reports' latency budget lacks.
 
-    SQL parameters never appear in SQLAlchemy's error messages or echo (``hide_parameters``):
-    they carry request data (search text, slugs, cursors) and transcript text, which stay out of
-    logs. ``statement_timeout_ms`` (> 0) makes the server cancel any statement that runs longer
+    SQL parameters are hidden from error messages and the ``echo`` log (``hide_parameters``):
+    they are transcript text, identities, names and request data (search text, slugs, cursors),
+    and an error's message ends up in tracebacks. (asyncpg's own messages for a value it cannot
+    encode still quote it: log errors with ``core.logs.error_fields``, not their messages.)
+    ``statement_timeout_ms`` (> 0) makes the server cancel any statement that runs longer
     (SQLSTATE 57014, translated to :class:`~core.errors.StatementTimeout` by ``store.base``).
     """
     server_settings = {"application_name": application_name, "jit": "off"}
@@ -72,12 +74,12 @@ def create_engine(
         )
     return _create_async_engine(
         normalize_database_url(url),
-        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
         echo=echo,
+        hide_parameters=True,
         connect_args=connect_args,
     )
 

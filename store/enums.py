@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["JobStatus", "ParticipantRole", "SessionStatus"]
+__all__ = ["DiarizationMode", "JobStatus", "ParticipantRole", "SessionStatus"]
 
 
 class SessionStatus(StrEnum):
@@ -27,3 +27,13 @@ class JobStatus(StrEnum):
     REQUESTED = "REQUESTED"
     RUNNING = "RUNNING"
     STOPPED = "STOPPED"
+
+
+class DiarizationMode(StrEnum):
+    """Whether the bot splits one microphone's speech by speaker: ``off`` labels every segment
+    with the participant (what the bot does today for every mode), ``on`` always diarizes,
+    ``auto`` diarizes when a track is found to carry several voices."""
+
+    OFF = "off"
+    ON = "on"
+    AUTO = "auto"

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Computed,
     DateTime,
@@ -36,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from store.enums import JobStatus, ParticipantRole, SessionStatus
+from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
 
 __all__ = [
     "SEARCH_CONFIG",
@@ -45,6 +46,7 @@ __all__ = [
     "Segment",
     "Session",
     "SpaceQuota",
+    "SpaceSettings",
     "TrackUsage",
     "TranscriptionJob",
 ]
@@ -72,7 +74,9 @@ MODEL_LEN = 128
 LANGUAGE_LEN = 16
 
 
-def _enum(cls: type[SessionStatus | ParticipantRole | JobStatus], name: str) -> Enum:
+def _enum(
+    cls: type[SessionStatus | ParticipantRole | JobStatus | DiarizationMode], name: str
+) -> Enum:
     # VARCHAR + CHECK instead of a native ENUM type: adding a value later is a plain migration.
     return Enum(
         cls,
@@ -105,6 +109,14 @@ class Session(Base):
     )
     # BCP-47-ish language code, or NULL for automatic detection
     language: Mapped[str | None] = mapped_column(String(LANGUAGE_LEN))
+    # Speech settings the bot reads when a track's pipeline starts: vocabulary for the decoder,
+    # the Whisper model (NULL: the worker's default) and the diarization mode (off/on/auto).
+    hotwords: Mapped[str | None] = mapped_column(Text)
+    initial_prompt: Mapped[str | None] = mapped_column(Text)
+    asr_model: Mapped[str | None] = mapped_column(String(MODEL_LEN))
+    diarization: Mapped[DiarizationMode] = mapped_column(
+        _enum(DiarizationMode, "diarization"), server_default=DiarizationMode.OFF.value
+    )
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
@@ -172,6 +184,10 @@ class Segment(Base):
     words: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     confidence: Mapped[float | None] = mapped_column(Float)
     model: Mapped[str] = mapped_column(String(MODEL_LEN), server_default="")
+    # A corrected final: ``text`` is the correction, ``original_text`` what the bot decoded.
+    original_text: Mapped[str | None] = mapped_column(Text)
+    corrected_by: Mapped[str | None] = mapped_column(String(USER_ID_LEN))
+    corrected_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     search_vector: Mapped[str] = mapped_column(
@@ -182,6 +198,7 @@ class Segment(Base):
         UniqueConstraint("session_id", "utterance_id"),
         CheckConstraint("start_ms >= 0 AND end_ms >= start_ms", name="timeline"),
         CheckConstraint("confidence IS NULL OR (confidence >= 0 AND confidence <= 1)", name="conf"),
+        CheckConstraint("(original_text IS NULL) = (corrected_at IS NULL)", name="correction"),
         # transcript pages, exports and search: one session's segments in timeline order
         Index("ix_segments_session_id_start_ms", "session_id", "start_ms", "id"),
         # ON DELETE SET NULL from participants looks segments up by participant
@@ -312,3 +329,14 @@ class SpaceQuota(Base):
     __table_args__ = (
         CheckConstraint("monthly_minutes IS NULL OR monthly_minutes >= 0", name="minutes"),
     )
+
+
+class SpaceSettings(Base):
+    """Per-space switches (a space without a row has the defaults)."""
+
+    __tablename__ = "space_settings"
+
+    space_id: Mapped[str] = mapped_column(String(SPACE_ID_LEN), primary_key=True)
+    # any participant of a session may end it (otherwise: its creator or an admin)
+    participants_may_end: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

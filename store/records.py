@@ -15,7 +15,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
-from store.enums import JobStatus, ParticipantRole, SessionStatus
+from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
 
 __all__ = [
     "FinalSegment",
@@ -30,6 +30,7 @@ __all__ = [
     "SessionCursor",
     "SessionRecord",
     "SessionUsage",
+    "SpaceSettingsRecord",
     "SweepResult",
     "TranscriptPage",
     "TranscriptionLimits",
@@ -60,6 +61,19 @@ class SessionRecord:
     started_at: datetime | None
     ended_at: datetime | None
     last_activity_at: datetime
+    # speech settings, read by the bot when a track's pipeline starts
+    hotwords: str | None = None
+    initial_prompt: str | None = None
+    asr_model: str | None = None  # None: the worker's default model
+    diarization: DiarizationMode = DiarizationMode.OFF
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceSettingsRecord:
+    """A space's switches (the defaults when the space has no row)."""
+
+    space_id: str
+    participants_may_end: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +167,10 @@ class SegmentRecord:
     confidence: float | None
     model: str
     words: tuple[WordTiming, ...] | None = None  # None when not requested or not stored
+    # a corrected final: ``text`` is the correction, ``original_text`` what the bot decoded
+    original_text: str | None = None
+    corrected_by: str | None = None
+    corrected_at: datetime | None = None
 
 
 MAX_BIGINT: Final = 2**63 - 1

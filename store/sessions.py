@@ -1,4 +1,5 @@
-"""Sessions (create, read, list, update, end, delete), the lifecycle sweeper, and participants.
+"""Sessions (create, read, list, update, end, delete), the lifecycle sweeper, participants, and
+the per-space settings (``space_settings``: who may end a session).
 
 Deleting a session deletes its participants, segments and job; its usage rows stay as billing
 history: closed, detached (``session_id``/``participant_id`` NULL), keeping ``space_id`` and
@@ -28,14 +29,15 @@ from store.base import (
     sql_time,
     touch_sessions,
 )
-from store.enums import JobStatus, ParticipantRole, SessionStatus
+from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
 from store.jobs import job_columns, notify_jobs
-from store.models import Participant, Session, TrackUsage, TranscriptionJob
+from store.models import Participant, Session, SpaceSettings, TrackUsage, TranscriptionJob
 from store.records import (
     JobRecord,
     ParticipantRecord,
     SessionCursor,
     SessionRecord,
+    SpaceSettingsRecord,
     SweepResult,
 )
 
@@ -62,6 +64,10 @@ SESSION_COLUMNS: Final = labelled(
         "started_at": Session.started_at,
         "ended_at": Session.ended_at,
         "last_activity_at": Session.last_activity_at,
+        "hotwords": Session.hotwords,
+        "initial_prompt": Session.initial_prompt,
+        "asr_model": Session.asr_model,
+        "diarization": Session.diarization,
     }
 )
 _PARTICIPANT_COLUMNS: Final = labelled(
@@ -96,6 +102,10 @@ class SessionStore(StoreBase):
         created_by: str,
         title: str = "",
         language: str | None = None,
+        hotwords: str | None = None,
+        initial_prompt: str | None = None,
+        asr_model: str | None = None,
+        diarization: DiarizationMode = DiarizationMode.OFF,
         slug: str | None = None,
         now: datetime | None = None,
     ) -> SessionRecord:
@@ -111,6 +121,10 @@ class SessionStore(StoreBase):
                     space_id=space_id,
                     created_by=created_by,
                     language=language,
+                    hotwords=hotwords,
+                    initial_prompt=initial_prompt,
+                    asr_model=asr_model,
+                    diarization=diarization,
                     created_at=sql_time(now),
                     last_activity_at=sql_time(now),
                 )
@@ -195,14 +209,32 @@ class SessionStore(StoreBase):
         return _session_with_job(row) if row is not None else None
 
     async def update_session(
-        self, session_id: int, *, title: str | None = None, language: Any = _UNSET
+        self,
+        session_id: int,
+        *,
+        title: str | None = None,
+        language: Any = _UNSET,
+        hotwords: Any = _UNSET,
+        initial_prompt: Any = _UNSET,
+        asr_model: Any = _UNSET,
+        diarization: DiarizationMode | None = None,
     ) -> SessionRecord | None:
-        """Change the title and/or language (``language=None`` = automatic detection)."""
+        """Change the title and/or speech settings; an omitted argument keeps the stored value,
+        None clears a nullable one (``language=None``: automatic detection, ``asr_model=None``:
+        the worker's default model). The bot reads them when a track's pipeline starts."""
         values: dict[str, Any] = {}
         if title is not None:
             values["title"] = title
-        if language is not _UNSET:
-            values["language"] = language
+        if diarization is not None:
+            values["diarization"] = diarization
+        for name, value in (
+            ("language", language),
+            ("hotwords", hotwords),
+            ("initial_prompt", initial_prompt),
+            ("asr_model", asr_model),
+        ):
+            if value is not _UNSET:
+                values[name] = value
         if not values:
             return await self.get_session_by_id(session_id)
         stmt = (
@@ -427,17 +459,54 @@ class SessionStore(StoreBase):
                 await touch_sessions(s, [session_id], now)
         return _participant(row) if row is not None else None
 
-    async def list_participants(self, session_id: int) -> list[ParticipantRecord]:
-        stmt = (
-            select(*_PARTICIPANT_COLUMNS)
-            .where(Participant.session_id == session_id)
-            .order_by(Participant.joined_at, Participant.id)
-        )
+    async def list_participants(
+        self, session_id: int, *, active: bool | None = None
+    ) -> list[ParticipantRecord]:
+        """Participants in join order; ``active`` True: only those in the room now (not left),
+        False: only those who left, None: all."""
+        stmt = select(*_PARTICIPANT_COLUMNS).where(Participant.session_id == session_id)
+        if active is not None:
+            stmt = stmt.where(
+                Participant.left_at.is_(None) if active else Participant.left_at.is_not(None)
+            )
+        stmt = stmt.order_by(Participant.joined_at, Participant.id)
         async with self._tx() as s:
             rows = (await s.execute(stmt)).all()
         return _participant.many(rows)
 
-    # -- segments ------------------------------------------------------------------------------
+    async def get_participant(self, session_id: int, identity: str) -> ParticipantRecord | None:
+        stmt = select(*_PARTICIPANT_COLUMNS).where(
+            Participant.session_id == session_id, Participant.identity == identity
+        )
+        async with self._tx() as s:
+            row = (await s.execute(stmt)).first()
+        return _participant(row) if row is not None else None
+
+    # -- space settings ------------------------------------------------------------------------
+
+    async def get_space_settings(self, space_id: str) -> SpaceSettingsRecord:
+        """The space's switches; the defaults when it never set any."""
+        stmt = select(SpaceSettings.participants_may_end).where(SpaceSettings.space_id == space_id)
+        async with self._tx() as s:
+            may_end = (await s.execute(stmt)).scalar_one_or_none()
+        return SpaceSettingsRecord(space_id, participants_may_end=bool(may_end))
+
+    async def set_space_settings(
+        self, space_id: str, *, participants_may_end: bool, now: datetime | None = None
+    ) -> SpaceSettingsRecord:
+        stmt = pg_insert(SpaceSettings).values(
+            space_id=space_id, participants_may_end=participants_may_end, updated_at=sql_time(now)
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[SpaceSettings.space_id],
+            set_={
+                "participants_may_end": stmt.excluded.participants_may_end,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        )
+        async with self._tx() as s:
+            await s.execute(stmt)
+        return SpaceSettingsRecord(space_id, participants_may_end=participants_may_end)
 
 
 def _filter_sessions(

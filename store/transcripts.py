@@ -5,6 +5,10 @@ whole transcript for exports.
   utterance (same track) replaces the stored one when anything differs (a retry after an
   ambiguous failure, or a corrected re-decode) and is a no-op when identical; an utterance id
   already used by another track keeps the first row and reports ``CONFLICT``.
+* **Corrections**: :meth:`TranscriptStore.correct_segment` replaces a final's text, keeping
+  the first decoded text in ``original_text`` with who corrected it and when; pages, search
+  (the generated ``search_vector`` follows ``text``) and exports read the corrected text, and a
+  re-sent final of that utterance no longer overwrites it.
 * **Search** (``q``) matches the stored ``russian`` tsvector (Russian and English stemming) with
   ``websearch_to_tsquery``, OR a case-insensitive substring (``ILIKE``) for partial words, stop
   words and scripts the parser does not split.
@@ -36,6 +40,7 @@ from sqlalchemy import (
     select,
     true,
     tuple_,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
@@ -78,6 +83,9 @@ _SEGMENT_FIELDS: Final[dict[str, Any]] = {
     "ended_at": Segment.ended_at,
     "confidence": Segment.confidence,
     "model": Segment.model,
+    "original_text": Segment.original_text,
+    "corrected_by": Segment.corrected_by,
+    "corrected_at": Segment.corrected_at,
 }
 _SEGMENT_COLUMNS: Final = labelled(_SEGMENT_FIELDS)
 _segment_of = RowMapper(SegmentRecord)
@@ -261,6 +269,8 @@ class TranscriptStore(StoreBase):
             set_={**new, "updated_at": ex.updated_at},
             where=and_(
                 Segment.track_sid == ex.track_sid,
+                # a person's correction wins over a re-sent final (a spool replay)
+                Segment.corrected_at.is_(None),
                 tuple_(*(Segment.__table__.c[col] for col in content)).is_distinct_from(
                     tuple_(*(new[col] for col in content))
                 ),
@@ -292,6 +302,43 @@ class TranscriptStore(StoreBase):
                 same_track = stored.get(key) == seg.track_sid
                 result[key] = UpsertOutcome.UNCHANGED if same_track else UpsertOutcome.CONFLICT
         return result
+
+    async def correct_segment(
+        self,
+        session_id: int,
+        segment_id: int,
+        text: str,
+        *,
+        corrected_by: str,
+        now: datetime | None = None,
+    ) -> SegmentRecord | None:
+        """Replace a final's text; the bot's text stays in ``original_text`` (a second correction
+        keeps the first original). None if the session has no such segment."""
+        ts = sql_time(now)
+        stmt = (
+            update(Segment)
+            .where(Segment.session_id == session_id, Segment.id == segment_id)
+            .values(
+                text=text,
+                original_text=func.coalesce(Segment.original_text, Segment.text),
+                corrected_by=corrected_by,
+                corrected_at=ts,
+                updated_at=ts,
+            )
+            .returning(Segment.id)
+        )
+        async with self._tx() as s:
+            found = (await s.execute(stmt)).scalar_one_or_none()
+            if found is None:
+                return None
+            row = (
+                await s.execute(
+                    self._segment_select(session_id, q=None, include_words=False).where(
+                        Segment.id == segment_id
+                    )
+                )
+            ).one()
+        return _segment_of(row)
 
     async def transcript_page(
         self,

@@ -11,24 +11,29 @@ from aiohttp import web
 from api import transcription
 from api.auth import SERVICE_USER, Role
 from api.context import context, principal
-from api.errors import NotFound, ValidationFailed
+from api.errors import BadRequest, Forbidden, NotFound, ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
-from api.routes.common import scoped_session, session_out
+from api.routes.common import Scoped, scoped_session, session_out
 from api.schemas import (
     JoinOut,
     JoinTokenOut,
     ParticipantJoin,
     ParticipantList,
+    ParticipantListQuery,
     ParticipantOut,
     SessionCreate,
     SessionListQuery,
     SessionOut,
     SessionPage,
+    SessionUpdate,
+    SpaceSettingsOut,
+    SpaceSettingsUpdate,
     TokenQuery,
 )
+from core.speech import whisper_language
 from store.enums import ParticipantRole
-from store.records import ParticipantRecord, SessionCursor
+from store.records import ParticipantRecord, SessionCursor, SessionRecord, SpaceSettingsRecord
 
 _MAX_ID = 2**63 - 1
 
@@ -55,17 +60,79 @@ def decode_cursor(token: str) -> SessionCursor:
     return SessionCursor(created_at, id_)
 
 
+def _language(code: str | None) -> str | None:
+    """The language to store (None: automatic detection); 400 for one Whisper cannot decode."""
+    try:
+        return None if whisper_language(code) is None else code
+    except ValueError as exc:
+        raise BadRequest(str(exc), code="unsupported_language") from exc
+
+
+def _check_speech(request: web.Request, language: str | None, model: str | None) -> None:
+    """The model is one the workers have (``ASR_MODELS``), and can decode the language."""
+    if model is None:
+        return
+    allowed = context(request).settings.allowed_models()
+    if model not in allowed:
+        raise BadRequest(
+            f"unknown model; choose one of: {', '.join(allowed)}", code="unknown_model"
+        )
+    spoken = whisper_language(language)
+    if model.endswith(".en") and spoken not in (None, "en"):
+        raise BadRequest(
+            f"model {model} is English-only; it cannot decode {spoken}",
+            code="unsupported_language",
+        )
+
+
 async def create_session(request: web.Request) -> web.Response:
     who = principal(request)
     space_id = who.require_space()
     body = await parse_body(request, SessionCreate)
+    language = _language(body.language)
+    _check_speech(request, language, body.model)
     session = await context(request).store.sessions.create_session(
         space_id=space_id,
         created_by=who.user_id or SERVICE_USER,
         title=body.title,
-        language=body.language,
+        language=language,
+        hotwords=body.hotwords or None,
+        initial_prompt=body.initial_prompt or None,
+        asr_model=body.model,
+        diarization=body.diarization,
     )
     return json_model(session_out(session, None), status=201)
+
+
+async def update_session(request: web.Request) -> web.Response:
+    scoped = await scoped_session(request)
+    scoped.require_owner_or(Role.ADMIN)
+    body = await parse_body(request, SessionUpdate)
+    given = body.model_fields_set
+    changes: dict[str, object] = {}
+    if "language" in given:
+        changes["language"] = _language(body.language)
+    for name in ("hotwords", "initial_prompt"):
+        if name in given:
+            changes[name] = getattr(body, name) or None
+    if "model" in given:
+        changes["asr_model"] = body.model
+    language = changes.get("language", scoped.session.language)
+    model = changes.get("asr_model", scoped.session.asr_model)
+    assert language is None or isinstance(language, str)
+    assert model is None or isinstance(model, str)
+    if "language" in given or "model" in given:
+        _check_speech(request, language, model)
+    repo = context(request).store
+    updated: SessionRecord | None = await repo.sessions.update_session(
+        scoped.session.id,
+        title=body.title,
+        diarization=body.diarization,
+        **changes,
+    )
+    if updated is None:
+        raise NotFound("no such session")  # deleted meanwhile
+    return json_model(session_out(updated, scoped.job))
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -96,9 +163,25 @@ async def get_session(request: web.Request) -> web.Response:
     return json_model(session_out(scoped.session, scoped.job))
 
 
+async def _require_may_end(request: web.Request, scoped: Scoped) -> None:
+    """The creator or an admin; any participant too when the space allows it."""
+    who = scoped.who
+    if who.user_id == scoped.session.created_by or who.role >= Role.ADMIN:
+        return
+    sessions = context(request).store.sessions
+    if (
+        who.user_id is not None
+        and (await sessions.get_space_settings(scoped.session.space_id)).participants_may_end
+    ):
+        if await sessions.get_participant(scoped.session.id, who.user_id) is not None:
+            return
+        raise Forbidden("only the session's participants, its creator or an admin may end it")
+    raise Forbidden("only the session's creator or an admin may do this")
+
+
 async def end_session(request: web.Request) -> web.Response:
     scoped = await scoped_session(request)
-    scoped.require_owner_or(Role.ADMIN)
+    await _require_may_end(request, scoped)
     repo = context(request).store
     ended = await repo.sessions.end_session(scoped.session.id, reason="ended_by_api")
     if ended is None:
@@ -162,8 +245,34 @@ def _participant_out(p: ParticipantRecord) -> ParticipantOut:
 
 async def list_participants(request: web.Request) -> web.Response:
     scoped = await scoped_session(request)
-    rows = await context(request).store.sessions.list_participants(scoped.session.id)
+    query = parse_query(request, ParticipantListQuery)
+    rows = await context(request).store.sessions.list_participants(
+        scoped.session.id, active=query.active
+    )
     return json_model(ParticipantList(items=[_participant_out(p) for p in rows]))
+
+
+def _space_settings_out(record: SpaceSettingsRecord) -> SpaceSettingsOut:
+    return SpaceSettingsOut(
+        space_id=record.space_id, participants_may_end=record.participants_may_end
+    )
+
+
+async def get_space_settings(request: web.Request) -> web.Response:
+    space_id = principal(request).require_space()
+    record = await context(request).store.sessions.get_space_settings(space_id)
+    return json_model(_space_settings_out(record))
+
+
+async def put_space_settings(request: web.Request) -> web.Response:
+    who = principal(request)
+    who.require(Role.ADMIN)
+    space_id = who.require_space()
+    body = await parse_body(request, SpaceSettingsUpdate)
+    record = await context(request).store.sessions.set_space_settings(
+        space_id, participants_may_end=body.participants_may_end
+    )
+    return json_model(_space_settings_out(record))
 
 
 async def start_transcription(request: web.Request) -> web.Response:
@@ -192,6 +301,9 @@ OPERATIONS = [
         "POST", "/api/sessions", create_session, "createSession", "Create a session", "sessions",
         replies=(Reply(201, "Created; the slug is the LiveKit room name", SessionOut),),
         body=SessionCreate,
+        description="400 unsupported_language for a language Whisper cannot decode (or an "
+        "English-only model with another language), 400 unknown_model for a model outside "
+        "ASR_MODELS.",
     ),
     Operation(
         "GET", "/api/sessions", list_sessions, "listSessions",
@@ -202,9 +314,23 @@ OPERATIONS = [
         "GET", _S, get_session, "getSession", "Get a session", "sessions", replies=(_SESSION,)
     ),
     Operation(
+        "PATCH", _S, update_session, "updateSession",
+        "Change a session's title or speech settings (creator or admin)", "sessions",
+        replies=(_SESSION,), body=SessionUpdate,
+        description="Only the fields present change; null resets a speech setting to the "
+        "worker's default. The bot reads language, hotwords, initial_prompt, model and "
+        "diarization when a track's transcription starts: tracks already running keep the "
+        "settings they started with. 400 unsupported_language for a language Whisper cannot "
+        "decode (or an English-only model with another language), 400 unknown_model for a "
+        "model outside ASR_MODELS.",
+    ),
+    Operation(
         "POST", f"{_S}/end", end_session, "endSession",
-        "End a session (creator or admin); stops transcription", "sessions",
+        "End a session (creator or admin; any participant when the space allows it); "
+        "stops transcription", "sessions",
         replies=(Reply(200, "The ended session (unchanged if already over)", SessionOut),),
+        description="With the space setting participants_may_end (PUT /api/space/settings), "
+        "any registered participant of the session may end it.",
     ),
     Operation(
         "DELETE", _S, delete_session, "deleteSession",
@@ -226,8 +352,19 @@ OPERATIONS = [
     ),
     Operation(
         "GET", f"{_S}/participants", list_participants, "listParticipants",
-        "The session's participants", "sessions",
+        "The session's participants (?active=true: those in the room now)", "sessions",
         replies=(Reply(200, "Participants in join order", ParticipantList),),
+        query=ParticipantListQuery,
+    ),
+    Operation(
+        "GET", "/api/space/settings", get_space_settings, "getSpaceSettings",
+        "The caller's space settings", "spaces",
+        replies=(Reply(200, "The settings (defaults when never set)", SpaceSettingsOut),),
+    ),
+    Operation(
+        "PUT", "/api/space/settings", put_space_settings, "setSpaceSettings",
+        "Change the caller's space settings (admin)", "spaces",
+        replies=(Reply(200, "The settings", SpaceSettingsOut),), body=SpaceSettingsUpdate,
     ),
     Operation(
         "POST", f"{_S}/transcription/start", start_transcription, "startTranscription",

@@ -10,13 +10,20 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from api import exports
+from api.auth import SERVICE_USER, Role
 from api.context import ApiContext, context, principal
-from api.errors import ExportTooLarge, NotFound, ValidationFailed
-from api.http import json_model, parse_query
+from api.errors import ExportTooLarge, Forbidden, NotFound, ValidationFailed
+from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
 from api.ratelimit import enforce
 from api.routes.common import SLUG_RE, scoped_session
-from api.schemas import SegmentOut, TranscriptExport, TranscriptPage, TranscriptQuery
+from api.schemas import (
+    SegmentCorrection,
+    SegmentOut,
+    TranscriptExport,
+    TranscriptPage,
+    TranscriptQuery,
+)
 from core import transcripts as documents
 from core.transcripts import ExportFormat, ExportHeader, ExportSegment
 from store.records import SegmentCursor, SegmentRecord, SessionRecord
@@ -42,6 +49,9 @@ def _segment_out(segment: SegmentRecord) -> SegmentOut:
         start_ms=segment.start_ms,
         end_ms=segment.end_ms,
         confidence=segment.confidence,
+        original_text=segment.original_text,
+        corrected_by=segment.corrected_by,
+        corrected_at=segment.corrected_at,
     )
 
 
@@ -101,6 +111,33 @@ async def transcript(request: web.Request) -> web.StreamResponse:
             next_cursor=page.next_cursor.encode() if page.next_cursor else None,
         )
     )
+
+
+_MAX_ID = 2**63 - 1
+
+
+async def correct_segment(request: web.Request) -> web.Response:
+    """Replace a final's text (the session's creator, its participants, or an admin)."""
+    scoped = await scoped_session(request)
+    raw_id = request.match_info["segment_id"]
+    segment_id = int(raw_id) if raw_id.isdigit() and len(raw_id) < 20 else 0
+    if not 0 < segment_id <= _MAX_ID:
+        raise NotFound("no such segment")
+    who = scoped.who
+    repo = context(request).store
+    if who.user_id != scoped.session.created_by and who.role < Role.ADMIN:
+        joined = who.user_id is not None and (
+            await repo.sessions.get_participant(scoped.session.id, who.user_id) is not None
+        )
+        if not joined:
+            raise Forbidden("only the session's participants, its creator or an admin may do this")
+    body = await parse_body(request, SegmentCorrection)
+    corrected = await repo.transcripts.correct_segment(
+        scoped.session.id, segment_id, body.text, corrected_by=who.user_id or SERVICE_USER
+    )
+    if corrected is None:
+        raise NotFound("no such segment")
+    return json_model(_segment_out(corrected))
 
 
 # nginx's "client closed request": the status recorded when the client left mid-export
@@ -222,5 +259,15 @@ OPERATIONS = [
         ),
         query=TranscriptQuery,
         errors=(429,),
+    ),
+    Operation(
+        "PATCH", "/api/sessions/{slug}/transcript/segments/{segment_id}", correct_segment,
+        "correctSegment", "Correct a final segment's text", "transcripts",
+        replies=(Reply(200, "The corrected segment", SegmentOut),),
+        body=SegmentCorrection,
+        description="The session's creator, its registered participants or an admin. The "
+        "decoded text is kept in original_text (a second correction keeps the first "
+        "original), with who corrected it and when; transcript pages, search and downloads "
+        "show the corrected text, and the bot re-sending that final does not overwrite it.",
     ),
 ]  # fmt: skip

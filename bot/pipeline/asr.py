@@ -30,6 +30,7 @@ from bot.pipeline.models import ResolvedModel
 from bot.pipeline.types import SAMPLE_RATE_HZ
 from bot.pipeline.vad import Float32Array
 from core.errors import AsrError, ModelUnavailableError
+from core.logs import error_fields
 
 logger = logging.getLogger("bot.pipeline")
 
@@ -104,6 +105,9 @@ class DecodeRequest:
     want_words: bool = False
     final: bool = False
     previous_text: str | None = None
+    # The stream's vocabulary (a session's own); None: the recognizer's configured one.
+    hotwords: str | None = None
+    initial_prompt: str | None = None
 
 
 def collapse_repeats(text: str, *, min_words: int = 3) -> str:
@@ -162,7 +166,7 @@ class WhisperRecognizer:
                 f"{self.options.language!r} needs a multilingual model"
             )
         self._tokenizers: dict[str | None, Any] = {}
-        self._prompt_tokens = self._encode_prompt()
+        self._prompts: dict[tuple[str | None, str | None], list[int]] = {}
 
     # -- public ---------------------------------------------------------------------------------
     def decode(self, request: DecodeRequest) -> Hypothesis:
@@ -193,13 +197,21 @@ class WhisperRecognizer:
             self._tokenizers[key] = tok
         return tok
 
-    def _encode_prompt(self) -> list[int]:
+    def _prompt_tokens(self, request: DecodeRequest) -> list[int]:
+        """The previous-text prompt of a request: its hotwords and initial prompt (each the
+        recognizer's configured one when the request has none), tokenized once per pair."""
         o = self.options
-        text = " ".join(t.strip() for t in (o.hotwords, o.initial_prompt) if t and t.strip())
-        if not text:
-            return []
-        tokens: list[int] = self._tokenizer("en").encode(" " + text)
-        return tokens[-223:]
+        hotwords = request.hotwords if request.hotwords is not None else o.hotwords
+        initial = request.initial_prompt if request.initial_prompt is not None else o.initial_prompt
+        key = (hotwords, initial)
+        tokens = self._prompts.get(key)
+        if tokens is None:
+            text = " ".join(t.strip() for t in key if t and t.strip())
+            tokens = self._tokenizer("en").encode(" " + text)[-223:] if text else []
+            if len(self._prompts) >= 256:  # sessions' vocabularies: bounded
+                self._prompts.clear()
+            self._prompts[key] = tokens
+        return tokens
 
     def _features(self, audio: Float32Array, n_frames: int) -> Float32Array:
         fe = self._model.feature_extractor
@@ -291,7 +303,7 @@ class WhisperRecognizer:
         prompts = []
         for i in indices:
             tok = self._tokenizer(languages[i][0])
-            previous = list(self._prompt_tokens)
+            previous = list(self._prompt_tokens(requests[i]))
             prev_text = requests[i].previous_text
             if o.condition_on_previous and prev_text:
                 previous += tok.encode(" " + prev_text.strip())
@@ -366,8 +378,8 @@ class WhisperRecognizer:
         num_frames = min(n_frames, n_samples // HOP_SAMPLES)
         try:
             alignment = self._model.find_alignment(tok, [text_tokens], enc, num_frames)[0]
-        except (ValueError, RuntimeError, IndexError):
-            logger.warning("word alignment failed", exc_info=True)
+        except (ValueError, RuntimeError, IndexError) as exc:
+            logger.warning("word alignment failed", extra=error_fields(exc))
             return h
         duration_s = n_samples / SAMPLE_RATE_HZ
         words = merge_punctuation(

@@ -66,6 +66,12 @@ class StreamOptions:
     pending_queue_size: int = 64
     # Start the final decode at the pause (see the module docstring); off: at the certain end.
     speculative_finals: bool = True
+    # A stream's own speech settings (a session's): the language every decode of the stream
+    # uses (None: the recognizer's configured one, else detected per utterance), and its
+    # vocabulary (None: the recognizer's configured hotwords / initial prompt).
+    language: str | None = None
+    hotwords: str | None = None
+    initial_prompt: str | None = None
 
 
 @dataclass(slots=True)
@@ -229,7 +235,7 @@ class StreamTranscriber:
             self._engine._set_speaking(self._key, True)
         elif isinstance(event, UtterancePaused):
             if self.options.speculative_finals:
-                future = await self._scheduler.submit_final(self._key, _final_request(event.audio))
+                future = await self._scheduler.submit_final(self._key, self._final_request(event))
                 self._speculation = _Speculation(event.index, event.end_sample, future)
                 self.stats.speculative_finals += 1
         elif isinstance(event, UtteranceResumed):
@@ -245,7 +251,7 @@ class StreamTranscriber:
             else:
                 if spec is not None:  # cut at max length: other audio
                     self._abandon(spec)
-                future = await self._scheduler.submit_final(self._key, _final_request(event.audio))
+                future = await self._scheduler.submit_final(self._key, self._final_request(event))
             await self._enqueue(
                 _Pending(
                     self._utterance_name(event.index),
@@ -308,8 +314,10 @@ class StreamTranscriber:
         self._last_partial_at = n
         request = DecodeRequest(
             audio=self._segmenter.utterance_audio(),
-            language=self._utterance_language,
+            language=self.options.language or self._utterance_language,
             final=False,
+            hotwords=self.options.hotwords,
+            initial_prompt=self.options.initial_prompt,
         )
         future = self._scheduler.submit_partial(self._key, request)
         self._partial_in_flight = True
@@ -317,6 +325,17 @@ class StreamTranscriber:
         start = self._segmenter.utterance_start_sample
         self._pending.put_nowait(
             _Pending(self._utterance_id, start, future, final=False, end_sample=start + n)
+        )
+
+    def _final_request(self, event: UtterancePaused | UtteranceEnded) -> DecodeRequest:
+        o = self.options
+        return DecodeRequest(
+            audio=event.audio,
+            language=o.language,
+            want_words=True,
+            final=True,
+            hotwords=o.hotwords,
+            initial_prompt=o.initial_prompt,
         )
 
     def _partial_done(self, future: asyncio.Future[Hypothesis | None]) -> None:
@@ -426,10 +445,6 @@ def _final_caption(item: _Pending, hyp: Hypothesis | None, *, had_partials: bool
         stable_text=hyp.text,
         words=words,
     )
-
-
-def _final_request(audio: Float32Array) -> DecodeRequest:
-    return DecodeRequest(audio=audio, language=None, want_words=True, final=True)
 
 
 def _ms(sample: int) -> int:

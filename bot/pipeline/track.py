@@ -22,9 +22,10 @@ from typing import Protocol
 from bot import metrics
 from bot.pipeline.engine import StreamStats
 from bot.pipeline.outbox import CaptionOutbox
-from bot.pipeline.types import Caption, Speaker, SpokenCaption
+from bot.pipeline.types import Caption, Speaker, SpokenCaption, TrackSettings
 from bot.pipeline.usage import UsageMeter
 from bot.pipeline.vad import Float32Array
+from core.logs import error_fields
 
 logger = logging.getLogger("bot.pipeline")
 
@@ -73,8 +74,11 @@ class TrackPipeline:
         publish: CaptionSink,
         meter: UsageMeter,
         stream_id: int,
+        settings: TrackSettings | None = None,
     ) -> None:
         self.speaker = speaker
+        # the speech settings the stream was opened with (read by later stages: diarization)
+        self.settings = settings
         self._source = source
         self._stream = stream
         self._record = record
@@ -91,10 +95,11 @@ class TrackPipeline:
                 tg.create_task(self._feed(), name=f"feed:{sid}")
                 tg.create_task(self._emit(outbox), name=f"emit:{sid}")
                 tg.create_task(self._publish(outbox), name=f"publish:{sid}")
-        except* Exception:
+        except* Exception as group:
             metrics.PIPELINE_FAILURES.inc()
             self._stream.stats.errors += 1
-            logger.exception("track pipeline failed", extra={"track_sid": sid})
+            # the types and frames only: a message may quote captions or SQL parameters
+            logger.error("track pipeline failed", extra={"track_sid": sid, **error_fields(group)})
         finally:
             await self._stream.aclose()
             with contextlib.suppress(Exception):
@@ -114,7 +119,8 @@ class TrackPipeline:
         started_at = datetime.now(UTC)
         try:
             async for caption in self._stream.captions():
-                item = SpokenCaption(caption, self.speaker, started_at)
+                model = self.settings.model if self.settings is not None else ""
+                item = SpokenCaption(caption, self.speaker, started_at, model)
                 # Persistence first (a local write-ahead append): a final the room has seen
                 # must survive a crash right after publishing.
                 await self._record.publish(item)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
 SAMPLE_RATE_HZ = 16_000
 
@@ -61,3 +62,22 @@ class SpokenCaption:
     speaker: Speaker
     # Wall-clock time of the stream's first sample: caption times are offsets from it.
     stream_started_at: datetime
+    model: str = ""  # the ASR model that decoded it ("" when unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class TrackSettings:
+    """A track's speech settings, fixed when its pipeline starts (from its session's).
+
+    ``language`` is a Whisper language code (None: detected per utterance); ``hotwords`` and
+    ``initial_prompt`` prompt the decoder (None: the worker's configured ones); ``model`` names
+    the Whisper model that decodes the track. ``diarization`` is the session's mode, carried for
+    the diarization stage: today every mode means ``off``, i.e. each segment is labelled with
+    its participant (``Speaker.label``).
+    """
+
+    model: str
+    language: str | None = None
+    hotwords: str | None = None
+    initial_prompt: str | None = None
+    diarization: Literal["off", "on", "auto"] = "off"

@@ -51,6 +51,7 @@ TABLES = (
     "participants",
     "transcription_jobs",
     "space_quotas",
+    "space_settings",
     "sessions",
 )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -45,3 +46,24 @@ def test_the_sdks_handle_bookkeeping_is_not_logged(capsys: pytest.CaptureFixture
     sdk.warning("signal connection failed")
     err = capsys.readouterr().err
     assert "FFI handle" not in err and "signal connection failed" in err
+
+
+def test_error_fields_name_the_error_and_its_place_but_never_its_message() -> None:
+    def fail() -> None:
+        try:
+            raise ValueError("invalid input for query argument $6: 'private words'")
+        except ValueError as exc:
+            raise RuntimeError("[parameters: ('private words',)]") from exc
+
+    try:
+        fail()
+    except RuntimeError as exc:
+        fields = logs.error_fields(exc)
+    assert fields["error"] == "RuntimeError" and fields["error_causes"] == "ValueError"
+    assert re.fullmatch(r"test_logs\.py:\d+:fail", fields["error_at"]), fields
+    assert "private" not in json.dumps(fields)
+
+    group = ExceptionGroup("tasks", [KeyError("private words"), OSError("private words")])
+    fields = logs.error_fields(group)
+    assert fields["error"] == "ExceptionGroup(KeyError, OSError)"
+    assert "private" not in json.dumps(fields)

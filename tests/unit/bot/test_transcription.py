@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from bot.config import BotSettings
+from bot.pipeline.types import TrackSettings
 from bot.pipeline.usage import UsageMeter
 from bot.recording import SessionRecorder
-from bot.transcription import RoomTranscription
+from bot.transcription import RoomTranscription, track_settings
 from core.errors import LimitExceeded, StorageError
-from store.enums import SessionStatus
+from store.enums import DiarizationMode, SessionStatus
 from store.records import LimitCheck, LimitReason, SessionRecord, UsageCheckpoint
 from tests.unit.bot.fakes import ArraySource, ListSink, engine, speaker, speech
 
@@ -34,6 +36,9 @@ class FakeRepo:
 
     async def participant_joined(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+    async def get_session_by_id(self, session_id: int) -> SessionRecord:
+        return SESSION
 
     async def open_track_usage(self, *, track_sid: str, **kwargs: Any) -> None:
         if self.open_error is not None:
@@ -85,3 +90,28 @@ async def test_a_track_is_transcribed_while_the_database_is_down_and_billed_afte
     assert (written.final_count, written.ended) == (1, True)
     await recorder.checkpoint()
     assert len(repo.checkpoints) == 1, "written once"
+
+
+def test_track_settings_come_from_the_session() -> None:
+    session = dataclasses.replace(
+        SESSION,
+        language="ru-RU",
+        hotwords="Grafana",
+        initial_prompt="Планёрка.",
+        diarization=DiarizationMode.AUTO,
+    )
+    multilingual = engine()
+    multilingual.recognizer.multilingual = True
+    settings = track_settings(session, multilingual)
+    assert settings == TrackSettings(
+        model="fake",
+        language="ru",
+        hotwords="Grafana",
+        initial_prompt="Планёрка.",
+        diarization="auto",
+    )
+    # an English-only model cannot be forced to Russian: it decodes English as always
+    assert track_settings(session, engine()).language is None
+    english = dataclasses.replace(session, language="en")
+    assert track_settings(english, engine()).language == "en"
+    assert track_settings(SESSION, multilingual) == TrackSettings(model="fake")
