@@ -11,24 +11,68 @@
   answered ``503`` with the JSON error body (``too_many_connections``, ``Retry-After: 1``) and
   closed, without reaching the app.
 * Request lines and header fields are bounded by aiohttp (8190 bytes each, 128 headers: 400
-  past them); bodies by ``API_MAX_BODY_BYTES``; aiohttp's access log (full URL, query
-  included) is off, ``api.access`` logs route templates only.
+  past them); bodies by ``API_MAX_BODY_BYTES``. Such protocol errors, answered by aiohttp
+  before the app sees a request, get the JSON error body too (:class:`_JsonErrorHandler`),
+  and aiohttp's log line about them names the error's types, not its message (which quotes
+  the request line: search text, cursors). aiohttp's access log (full URL, query included) is
+  off; ``api.access`` logs route templates only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
 
+from api.errors import error_response
 from api.settings import ApiSettings
+from core.logs import without_exception_messages
 
 __all__ = ["GuardedSite", "make_runner"]
 
 
+_PROTOCOL_CODES = {413: "payload_too_large", 431: "bad_request"}
+
+
+class _JsonErrorHandler(RequestHandler):
+    """aiohttp's connection handler, answering malformed requests (bad or too long request
+    line, header or chunked body) with the API's JSON error body instead of text/plain."""
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        plain = super().handle_error(request, status, exc, message)  # logs, checks output
+        if status >= 500:
+            response = error_response(status, "internal_error", "internal server error")
+        else:
+            code = _PROTOCOL_CODES.get(status, "bad_request")
+            response = error_response(status, code, "malformed HTTP request")
+        del plain
+        response.force_close()
+        return response
+
+
+def guard_logs() -> None:
+    """aiohttp's server and web loggers log exceptions without their messages (idempotent)."""
+    for name in ("aiohttp.server", "aiohttp.web"):
+        target = logging.getLogger(name)
+        if without_exception_messages not in target.filters:
+            target.addFilter(without_exception_messages)
+
+
 def make_runner(app: web.Application, settings: ApiSettings) -> web.AppRunner:
     """The app's runner with the header-read timeout; call ``await runner.setup()`` next."""
+    guard_logs()
     return web.AppRunner(
         app,
         access_log=None,
@@ -84,7 +128,10 @@ class GuardedSite(web.BaseSite):
             # server.connections: handlers between connection_made and the end of their task
             if cap and len(server.connections) >= cap:
                 return _Refusal()
-            return server()
+            handler = server()
+            # same slots, one method more: aiohttp builds the handler, we answer its errors
+            handler.__class__ = _JsonErrorHandler
+            return handler
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(protocol, self._host, self._port)

@@ -35,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import create_app
+from api.server import GuardedSite, make_runner
 from store.engine import create_engine, create_sessionmaker
 from store.stores import Store
 from tests.integration.api.conftest import api_settings
@@ -78,8 +79,6 @@ class LiveServer:
         self.loop.close()
 
     async def _start(self) -> None:
-        from aiohttp import web
-
         self.engine = create_engine(self.database_url, pool_size=5, max_overflow=5)
         sessionmaker = create_sessionmaker(self.engine)
         self.repo = Store(sessionmaker)
@@ -91,12 +90,15 @@ class LiveServer:
             api_rate_export_per_minute=0,
         )
         app = create_app(settings, sessionmaker)
-        self.runner = web.AppRunner(app, access_log=None)
+        # the server of python -m api: JSON errors for malformed requests (the fuzzer sends
+        # request lines past aiohttp's 8190 bytes), header timeout, connection cap
+        self.runner = make_runner(app, settings)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = GuardedSite(
+            self.runner, "127.0.0.1", 0, max_connections=settings.api_max_connections
+        )
         await site.start()
-        port = self.runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"http://127.0.0.1:{site.bound_port}"
 
     def reseed(self) -> list[str]:
         """Fresh sessions for the next operation (an earlier one may have ended or deleted them):

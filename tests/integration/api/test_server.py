@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
 from api.server import GuardedSite, make_runner
+from core.logs import JsonFormatter, TextFormatter
 from tests.integration.api.conftest import api_settings
 
 # generous bound for "the server closed it" (the timeout under test is 0.3 s): a hang fails
@@ -101,3 +103,24 @@ async def test_connections_past_the_cap_get_503_and_are_closed(serve: Any) -> No
         await writer.wait_closed()
     await _until(lambda: not runner.server.connections)  # the server noticed the closes
     assert (await _request(port)).startswith(b"HTTP/1.1 200")
+
+
+async def test_a_malformed_request_gets_the_json_error_and_no_request_data_in_logs(
+    serve: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    port, _ = await serve()
+    secret = "findme-secret-search-text"
+    line = f"GET /api/sessions?q={secret}&pad={'x' * 9000} HTTP/1.1\r\nHost: t\r\n\r\n"
+    with caplog.at_level(logging.DEBUG):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(line.encode())
+        data = await asyncio.wait_for(reader.read(), CLOSE_WAIT_S)
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] == b"400" and b"application/json" in head
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    logged = "\n".join(
+        JsonFormatter().format(r) + TextFormatter().format(r) for r in caplog.records
+    )
+    assert "Error handling request" in logged and "LineTooLong" in logged
+    assert secret not in logged and "xxxxxxxx" not in logged
