@@ -14,10 +14,9 @@ import logging
 import signal
 import sys
 
-from aiohttp import web
-
 from api.app import create_app
 from api.context import CONTEXT
+from api.server import GuardedSite, make_runner
 from api.settings import ApiSettings
 from api.sweeper import run_sweeper
 from core import logs
@@ -30,13 +29,21 @@ logger = logging.getLogger("api")
 
 async def serve(settings: ApiSettings, db_settings: DatabaseSettings, *, migrate: bool) -> None:
     async with open_database(
-        db_settings, migrate=migrate, application_name="transcriber-api"
+        db_settings,
+        migrate=migrate,
+        application_name="transcriber-api",
+        statement_timeout_ms=settings.db_statement_timeout_ms,
     ) as database:
         app = create_app(settings, database.sessionmaker)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        runner = make_runner(app, settings)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, settings.api_host, settings.api_port)
+            site = GuardedSite(
+                runner,
+                settings.api_host,
+                settings.api_port,
+                max_connections=settings.api_max_connections,
+            )
             await site.start()
             logger.info(
                 "api listening", extra={"host": settings.api_host, "port": settings.api_port}

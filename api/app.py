@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -18,6 +19,7 @@ from api.errors import error_middleware
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
 from api.openapi import Operation, build_document
+from api.ratelimit import RateLimiter, RateLimits
 from api.routes import retention, search, sessions, system, transcripts, usage, webhooks
 from api.settings import ApiSettings
 from store.stores import Store
@@ -37,6 +39,26 @@ def operations() -> Sequence[Operation]:
         *webhooks.OPERATIONS,
         *system.OPERATIONS,
     ]
+
+
+async def _stop_renders(app: web.Application) -> None:
+    # queued renders are dropped; a running one is capped (API_EXPORT_DOCX_MAX_SEGMENTS) and
+    # stops at its next cancellation check once its client is gone
+    app[CONTEXT].render_executor.shutdown(wait=False, cancel_futures=True)
+
+
+def rate_limits(settings: ApiSettings) -> RateLimits:
+    """The per-caller limits of the settings (a rate of 0 leaves that kind unlimited)."""
+    limiters = {}
+    if settings.api_rate_search_per_minute:
+        limiters["search"] = RateLimiter(
+            settings.api_rate_search_per_minute, settings.api_rate_search_burst
+        )
+    if settings.api_rate_export_per_minute:
+        limiters["export"] = RateLimiter(
+            settings.api_rate_export_per_minute, settings.api_rate_export_burst
+        )
+    return RateLimits(limiters)
 
 
 def create_app(
@@ -65,12 +87,15 @@ def create_app(
         ),
         metrics=metrics,
         openapi=build_document(ops, title=TITLE, version=VERSION),
+        rate_limits=rate_limits(settings),
+        render_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-render"),
     )
     app = web.Application(
         middlewares=[metrics.middleware(), error_middleware],
         client_max_size=settings.api_max_body_bytes,
     )
     app[CONTEXT] = ctx
+    app.on_cleanup.append(_stop_renders)
     for op in ops:
         app.router.add_route(op.method, op.path, op.handler, name=op.operation_id)
     return app

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -15,6 +16,9 @@ from api.settings import ApiSettings
 from store.records import TranscriptionLimits
 from store.stores import Store
 
+if TYPE_CHECKING:
+    from api.ratelimit import RateLimits
+
 
 @dataclass(slots=True)
 class ApiContext:
@@ -25,6 +29,9 @@ class ApiContext:
     livekit: LiveKitGateway
     metrics: ApiMetrics
     openapi: dict[str, Any]
+    rate_limits: RateLimits
+    # CPU-bound renders (DOCX), one at a time per process, off the event loop
+    render_executor: ThreadPoolExecutor
 
     @property
     def limits(self) -> TranscriptionLimits:

@@ -17,20 +17,25 @@ The tree::
     +-- Conflict              409 conflict, session_not_active
     +-- UnsupportedMediaType  415 unsupported_media_type
     +-- ValidationFailed      422 validation_error
+    +-- ExportTooLarge        422 export_too_large
     +-- LimitExceeded         429 session_track_limit, user_track_limit, quota_exceeded
-    +-- ServiceUnavailable    503 unavailable, livekit_not_configured
+    |   +-- RateLimited       429 rate_limited (with Retry-After)
+    +-- ServiceUnavailable    503 unavailable, database_timeout, livekit_not_configured
 
 aiohttp raises 405 ``method_not_allowed`` and 413 ``payload_too_large`` itself.
 
 Storage errors (:mod:`core.errors`) map once, here: unavailable -> 503, not found -> 404,
 invalid state -> 409 ``session_not_active``, a refused write -> 409, a limit -> 429 with the
-limit's code (``session_track_limit``, ``user_track_limit``, ``quota_exceeded``).
+limit's code (``session_track_limit``, ``user_track_limit``, ``quota_exceeded``), a statement
+cancelled by the connection's ``statement_timeout`` -> 503 ``database_timeout`` (Retry-After).
 
 Choices: a body that is not JSON is ``400 invalid_json``; JSON (or a query string) that parses but
 breaks the schema is ``422 validation_error``; a well-formed speech setting the workers cannot
 honour (a language Whisper does not know, a model outside ``ASR_MODELS``) is ``400``. aiohttp's
-own 404/405/413 become the same body. Any other exception is logged (without request data) and
-answered ``500 internal_error``.
+own 404/405/413 become the same body. Any other exception is answered ``500 internal_error`` and
+logged without request data: the log line carries ``core.logs.error_fields`` (the exception's
+types and where it was raised), never an exception's message (database drivers quote query
+parameters there: search text, slugs, cursors).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from core import errors as storage
+from core.logs import error_fields
 
 logger = logging.getLogger("api")
 
@@ -53,10 +59,14 @@ class ApiError(Exception):
     status: ClassVar[int] = 500
     default_code: ClassVar[str] = "internal_error"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
+        # seconds after which a retry may succeed: the Retry-After header of the response
+        self.retry_after_s = retry_after_s
 
 
 class BadRequest(ApiError):
@@ -94,9 +104,20 @@ class ValidationFailed(ApiError):
     default_code = "validation_error"
 
 
+class ExportTooLarge(ApiError):
+    status = 422
+    default_code = "export_too_large"
+
+
 class LimitExceeded(ApiError):
     status = 429
     default_code = "limit_exceeded"
+
+
+class RateLimited(LimitExceeded):
+    """The caller made too many requests of one kind; ``retry_after_s`` says when to retry."""
+
+    default_code = "rate_limited"
 
 
 class ServiceUnavailable(ApiError):
@@ -104,8 +125,17 @@ class ServiceUnavailable(ApiError):
     default_code = "unavailable"
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def error_response(
+    status: int, code: str, message: str, *, retry_after_s: int | None = None
+) -> web.Response:
+    response = web.json_response({"error": {"code": code, "message": message}}, status=status)
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = str(max(int(retry_after_s), 1))
+    return response
+
+
+def api_error_response(exc: ApiError) -> web.Response:
+    return error_response(exc.status, exc.code, exc.message, retry_after_s=exc.retry_after_s)
 
 
 def validation_message(exc: ValidationError) -> str:
@@ -116,6 +146,9 @@ def validation_message(exc: ValidationError) -> str:
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts) or "invalid input"
 
+
+# Retry-After of a 503 database_timeout
+DATABASE_RETRY_AFTER_S = 5
 
 _LIMIT_CODES = {
     "session_tracks": "session_track_limit",
@@ -135,6 +168,12 @@ def from_storage(exc: storage.StorageError) -> ApiError:
         return Conflict("the session has ended", code="session_not_active")
     if isinstance(exc, storage.ConflictError):
         return Conflict("the request conflicts with stored data")
+    if isinstance(exc, storage.StatementTimeout):
+        return ServiceUnavailable(
+            "the database took too long to answer; try again later",
+            code="database_timeout",
+            retry_after_s=DATABASE_RETRY_AFTER_S,
+        )
     return ServiceUnavailable("database unavailable")
 
 
@@ -185,22 +224,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return api_error_response(exc)
     except storage.StorageError as exc:
         api_error = from_storage(exc)
         if api_error.status >= 500:
             logger.warning(
-                "storage unavailable", extra={"route": _route_name(request), "error": repr(exc)}
+                "storage unavailable",
+                extra={"route": _route_name(request), **error_fields(exc)},
             )
-        return error_response(api_error.status, api_error.code, api_error.message)
+        return api_error_response(api_error)
     except ValidationError as exc:
         return error_response(422, "validation_error", validation_message(exc))
     except web.HTTPException as exc:
         return _from_http_exception(exc)
-    except Exception:
-        logger.exception(
+    except Exception as exc:
+        # not logger.exception: the traceback's text ends with the message, and a driver's
+        # message quotes the statement's parameters (request data)
+        logger.error(
             "unhandled error while serving a request",
-            extra={"method": request.method, "route": _route_name(request)},
+            extra={"method": request.method, "route": _route_name(request), **error_fields(exc)},
         )
         return error_response(500, "internal_error", "internal server error")
 

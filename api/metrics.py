@@ -40,6 +40,13 @@ class ApiMetrics:
             ["event", "outcome"],
             registry=self.registry,
         )
+        self.exports = Counter(
+            "transcriber_exports",
+            "Transcript downloads by format and outcome: ok, cancelled (the client went away "
+            "mid-export), too_large (over API_EXPORT_DOCX_MAX_SEGMENTS).",
+            ["format", "outcome"],
+            registry=self.registry,
+        )
         self.sweeps = Counter(
             "transcriber_sessions_swept",
             "Sessions the lifecycle sweeper ended or expired.",

@@ -42,7 +42,8 @@ _ERROR_TEXT = {
     413: "Request body too large",
     415: "A request body that is not JSON",
     422: "The request does not match the schema",
-    429: "A transcription limit or quota is reached",
+    429: "A transcription limit or quota is reached, or the caller's rate limit of searches or "
+    "exports (rate_limited, with Retry-After)",
     503: "A dependency (database, LiveKit config) is not available",
 }
 

@@ -44,9 +44,27 @@ class ApiSettings(UsageSettings, ModelChoiceSettings):
     metrics_token: SecretStr | None = None
     # the bot's participant identity (BOT_IDENTITY, shared with the bot): no user may take it
     bot_identity: str = Field(default="transcriber", min_length=1)
+    # a request's header must arrive within this many seconds of the connection opening or of
+    # the previous response; idle keep-alive connections close after it too (api/server.py)
+    api_header_timeout_seconds: float = Field(default=20.0, gt=0)
+    # open connections past this are answered 503 too_many_connections and closed; 0 = no cap
+    api_max_connections: int = Field(default=1000, ge=0)
+    # per-caller rate limits (token buckets in process; 0 = off): requests a minute and burst of
+    # searches (GET .../transcript?q=) and of exports (?format= downloads, usage CSV)
+    api_rate_search_per_minute: int = Field(default=120, ge=0)
+    api_rate_search_burst: int = Field(default=30, ge=1)
+    api_rate_export_per_minute: int = Field(default=12, ge=0)
+    api_rate_export_burst: int = Field(default=6, ge=1)
+
+    # a DOCX export is built in memory (python-docx, ~1-3 ms of CPU a segment): transcripts with
+    # more segments are refused 422 export_too_large (text formats stream without a limit)
+    api_export_docx_max_segments: int = Field(default=5000, ge=1)
 
     # postgresql+asyncpg://... ; unset: the embedded PostgreSQL of store
     database_url: str | None = None
+    # the server cancels any statement of the API's connections that runs longer (the request
+    # gets 503 database_timeout); 0 = no limit. Migrations at start-up are exempt
+    db_statement_timeout_ms: int = Field(default=15_000, ge=0)
 
     # LiveKit's own variable names
     livekit_url: str = "ws://127.0.0.1:7880"

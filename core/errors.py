@@ -14,6 +14,8 @@ whether retrying the same operation may succeed (``retryable``)::
     +-- StorageError            the database refused the operation or could not be reached
         +-- StorageUnavailable      the database cannot be reached or the connection broke
         |                           (retryable)
+        +-- StatementTimeout        the server cancelled a statement that ran past the
+        |                           connection's ``statement_timeout`` (retryable)
         +-- ConflictError           a uniqueness or foreign-key rule refused the write
         |   +-- SlugTaken           a session with this slug exists
         +-- NotFound                a row the operation needs does not exist
@@ -46,6 +48,7 @@ __all__ = [
     "ModelUnavailableError",
     "NotFound",
     "SlugTaken",
+    "StatementTimeout",
     "StorageError",
     "StorageUnavailable",
     "TranscriberError",
@@ -88,6 +91,12 @@ class StorageError(TranscriberError):
 
 class StorageUnavailable(StorageError):
     """The database is unreachable or the connection broke mid-operation."""
+
+    retryable = True
+
+
+class StatementTimeout(StorageError):
+    """The server cancelled a statement that ran longer than ``statement_timeout`` allows."""
 
     retryable = True
 

@@ -51,6 +51,17 @@ def _not_sdk_bookkeeping(record: logging.LogRecord) -> bool:
     return "Attempted to drop unknown FFI handle" not in record.getMessage()
 
 
+def without_exception_messages(record: logging.LogRecord) -> bool:
+    """A logger filter for third-party loggers that log exceptions with ``exc_info`` (aiohttp's
+    server logs a malformed request's error, whose message quotes the request line, query and
+    all): the traceback becomes :func:`error_fields`, and the message is dropped."""
+    if record.exc_info and record.exc_info[1] is not None:
+        record.__dict__.update(error_fields(record.exc_info[1]))
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
 def configure(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(TextFormatter() if fmt == "text" else JsonFormatter())

@@ -30,7 +30,14 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
-from core.errors import ConflictError, InvalidState, NotFound, StorageError, StorageUnavailable
+from core.errors import (
+    ConflictError,
+    InvalidState,
+    NotFound,
+    StatementTimeout,
+    StorageError,
+    StorageUnavailable,
+)
 from store.enums import SessionStatus
 from store.models import Session
 
@@ -49,6 +56,8 @@ AnySelect = Select[*tuple[Any, ...]]
 
 # Postgres error classes that mean "the connection or server is gone, try later"
 _UNAVAILABLE_SQLSTATES: Final = ("08", "57P01", "57P02", "57P03", "53300")
+# query_canceled: the connection's statement_timeout (or a cancel request) stopped a statement
+_CANCELED_SQLSTATE: Final = "57014"
 # activity is recorded at most once per session every few seconds: finals of many tracks touch it
 _ACTIVITY_GRANULARITY: Final = timedelta(seconds=5)
 
@@ -65,6 +74,8 @@ def translate(exc: BaseException) -> StorageError | None:
     if isinstance(exc, sa_exc.IntegrityError):
         return ConflictError("the database refused a conflicting write")
     if isinstance(exc, sa_exc.DBAPIError):
+        if _sqlstate(exc) == _CANCELED_SQLSTATE:
+            return StatementTimeout("the database cancelled a statement that ran too long")
         if (
             exc.connection_invalidated
             or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)

@@ -61,9 +61,15 @@ class Database:
 
 @asynccontextmanager
 async def open_database(
-    settings: DatabaseSettings, *, migrate: bool = True, application_name: str = "transcriber"
+    settings: DatabaseSettings,
+    *,
+    migrate: bool = True,
+    application_name: str = "transcriber",
+    statement_timeout_ms: int = 0,
 ) -> AsyncIterator[Database]:
-    """Resolve, migrate (``alembic upgrade head``) and connect; clean up on exit."""
+    """Resolve, migrate (``alembic upgrade head``) and connect; clean up on exit.
+    ``statement_timeout_ms`` > 0 bounds every statement of the engine's connections (the
+    migrations lift it for their own transaction)."""
     resolved = await resolve_database_url(settings)
     try:
         engine = create_engine(
@@ -72,6 +78,7 @@ async def open_database(
             max_overflow=settings.db_max_overflow,
             echo=settings.db_echo,
             application_name=application_name,
+            statement_timeout_ms=statement_timeout_ms,
         )
         try:
             if migrate:

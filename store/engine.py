@@ -46,6 +46,7 @@ def create_engine(
     echo: bool = False,
     pool: bool = True,
     application_name: str = "transcriber",
+    statement_timeout_ms: int = 0,
 ) -> AsyncEngine:
     """An asyncpg engine. ``pool=False`` opens a connection per checkout (tests, one-shot tools).
 
@@ -53,11 +54,16 @@ def create_engine(
     aggregate over many rows costs tens of milliseconds that the reports' latency budget lacks.
 
     SQL parameters are hidden from error messages and the ``echo`` log (``hide_parameters``):
-    they are transcript text, identities and names, and an error's message ends up in tracebacks.
-    (asyncpg's own messages for a value it cannot encode still quote it: log errors with
-    ``core.logs.error_fields``, not their messages.)
+    they are transcript text, identities, names and request data (search text, slugs, cursors),
+    and an error's message ends up in tracebacks. (asyncpg's own messages for a value it cannot
+    encode still quote it: log errors with ``core.logs.error_fields``, not their messages.)
+    ``statement_timeout_ms`` (> 0) makes the server cancel any statement that runs longer
+    (SQLSTATE 57014, translated to :class:`~core.errors.StatementTimeout` by ``store.base``).
     """
-    connect_args = {"server_settings": {"application_name": application_name, "jit": "off"}}
+    server_settings = {"application_name": application_name, "jit": "off"}
+    if statement_timeout_ms:
+        server_settings["statement_timeout"] = str(int(statement_timeout_ms))
+    connect_args = {"server_settings": server_settings}
     if not pool:
         return _create_async_engine(
             normalize_database_url(url),

@@ -23,6 +23,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -41,6 +42,8 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+# migrations run on the API's engine too, whose connections may carry a statement_timeout
+_NO_STATEMENT_TIMEOUT = text("SET LOCAL statement_timeout = 0")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 # pg_advisory_xact_lock key held while migrating ("transcr" in ASCII)
@@ -89,6 +92,7 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     """``alembic upgrade <revision>`` on ``engine``, in one transaction."""
     _log.info("applying migrations", extra={"revision": revision})
     async with _exclusive(), engine.begin() as conn:
+        await conn.execute(_NO_STATEMENT_TIMEOUT)
         await conn.run_sync(_on_connection, lambda cfg: command.upgrade(cfg, revision))
 
 
@@ -96,6 +100,7 @@ async def downgrade(engine: AsyncEngine, revision: str) -> None:
     """``alembic downgrade <revision>`` on ``engine`` (``"base"`` drops everything)."""
     _log.info("reverting migrations", extra={"revision": revision})
     async with _exclusive(), engine.begin() as conn:
+        await conn.execute(_NO_STATEMENT_TIMEOUT)
         await conn.run_sync(_on_connection, lambda cfg: command.downgrade(cfg, revision))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Final
 
 from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
 
@@ -175,6 +176,9 @@ class SegmentRecord:
     corrected_at: datetime | None = None
 
 
+MAX_BIGINT: Final = 2**63 - 1
+
+
 @dataclass(frozen=True, slots=True)
 class SegmentCursor:
     """Keyset position in a transcript: the last row's ``(start_ms, id)``."""
@@ -195,7 +199,8 @@ class SegmentCursor:
             start_ms, id_ = int(start_text), int(id_text)
         except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
             raise ValueError("invalid cursor") from exc
-        if start_ms < 0 or id_ < 0:
+        # both are BIGINT columns: a value outside them would fail in the driver, not here
+        if not (0 <= start_ms <= MAX_BIGINT and 0 <= id_ <= MAX_BIGINT):
             raise ValueError("invalid cursor")
         return cls(start_ms, id_)
 

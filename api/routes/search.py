@@ -18,6 +18,7 @@ from api.context import context, principal
 from api.errors import NotFound
 from api.http import json_model, parse_query
 from api.openapi import Operation, Reply
+from api.ratelimit import enforce
 from api.schemas import MAX_SEARCH_OFFSET, SearchHitOut, SearchQuery, SearchResults
 from store.records import SearchHit, SegmentCursor
 from store.transcripts import HIGHLIGHT_START, HIGHLIGHT_STOP
@@ -56,10 +57,10 @@ def _hit_out(hit: SearchHit) -> SearchHitOut:
 
 
 async def search(request: web.Request) -> web.Response:
-    # RATE LIMIT: the per-caller limiter (api/ratelimit.py, from the "bounds" work) belongs
-    # here, before any query: a search is the API's most expensive read (see bench/search.py)
     who = principal(request)
     space_id = who.require_space()
+    # a search is the API's most expensive read (bench/search.py): counted before any query
+    enforce(request, "search")
     query = parse_query(request, SearchQuery)
     store = context(request).store
     session_id = None

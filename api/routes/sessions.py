@@ -52,6 +52,11 @@ def decode_cursor(token: str) -> SessionCursor:
         raise ValidationFailed("cursor: invalid cursor") from exc
     if created_at.tzinfo is None or not 0 <= id_ <= _MAX_ID:
         raise ValidationFailed("cursor: invalid cursor")
+    try:
+        # the driver sends UTC: an offset that moves the time past year 1 or 9999 fails there
+        created_at = created_at.astimezone(dt.UTC)
+    except (OverflowError, ValueError) as exc:
+        raise ValidationFailed("cursor: invalid cursor") from exc
     return SessionCursor(created_at, id_)
 
 

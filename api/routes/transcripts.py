@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from collections.abc import AsyncIterator
 
@@ -10,10 +11,11 @@ from aiohttp import web
 
 from api import exports
 from api.auth import SERVICE_USER, Role
-from api.context import context, principal
-from api.errors import Forbidden, NotFound, ValidationFailed
+from api.context import ApiContext, context, principal
+from api.errors import ExportTooLarge, Forbidden, NotFound, ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
+from api.ratelimit import enforce
 from api.routes.common import SLUG_RE, scoped_session
 from api.schemas import (
     SegmentCorrection,
@@ -79,8 +81,9 @@ async def transcript(request: web.Request) -> web.StreamResponse:
     query = parse_query(request, TranscriptQuery)
     ctx = context(request)
     if query.format is not None:
+        enforce(request, "export")
         scoped = await scoped_session(request)
-        return await _download(request, ctx.store, scoped.session, query.format)
+        return await _download(request, ctx, scoped.session, query.format)
     after = None
     if query.cursor:
         try:
@@ -88,6 +91,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
         except ValueError as exc:
             raise ValidationFailed("cursor: invalid cursor") from exc
     if query.q is not None:
+        enforce(request, "search")
         scoped = await scoped_session(request)
         page = await ctx.store.transcripts.transcript_page(
             scoped.session.id, q=query.q, after=after, limit=query.limit
@@ -136,45 +140,95 @@ async def correct_segment(request: web.Request) -> web.Response:
     return json_model(_segment_out(corrected))
 
 
+# nginx's "client closed request": the status recorded when the client left mid-export
+CLIENT_GONE = 499
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 async def _download(
-    request: web.Request, repo: Store, session: SessionRecord, fmt: ExportFormat
+    request: web.Request, ctx: ApiContext, session: SessionRecord, fmt: ExportFormat
 ) -> web.StreamResponse:
+    """The whole transcript as a file. Text formats stream batch by batch (memory bounded by a
+    batch); DOCX is built in memory, so it is capped (``API_EXPORT_DOCX_MAX_SEGMENTS``, else 422
+    ``export_too_large``) and built on the app's one render thread, off the event loop. Either
+    stops reading rows and rendering when the client disconnects."""
     header = ExportHeader(slug=session.slug, title=session.title, space_id=session.space_id)
     headers = {
         "Content-Type": exports.CONTENT_TYPES[fmt],
         "Content-Disposition": exports.content_disposition(session.slug, fmt),
     }
+    exported = ctx.metrics.exports
     if fmt is ExportFormat.DOCX:
-        segments = [s async for batch in _batches(repo, session.id) for s in batch]
-        loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(None, documents.render_docx, header, segments)
+        cap = ctx.settings.api_export_docx_max_segments
+        segments: list[ExportSegment] = []
+        async for batch in _batches(ctx.store, session.id):
+            if _client_gone(request):
+                exported.labels(fmt.value, "cancelled").inc()
+                return web.Response(status=CLIENT_GONE)
+            segments += batch
+            if len(segments) > cap:
+                exported.labels(fmt.value, "too_large").inc()
+                raise ExportTooLarge(
+                    f"the transcript has more than {cap} segments, the most a DOCX export "
+                    "holds; download it as txt, srt, vtt or json (streamed, no limit)"
+                )
+        render = functools.partial(
+            documents.render_docx, header, segments, cancelled=lambda: _client_gone(request)
+        )
+        try:
+            # if this await is cancelled the thread runs on, and stops at its next check
+            body = await asyncio.get_running_loop().run_in_executor(ctx.render_executor, render)
+        except documents.RenderCancelled:
+            exported.labels(fmt.value, "cancelled").inc()
+            return web.Response(status=CLIENT_GONE)
+        except asyncio.CancelledError:
+            exported.labels(fmt.value, "cancelled").inc()
+            raise
+        exported.labels(fmt.value, "ok").inc()
         return web.Response(body=body, headers=headers)
 
     # text formats stream: one query per batch of rows, UTF-8 chunks written as they are made
     response = web.StreamResponse(headers=headers)
     first = True
     index = 1
-    async for batch in _batches(repo, session.id):
-        if fmt is ExportFormat.SRT:
-            chunks = documents.render_srt(batch, first_index=index)
-            index += len(batch)
-        elif fmt is ExportFormat.VTT:
-            chunks = documents.render_vtt(batch, header=first)
-        elif fmt is ExportFormat.TXT:
-            chunks = documents.render_txt(batch)
-        else:
-            chunks = documents.render_json_items(batch, first=first)
+    try:
+        async for batch in _batches(ctx.store, session.id):
+            if not first and _client_gone(request):
+                raise ConnectionResetError("client disconnected")
+            if fmt is ExportFormat.SRT:
+                chunks = documents.render_srt(batch, first_index=index)
+                index += len(batch)
+            elif fmt is ExportFormat.VTT:
+                chunks = documents.render_vtt(batch, header=first)
+            elif fmt is ExportFormat.TXT:
+                chunks = documents.render_txt(batch)
+            else:
+                chunks = documents.render_json_items(batch, first=first)
+                if first:
+                    chunks = itertools.chain([documents.json_prefix(header)], chunks)
+            data = b"".join(documents.encode_chunks(chunks))
             if first:
-                chunks = itertools.chain([documents.json_prefix(header)], chunks)
-        data = b"".join(documents.encode_chunks(chunks))
-        if first:
-            await response.prepare(request)  # only now: a failed first query is still a JSON error
-            first = False
-        if data:
-            await response.write(data)
-    if fmt is ExportFormat.JSON:
-        await response.write(documents.JSON_SUFFIX.encode())
-    await response.write_eof()
+                # only now: a failed first query is still a JSON error
+                await response.prepare(request)
+                first = False
+            if data:
+                await response.write(data)
+        if fmt is ExportFormat.JSON:
+            await response.write(documents.JSON_SUFFIX.encode())
+        await response.write_eof()
+    except ConnectionResetError:
+        # the client went away (aiohttp's ClientConnectionResetError is one): stop reading rows
+        exported.labels(fmt.value, "cancelled").inc()
+        return response
+    except asyncio.CancelledError:
+        # aiohttp cancels a write blocked on a connection that is lost
+        exported.labels(fmt.value, "cancelled").inc()
+        raise
+    exported.labels(fmt.value, "ok").inc()
     return response
 
 
@@ -204,6 +258,7 @@ OPERATIONS = [
             ),
         ),
         query=TranscriptQuery,
+        errors=(429,),
     ),
     Operation(
         "PATCH", "/api/sessions/{slug}/transcript/segments/{segment_id}", correct_segment,

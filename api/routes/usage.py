@@ -21,6 +21,7 @@ from api.context import context, principal
 from api.errors import Forbidden, ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
+from api.ratelimit import enforce
 from api.routes.common import scoped_session
 from api.schemas import (
     MAX_REPORT_DAYS,
@@ -47,15 +48,34 @@ def _totals(items: Iterable[records.UsageTotals]) -> list[UsageTotals]:
     return [UsageTotals.model_validate(t, from_attributes=True) for t in items]
 
 
+# a spreadsheet reads a cell starting with one of these as a formula (or strips it and then does)
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A cell safe to open in a spreadsheet: text that would start a formula gets a leading
+    ``'`` (OWASP's CSV injection advice); numbers, dates and other values pass unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_response(rows: Sequence[BaseModel], model: type[BaseModel], name: str) -> web.Response:
-    """Rows as RFC 4180 CSV with a header line, UTF-8."""
+    """Rows as RFC 4180 CSV with a header line, UTF-8; text cells neutralised (:func:`csv_cell`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     columns = list(model.model_fields)
     writer.writerow(columns)
     for row in rows:
+        # text fields are str in Python; Decimals and dates are only strings once in JSON form
         data = row.model_dump(mode="json")
-        writer.writerow(["" if data[c] is None else data[c] for c in columns])
+        raw = row.model_dump()
+        writer.writerow(
+            [
+                "" if data[c] is None else csv_cell(data[c]) if isinstance(raw[c], str) else data[c]
+                for c in columns
+            ]
+        )
     return web.Response(
         body=buffer.getvalue().encode("utf-8"),
         headers={
@@ -68,6 +88,8 @@ def csv_response(rows: Sequence[BaseModel], model: type[BaseModel], name: str) -
 async def session_usage(request: web.Request) -> web.Response:
     scoped = await scoped_session(request)
     query = parse_query(request, UsageFormatQuery)
+    if query.format == "csv":
+        enforce(request, "export")
     usage = await context(request).store.usage.session_usage(scoped.session.id)
     rows = [TrackUsageOut.model_validate(r, from_attributes=True) for r in usage.rows]
     if query.format == "csv":
@@ -81,6 +103,9 @@ def report_range(query: UsageFilterQuery, today: dt.date) -> tuple[dt.date, dt.d
     """Inclusive UTC days; defaults: this month so far, or the month of the given end."""
     date_to = query.date_to or max(today, query.date_from or today)
     date_from = query.date_from or date_to.replace(day=1)
+    if date_to >= dt.date.max or date_from >= dt.date.max:
+        # the report ends at midnight after date_to: that day must exist
+        raise ValidationFailed(f"to: must be before {dt.date.max.isoformat()}")
     if date_to < date_from:
         raise ValidationFailed("to: is before from")
     if (date_to - date_from).days >= MAX_REPORT_DAYS:
@@ -140,6 +165,8 @@ async def usage_report(request: web.Request) -> web.Response:
     who = principal(request)
     space_id = who.require_space()
     query = parse_query(request, UsageReportQuery)
+    if query.format == "csv":
+        enforce(request, "export")
     user_id = _report_user(who, query)
     date_from, date_to, start, end = _report_window(query)
     report = await context(request).store.usage.usage_report(
@@ -177,6 +204,7 @@ async def usage_summary(request: web.Request) -> web.Response:
     )
     rows = [UsageSummaryOut.model_validate(t, from_attributes=True) for t in summary]
     if query.format == "csv":
+        enforce(request, "export")
         name = f"usage-summary-{date_from.isoformat()}-{date_to.isoformat()}.csv"
         return csv_response(rows, UsageSummaryOut, name)
     return json_model(
@@ -227,13 +255,13 @@ OPERATIONS = [
         "GET", "/api/sessions/{slug}/usage", session_usage, "getSessionUsage",
         "Usage and cost of one session: a row per track, totals; ?format=csv", "usage",
         replies=(Reply(200, "Rows and totals (or CSV rows)", SessionUsage, media=_CSV),),
-        query=UsageFormatQuery,
+        query=UsageFormatQuery, errors=(429,),
     ),
     Operation(
         "GET", "/api/usage", usage_report, "getUsageReport",
         "Usage report of the space (admins) or the caller (members), grouped, over dates",
         "usage", replies=(Reply(200, "Groups and totals (or CSV rows)", UsageReport, media=_CSV),),
-        query=UsageReportQuery,
+        query=UsageReportQuery, errors=(429,),
     ),
     Operation(
         "GET", "/api/usage/summary", usage_summary, "getUsageSummary",

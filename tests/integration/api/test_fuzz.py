@@ -35,6 +35,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.app import create_app
+from api.server import GuardedSite, make_runner
 from store.engine import create_engine, create_sessionmaker
 from store.stores import Store
 from tests.integration.api.conftest import api_settings
@@ -78,20 +79,26 @@ class LiveServer:
         self.loop.close()
 
     async def _start(self) -> None:
-        from aiohttp import web
-
         self.engine = create_engine(self.database_url, pool_size=5, max_overflow=5)
         sessionmaker = create_sessionmaker(self.engine)
         self.repo = Store(sessionmaker)
-        app = create_app(
-            api_settings(max_tracks_per_session=4, max_tracks_per_user=4), sessionmaker
+        # rate limits off: the fuzzer's hundreds of exports per operation would mostly be 429s
+        settings = api_settings(
+            max_tracks_per_session=4,
+            max_tracks_per_user=4,
+            api_rate_search_per_minute=0,
+            api_rate_export_per_minute=0,
         )
-        self.runner = web.AppRunner(app, access_log=None)
+        app = create_app(settings, sessionmaker)
+        # the server of python -m api: JSON errors for malformed requests (the fuzzer sends
+        # request lines past aiohttp's 8190 bytes), header timeout, connection cap
+        self.runner = make_runner(app, settings)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = GuardedSite(
+            self.runner, "127.0.0.1", 0, max_connections=settings.api_max_connections
+        )
         await site.start()
-        port = self.runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        self.base_url = f"http://127.0.0.1:{site.bound_port}"
 
     def reseed(self) -> list[str]:
         """Fresh sessions for the next operation (an earlier one may have ended or deleted them):
@@ -243,3 +250,78 @@ def _signed_webhooks(
 def test_signed_webhook_fuzz_finds_no_server_errors(server: LiveServer) -> None:
     """Correctly signed but arbitrary events: parsed or refused (400), never a 5xx."""
     _signed_webhooks(server.base_url, server.reseed(), requests.Session())
+
+
+def _b64(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+_BIG_INTS = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, -1, 2**31, 2**63 - 1, 2**63, 2**64, 10**20]),
+)
+# what a decoded transcript cursor ("start_ms:id") may hold: numbers of any size, or junk
+_SEGMENT_CURSORS = st.one_of(
+    st.tuples(_BIG_INTS, _BIG_INTS).map(lambda p: f"{p[0]}:{p[1]}"),
+    st.text(max_size=40),
+)
+_OFFSETS = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(
+    lambda m: f"{'-' if m < 0 else '+'}{abs(m) // 60:02d}:{abs(m) % 60:02d}"
+)
+# a decoded session cursor ("<ISO time>|id"): any calendar time and offset, ids of any size
+_SESSION_CURSORS = st.one_of(
+    st.tuples(st.datetimes(), _OFFSETS, _BIG_INTS).map(
+        lambda t: f"{t[0].isoformat()}{t[1]}|{t[2]}"
+    ),
+    st.tuples(st.datetimes(), _BIG_INTS).map(lambda t: f"{t[0].isoformat()}|{t[1]}"),
+    st.text(max_size=40),
+)
+
+
+@_FUZZ_SETTINGS
+@given(
+    segment_cursor=_SEGMENT_CURSORS,
+    session_cursor=_SESSION_CURSORS,
+    q=st.one_of(st.none(), st.just("проверка")),
+    date_from=st.one_of(st.none(), st.dates()),
+    date_to=st.one_of(st.none(), st.dates()),
+)
+def _decoded_values(
+    base_url: str,
+    slug: str,
+    http: requests.Session,
+    segment_cursor: str,
+    session_cursor: str,
+    q: str | None,
+    date_from: Any,
+    date_to: Any,
+) -> None:
+    headers = user("fuzzer", SPACE, "admin")
+    params: dict[str, str] = {"cursor": _b64(segment_cursor)}
+    if q is not None:
+        params["q"] = q
+    response = http.get(
+        f"{base_url}/api/sessions/{slug}/transcript", params=params, headers=headers, timeout=30
+    )
+    assert response.status_code in (200, 422), response.text
+    response = http.get(
+        f"{base_url}/api/sessions",
+        params={"cursor": _b64(session_cursor)},
+        headers=headers,
+        timeout=30,
+    )
+    assert response.status_code in (200, 422), response.text
+    dates = {"from": date_from, "to": date_to}
+    response = http.get(
+        f"{base_url}/api/usage",
+        params={k: v.isoformat() for k, v in dates.items() if v is not None},
+        headers=headers,
+        timeout=30,
+    )
+    assert response.status_code in (200, 422), response.text
+
+
+def test_decoded_cursor_and_date_values_find_no_server_errors(server: LiveServer) -> None:
+    """Cursors are opaque base64 to clients, but what they decode to is input too: numbers past
+    BIGINT, times whose offset leaves the calendar, report dates at its end are 422, never 5xx."""
+    _decoded_values(server.base_url, server.reseed()[1], requests.Session())

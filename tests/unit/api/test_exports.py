@@ -91,3 +91,46 @@ def test_utf8_chunks_and_filename() -> None:
     assert b"".join(chunks).decode("utf-8") == "ё" * 10 + "ж" * 10
     assert len(chunks) == 2
     assert content_disposition("a b/ü", ExportFormat.SRT) == 'attachment; filename="a_b_.srt"'
+
+
+def test_docx_strips_control_characters_from_title_names_and_text() -> None:
+    """python-docx refuses XML-incompatible characters: a title with one used to 500 forever."""
+    header = ExportHeader(slug="s\x01lug", title="Plan\x01ning\x0b\x7f\ufffe", space_id="space-1")
+    segments = [ExportSegment(0, 1000, "Iv\x02an\x1f", "he\x00llo\x08 wor\uffffld", "ivan\x03")]
+    document = docx.Document(io.BytesIO(render_docx(header, segments)))
+    assert document.core_properties.title == "Planning"
+    texts = [p.text for p in document.paragraphs]
+    assert texts == ["Planning", "[00:00:00] Ivan: hello world"]
+    only_controls = ExportHeader(slug="abc", title="\x01\x02", space_id="space-1")
+    document = docx.Document(io.BytesIO(render_docx(only_controls, [])))
+    assert [p.text for p in document.paragraphs] == ["abc"]
+
+
+def test_csv_cells_that_start_a_formula_are_neutralised() -> None:
+    from decimal import Decimal
+
+    from api.routes.usage import csv_cell
+
+    for value in ('=HYPERLINK("http://x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"):
+        assert csv_cell(value) == "'" + value
+    for value in ("Alice", "", "2026-01-01", "a=b", Decimal("-1.5"), 3):
+        assert csv_cell(value) == value
+
+
+def test_docx_render_stops_when_cancelled() -> None:
+    import pytest
+
+    from core.transcripts import RenderCancelled
+
+    polls = 0
+
+    def gone_after_two_polls() -> bool:
+        nonlocal polls
+        polls += 1
+        return polls > 2
+
+    many = [ExportSegment(n, n + 1, "A", f"line {n}") for n in range(5000)]
+    with pytest.raises(RenderCancelled):
+        render_docx(HEADER, many, cancelled=gone_after_two_polls)
+    assert polls == 3  # stopped at the third check, long before the end
+    assert render_docx(HEADER, SEGMENTS, cancelled=lambda: False)
