@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["JobStatus", "ParticipantRole", "SessionStatus"]
+__all__ = ["DeliveryStatus", "JobStatus", "ParticipantRole", "SessionStatus"]
 
 
 class SessionStatus(StrEnum):
@@ -27,3 +27,11 @@ class JobStatus(StrEnum):
     REQUESTED = "REQUESTED"
     RUNNING = "RUNNING"
     STOPPED = "STOPPED"
+
+
+class DeliveryStatus(StrEnum):
+    """An outbound webhook delivery: PENDING (due or backing off) -> DELIVERED | FAILED."""
+
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
