@@ -229,6 +229,7 @@ class Worker:
             checkpoints.cancel()
         await recorder.checkpoint()  # the last word on usage
         await self._end_job(handle, reason)
+        await self._report_finals_stored(handle)
 
     async def _join(
         self, room: RoomAgent, handle: _RoomHandle, attempts: int | None
@@ -262,6 +263,19 @@ class Worker:
                 await self.repo.jobs.finish_job(lease, reason="stopped")
             else:
                 await self.repo.jobs.finish_job(lease, reason=reason.value)
+
+    async def _report_finals_stored(self, handle: _RoomHandle) -> None:
+        """Once the spool has stored every final of the room, say so on the job: an ended
+        session's ``transcript.ready`` webhook waits for it. A spool still holding finals
+        (the database away) reports nothing; the API's sweeper announces the transcript after
+        ``WEBHOOK_TRANSCRIPT_READY_TIMEOUT_MINUTES``."""
+        if not await self.spool.flushed(self.settings.drain_timeout_s):
+            logger.warning("finals not stored yet", extra={"job_id": handle.lease.job_id})
+            return
+        try:
+            await self.repo.jobs.finals_stored(handle.lease)
+        except StorageError:
+            logger.warning("finals report failed", extra={"job_id": handle.lease.job_id})
 
     async def _keep_lease(self, handle: _RoomHandle) -> None:
         interval = self.settings.job_lease_s / 3

@@ -8,6 +8,7 @@ from store.jobs import JobStore
 from store.sessions import SessionStore
 from store.transcripts import TranscriptStore
 from store.usage import UsageStore
+from store.webhooks import WebhookStore
 
 __all__ = ["Store"]
 
@@ -19,13 +20,15 @@ class Store:
     * ``sessions``: sessions, the lifecycle sweeper, participants (:mod:`store.sessions`);
     * ``transcripts``: final segments, pages, search, exports (:mod:`store.transcripts`);
     * ``usage``: track usage, reports, quotas, limits (:mod:`store.usage`);
-    * ``jobs``: transcription jobs and their notifications (:mod:`store.jobs`).
+    * ``jobs``: transcription jobs and their notifications (:mod:`store.jobs`);
+    * ``webhooks``: outbound webhook endpoints, the delivery outbox and log (:mod:`store.webhooks`).
     """
 
-    __slots__ = ("jobs", "sessions", "transcripts", "usage")
+    __slots__ = ("jobs", "sessions", "transcripts", "usage", "webhooks")
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = SessionStore(sessionmaker)
         self.transcripts = TranscriptStore(sessionmaker)
         self.usage = UsageStore(sessionmaker)
         self.jobs = JobStore(sessionmaker)
+        self.webhooks = WebhookStore(sessionmaker)

@@ -24,6 +24,8 @@ TZ = sa.DateTime(timezone=True)
 
 def upgrade() -> None:
     op.add_column("sessions", sa.Column("transcript_ready_at", TZ, nullable=True))
+    # sessions that ended before webhooks existed are not announced now
+    op.execute("UPDATE sessions SET transcript_ready_at = ended_at WHERE status = 'ENDED'")
     op.add_column("transcription_jobs", sa.Column("finals_stored_at", TZ, nullable=True))
     op.add_column("transcription_jobs", sa.Column("finals_attempt", sa.Integer(), nullable=True))
     op.create_table(
