@@ -4,7 +4,9 @@ sessions older than ``SESSION_EXPIRE_HOURS`` expire (their jobs stop, open usage
 One task per API process, every ``SESSION_SWEEP_INTERVAL_SECONDS``; several replicas may sweep at
 once (the session store skips rows another sweeper holds). A failing database only delays a sweep.
 Each sweep also counts the active jobs for ``transcriber_jobs{status}`` (a failing database keeps
-the previous figures).
+the previous figures), and announces the transcripts of sessions whose bot never reported its
+finals stored within ``WEBHOOK_TRANSCRIPT_READY_TIMEOUT_MINUTES`` (``transcript.ready`` with
+``"complete": false``, see :mod:`store.webhooks`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,13 @@ async def sweep_once(
             metrics.sweeps.labels("ended").inc(len(result.ended))
             metrics.sweeps.labels("expired").inc(len(result.expired))
         if len(result.ended) < BATCH_SIZE and len(result.expired) < BATCH_SIZE:
+            break
+    overdue = dt.timedelta(minutes=settings.webhook_transcript_ready_timeout_minutes)
+    while True:
+        announced = await repo.webhooks.overdue_transcripts(
+            after=overdue, now=now, batch_size=BATCH_SIZE
+        )
+        if len(announced) < BATCH_SIZE:
             return SweepResult(ended=ended, expired=expired)
 
 

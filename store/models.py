@@ -342,7 +342,7 @@ class WebhookEndpoint(Base):
     space_id: Mapped[str] = mapped_column(String(SPACE_ID_LEN))
     url: Mapped[str] = mapped_column(String(WEBHOOK_URL_LEN))
     description: Mapped[str] = mapped_column(String(500), server_default="")
-    event_types: Mapped[list[str] | None] = mapped_column(JSONB)
+    event_types: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True))
     enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     secret: Mapped[str] = mapped_column(String(128))
     previous_secret: Mapped[str | None] = mapped_column(String(128))
@@ -363,9 +363,7 @@ class WebhookDelivery(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(WEBHOOK_EVENT_ID_LEN))
-    endpoint_id: Mapped[str] = mapped_column(
-        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
-    )
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
     space_id: Mapped[str] = mapped_column(String(SPACE_ID_LEN))
     event_type: Mapped[str] = mapped_column(String(WEBHOOK_EVENT_TYPE_LEN))
     body: Mapped[str] = mapped_column(Text)

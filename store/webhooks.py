@@ -341,7 +341,7 @@ class WebhookStore(StoreBase):
                 space_id=space_id,
                 url=url,
                 description=description,
-                event_types=event_types,
+                event_types=event_types if event_types is not None else null(),
                 enabled=enabled,
                 secret=secret,
             )
@@ -551,7 +551,7 @@ class WebhookStore(StoreBase):
         return status if row is not None else None
 
     async def count_pending(self) -> int:
-        """PENDING deliveries (due or backing off), for ``transcriber_webhook_deliveries_pending``."""
+        """PENDING deliveries, due or backing off (``transcriber_webhook_deliveries_pending``)."""
         stmt = select(func.count()).where(WebhookDelivery.status == DeliveryStatus.PENDING)
         async with self._read() as conn:
             return int((await conn.execute(stmt)).scalar_one())
