@@ -159,7 +159,7 @@ async def enqueue_event(
         WebhookEndpoint.space_id,
         literal(event_type),
         literal(body),
-        sql_time(now),
+        func.now(),  # due now on the database clock, whatever ``now`` the caller simulates
         sql_time(now),
     ).where(
         WebhookEndpoint.space_id == space_id,
