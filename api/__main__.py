@@ -4,7 +4,8 @@ outbound webhook delivery loop.
 Builds the one settings object, resolves the database (``DATABASE_URL`` or the embedded server),
 applies migrations, serves until SIGTERM/SIGINT, then stops cleanly: the listener closes, in-flight
 requests finish, the sweeper and the delivery loop are cancelled (a delivery cut mid-way is
-attempted again after its claim's lease: see ``api.webhooks``), the engine and (if ours) the embedded server stop.
+attempted again after its claim's lease: see ``api.webhooks``), the engine and (if ours) the
+embedded server stop.
 """
 
 from __future__ import annotations

@@ -419,4 +419,5 @@ class WebhookDeliveryRecord:
     finished_at: datetime | None
     last_status_code: int | None
     last_error: str | None
+    body: str = ""  # the event as sent
     attempt_log: list[WebhookAttemptRecord] = field(default_factory=list)

@@ -105,6 +105,7 @@ _DELIVERY_COLUMNS: Final = labelled(
         "finished_at": WebhookDelivery.finished_at,
         "last_status_code": WebhookDelivery.last_status_code,
         "last_error": WebhookDelivery.last_error,
+        "body": WebhookDelivery.body,
     }
 )
 _endpoint = RowMapper(WebhookEndpointRecord)
