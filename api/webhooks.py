@@ -118,11 +118,11 @@ def address_allowed(address: str, *, allow_private: bool) -> bool:
         return False
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
+    if ip.is_link_local or ip.is_multicast or ip.is_unspecified:
         return False
-    if ip.is_loopback or ip.is_private:
+    if ip.is_loopback or ip.is_private:  # (::1 is also "reserved")
         return allow_private
-    return ip.is_global
+    return ip.is_global and not ip.is_reserved
 
 
 def check_url(url: str, *, allow_private: bool) -> str | None:
