@@ -393,6 +393,10 @@ async def test_endpoint_crud(fast_client: Client, receiver: Receiver) -> None:
     )
     response = await fast_client.patch(one, json={"event_types": None}, headers=h)
     assert (await response.json())["event_types"] is None
+    response = await fast_client.patch(one, json={"url": "gopher://x.example/"}, headers=h)
+    assert await error_of(response) == (422, "validation_error")
+    response = await fast_client.patch(one, json={"url": None}, headers=h)
+    assert await error_of(response) == (422, "validation_error")
 
     assert (await fast_client.delete(one, headers=h)).status == 204
     assert (await fast_client.get(one, headers=h)).status == 404
