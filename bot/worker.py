@@ -168,8 +168,10 @@ class Worker:
     # -- one room -------------------------------------------------------------------------------
     async def _room(self, handle: _RoomHandle) -> None:
         lease = handle.lease
+        left = False
         try:
             await self._room_inner(handle)
+            left = True
         except Exception:
             logger.exception("room failed", extra={"job_id": lease.job_id})
             with contextlib.suppress(StorageError):
@@ -178,6 +180,9 @@ class Worker:
             self.rooms.pop(lease.job_id, None)
             metrics.ACTIVE_ROOMS.set(len(self.rooms))
             self._export_tracks()
+        if left:
+            # after the room's slot is free: waiting for the spool holds no room or lease
+            await self._report_finals_stored(handle)
 
     def _export_tracks(self) -> None:
         """``transcriber_active_tracks``: the tracks of every room of this worker (each room's
@@ -229,7 +234,6 @@ class Worker:
             checkpoints.cancel()
         await recorder.checkpoint()  # the last word on usage
         await self._end_job(handle, reason)
-        await self._report_finals_stored(handle)
 
     async def _join(
         self, room: RoomAgent, handle: _RoomHandle, attempts: int | None
