@@ -672,3 +672,33 @@ async def test_the_openapi_document_describes_the_routes_and_payloads(client: Cl
         assert ref.rsplit("/", 1)[1] in schemas
         headers = {p["name"] for p in hooks[name]["post"]["parameters"]}
         assert {"Transcriber-Signature", "Transcriber-Event-Id"} <= headers
+
+
+async def test_ending_and_the_bot_report_racing_announce_each_transcript_once(
+    fast_client: Client, repo: Store, receiver: Receiver
+) -> None:
+    """The session's end and the bot's finals report racing (the job already STOPPED, so only
+    the session's row orders them): each session's transcript.ready is written exactly once."""
+    endpoint = await register(fast_client, receiver.url, event_types=["transcript.ready"])
+    leases = []
+    for _ in range(12):
+        session = await new_session(repo)
+        await repo.jobs.request_transcription(session.id)
+        lease = await repo.jobs.claim_job("worker-1")
+        assert lease is not None and lease.session_id == session.id
+        # the bot left the emptied room (the job is STOPPED) and is storing its last finals
+        assert await repo.jobs.finish_job(lease, reason="room_empty")
+        leases.append(lease)
+    await asyncio.gather(
+        *(repo.sessions.end_session(lease.session_id) for lease in leases),
+        *(repo.jobs.finals_stored(lease) for lease in leases),
+    )
+    rows = await repo.webhooks.list_deliveries("space-a", endpoint["id"])
+    assert rows is not None
+    slugs = sorted(json.loads(r.body)["data"]["session"]["slug"] for r in rows)
+    expected = []
+    for lease in leases:
+        found = await repo.sessions.get_session_by_id(lease.session_id)
+        assert found is not None
+        expected.append(found.slug)
+    assert slugs == sorted(expected)
