@@ -702,3 +702,26 @@ async def test_ending_and_the_bot_report_racing_announce_each_transcript_once(
         assert found is not None
         expected.append(found.slug)
     assert slugs == sorted(expected)
+
+
+async def test_the_running_loop_exports_the_pending_count(
+    fast_client: Client, repo: Store, receiver: Receiver, loops: Loops
+) -> None:
+    await register(fast_client, receiver.url)
+    receiver.plan = [500]  # every event needs a retry: pending for a while
+    await end_by_api(fast_client, await new_session(repo))
+    loop = asyncio.create_task((await loops(webhook_retry_base_seconds=3600)).run())
+    try:
+        deadline = time.monotonic() + 30
+        # the three events failed once and wait for their retry: still pending
+        while (
+            "transcriber_webhook_deliveries_pending 3.0"
+            not in await (await fast_client.get("/metrics")).text()
+        ):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        assert len(receiver.requests) == 3
+    finally:
+        loop.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await loop
