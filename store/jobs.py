@@ -307,9 +307,12 @@ class JobStore(StoreBase):
         and ``usage.updated`` events are written now (see :mod:`store.webhooks`). False if the
         job was claimed again since."""
         async with self._tx() as s:
-            # the session's row first, as ending a session locks it (then its job)
+            # the session's row first, as ending a session locks it (then its job); NO KEY
+            # UPDATE, like that UPDATE: finals written meanwhile (KEY SHARE) do not wait
             await s.execute(
-                select(Session.id).where(Session.id == lease.session_id).with_for_update()
+                select(Session.id)
+                .where(Session.id == lease.session_id)
+                .with_for_update(key_share=True)
             )
             row = (
                 await s.execute(
