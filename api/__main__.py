@@ -1,8 +1,11 @@
-"""``python -m api`` / ``transcriber api``: serve the HTTP API and run the lifecycle sweeper.
+"""``python -m api`` / ``transcriber api``: serve the HTTP API, run the lifecycle sweeper and the
+outbound webhook delivery loop.
 
 Builds the one settings object, resolves the database (``DATABASE_URL`` or the embedded server),
 applies migrations, serves until SIGTERM/SIGINT, then stops cleanly: the listener closes, in-flight
-requests finish, the sweeper is cancelled, the engine and (if ours) the embedded server stop.
+requests finish, the sweeper and the delivery loop are cancelled (a delivery cut mid-way is
+attempted again after its claim's lease: see ``api.webhooks``), the engine and (if ours) the
+embedded server stop.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from api.context import CONTEXT
 from api.server import GuardedSite, make_runner
 from api.settings import ApiSettings
 from api.sweeper import run_sweeper
+from api.webhooks import WebhookDispatcher
 from core import logs
 from core.credentials import secret_problems
 from store.database import open_database
@@ -37,6 +41,7 @@ async def serve(settings: ApiSettings, db_settings: DatabaseSettings, *, migrate
         app = create_app(settings, database.sessionmaker)
         runner = make_runner(app, settings)
         await runner.setup()
+        stack = contextlib.AsyncExitStack()
         try:
             site = GuardedSite(
                 runner,
@@ -49,9 +54,13 @@ async def serve(settings: ApiSettings, db_settings: DatabaseSettings, *, migrate
                 "api listening", extra={"host": settings.api_host, "port": settings.api_port}
             )
             ctx = app[CONTEXT]
+            dispatcher = await stack.enter_async_context(
+                WebhookDispatcher(ctx.store, settings, ctx.metrics)
+            )
             sweeper = asyncio.create_task(
                 run_sweeper(ctx.store, settings, ctx.metrics), name="session-sweeper"
             )
+            delivery = asyncio.create_task(dispatcher.run(), name="webhook-delivery")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -62,10 +71,12 @@ async def serve(settings: ApiSettings, db_settings: DatabaseSettings, *, migrate
             finally:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                for task in (sweeper, delivery):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
         finally:
+            await stack.aclose()
             await runner.cleanup()
 
 

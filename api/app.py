@@ -18,10 +18,26 @@ from api.context import CONTEXT, ApiContext
 from api.errors import error_middleware
 from api.livekit import LiveKitGateway
 from api.metrics import ApiMetrics
-from api.openapi import Operation, build_document
+from api.openapi import Callback, Operation, build_document
 from api.ratelimit import RateLimiter, RateLimits
-from api.routes import retention, search, sessions, system, transcripts, usage, webhooks
+from api.routes import (
+    retention,
+    search,
+    sessions,
+    system,
+    transcripts,
+    usage,
+    webhook_endpoints,
+    webhooks,
+)
+from api.schemas import (
+    SessionEndedEvent,
+    SessionLiveEvent,
+    TranscriptReadyEvent,
+    UsageUpdatedEvent,
+)
 from api.settings import ApiSettings
+from api.webhooks import ATTEMPT_HEADER, EVENT_ID_HEADER, EVENT_TYPE_HEADER, SIGNATURE_HEADER
 from store.stores import Store
 
 TITLE = "livekit-transcriber API"
@@ -37,6 +53,7 @@ def operations() -> Sequence[Operation]:
         *usage.OPERATIONS,
         *retention.OPERATIONS,
         *webhooks.OPERATIONS,
+        *webhook_endpoints.OPERATIONS,
         *system.OPERATIONS,
     ]
 
@@ -59,6 +76,35 @@ def rate_limits(settings: ApiSettings) -> RateLimits:
             settings.api_rate_export_per_minute, settings.api_rate_export_burst
         )
     return RateLimits(limiters)
+
+
+_HEADERS = (
+    (EVENT_ID_HEADER, "The event id: the same on every attempt; dedupe on it"),
+    (EVENT_TYPE_HEADER, "The event type"),
+    (ATTEMPT_HEADER, "1 on the first attempt"),
+    (
+        SIGNATURE_HEADER,
+        "t=<unix time>,v1=<hex HMAC-SHA256 of '<t>.<raw body>' with the endpoint's secret>; "
+        "a second v1= during a secret rotation's grace period",
+    ),
+)
+
+
+def callbacks() -> Sequence[Callback]:
+    """The outbound webhooks (api.webhooks), documented under the document's ``webhooks``."""
+    return [
+        Callback("session.live", "The first participant joined", SessionLiveEvent, _HEADERS),
+        Callback("session.ended", "The session ended", SessionEndedEvent, _HEADERS),
+        Callback(
+            "transcript.ready",
+            "The session ended and every final segment is stored",
+            TranscriptReadyEvent,
+            _HEADERS,
+        ),
+        Callback(
+            "usage.updated", "The session's final usage and cost", UsageUpdatedEvent, _HEADERS
+        ),
+    ]
 
 
 def create_app(
@@ -86,7 +132,7 @@ def create_app(
             reserved=reserved,
         ),
         metrics=metrics,
-        openapi=build_document(ops, title=TITLE, version=VERSION),
+        openapi=build_document(ops, title=TITLE, version=VERSION, callbacks=callbacks()),
         rate_limits=rate_limits(settings),
         render_executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-render"),
     )

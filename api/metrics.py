@@ -68,6 +68,26 @@ class ApiMetrics:
             registry=self.registry,
         )
 
+        self.webhook_deliveries = Counter(
+            "transcriber_webhook_deliveries",
+            "Outbound webhook attempts, by result: delivered, retry (failed, to be retried), "
+            "failed (the last attempt failed), superseded (the claim was lost meanwhile).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.webhook_latency = Histogram(
+            "transcriber_webhook_delivery_duration_seconds",
+            "Time of one outbound webhook attempt, until the receiver's status or the error.",
+            buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        # Counted in the database by every delivery loop (aggregate with max, not sum).
+        self.webhook_pending = Gauge(
+            "transcriber_webhook_deliveries_pending",
+            "Outbound webhook deliveries waiting: due now or backing off before a retry.",
+            registry=self.registry,
+        )
+
     def export_jobs(self, counts: Mapping[JobStatus, int]) -> None:
         """Set ``transcriber_jobs{status}`` from :meth:`store.jobs.JobStore.count_active`."""
         for status, n in counts.items():

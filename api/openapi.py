@@ -172,8 +172,24 @@ _ACTING_HEADERS = [
 ]
 
 
-def build_document(operations: Sequence[Operation], *, title: str, version: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of ``operations``."""
+@dataclass(frozen=True, slots=True)
+class Callback:
+    """A request the API sends (an outbound webhook), documented under ``webhooks``."""
+
+    name: str
+    summary: str
+    model: type[BaseModel]
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def build_document(
+    operations: Sequence[Operation],
+    *,
+    title: str,
+    version: str,
+    callbacks: Sequence[Callback] = (),
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``operations`` (and of the ``callbacks`` it sends)."""
     components = _Components()
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
@@ -229,7 +245,27 @@ def build_document(operations: Sequence[Operation], *, title: str, version: str)
             }
         item["responses"] = responses
         paths.setdefault(op.path, {})[op.method.lower()] = item
-    return {
+    webhooks: dict[str, Any] = {}
+    for cb in callbacks:
+        webhooks[cb.name] = {
+            "post": {
+                "operationId": "webhook_" + cb.name.replace(".", "_"),
+                "summary": cb.summary,
+                "parameters": [
+                    {"name": h, "in": "header", "required": True, "description": d,
+                     "schema": {"type": "string"}}
+                    for h, d in cb.headers
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": components.ref(cb.model, "serialization")}
+                    },
+                },
+                "responses": {"2XX": {"description": "Acknowledged; anything else is retried"}},
+            }
+        }  # fmt: skip
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": title,
@@ -265,6 +301,9 @@ def build_document(operations: Sequence[Operation], *, title: str, version: str)
             },
         },
     }
+    if webhooks:
+        document["webhooks"] = webhooks
+    return document
 
 
 def _path_names(path: str) -> list[str]:

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.transcripts import ExportFormat
-from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
-from store.models import LANGUAGE_LEN, MODEL_LEN, NAME_LEN, USER_ID_LEN
+from store.enums import DeliveryStatus, DiarizationMode, JobStatus, ParticipantRole, SessionStatus
+from store.models import LANGUAGE_LEN, MODEL_LEN, NAME_LEN, USER_ID_LEN, WEBHOOK_URL_LEN
 
 
 def _storable(value: str) -> str:
@@ -491,3 +491,184 @@ class RetentionUpdate(_Request):
     transcript_days: int | None = Field(
         ge=1, le=MAX_RETENTION_DAYS, description="Days to keep transcripts; null: forever"
     )
+
+
+# ---- outbound webhooks ------------------------------------------------------------------------
+
+WebhookEventType = Literal["session.live", "session.ended", "transcript.ready", "usage.updated"]
+
+
+class WebhookEndpointCreate(_Request):
+    url: StorableStr = Field(
+        min_length=1,
+        max_length=WEBHOOK_URL_LEN,
+        description="http or https URL the events are POSTed to (see the SSRF rules in "
+        "api/README.md: loopback and private addresses are refused unless the server allows "
+        "them)",
+    )
+    description: StorableStr = Field(default="", max_length=500)
+    event_types: list[WebhookEventType] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4,
+        description="The event types to receive; omitted or null: all",
+    )
+    enabled: bool = True
+
+
+class WebhookEndpointUpdate(_Request):
+    """Fields left out keep their values; ``event_types: null`` means all events."""
+
+    url: StorableStr | None = Field(default=None, min_length=1, max_length=WEBHOOK_URL_LEN)
+    description: StorableStr | None = Field(default=None, max_length=500)
+    event_types: list[WebhookEventType] | None = Field(default=None, min_length=1, max_length=4)
+    enabled: bool | None = None
+
+
+class WebhookEndpointOut(BaseModel):
+    id: str
+    url: str
+    description: str
+    event_types: list[str] | None = Field(description="null: every event type")
+    enabled: bool
+    previous_secret_expires_at: dt.datetime | None = Field(
+        description="Until then deliveries are also signed with the secret before the last "
+        "rotation (a second v1= in Transcriber-Signature)"
+    )
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class WebhookEndpointSecretOut(WebhookEndpointOut):
+    secret: str = Field(
+        description="The signing secret; shown only in this reply (create and rotate-secret)"
+    )
+
+
+class WebhookEndpointList(BaseModel):
+    items: list[WebhookEndpointOut]
+
+
+class WebhookSecretRotate(_Request):
+    grace_minutes: int | None = Field(
+        default=None,
+        ge=0,
+        le=60 * 24 * 30,
+        description="How long the current secret keeps signing beside the new one; omitted: "
+        "WEBHOOK_SECRET_GRACE_HOURS",
+    )
+
+
+class WebhookAttemptOut(BaseModel):
+    attempt: int
+    attempted_at: dt.datetime
+    status_code: int | None = Field(description="The receiver's HTTP status; null: no response")
+    latency_ms: int
+    error: str | None
+
+
+class WebhookDeliveryOut(BaseModel):
+    event_id: str = Field(description="Transcriber-Event-Id: the same on every attempt")
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: dt.datetime | None = Field(description="When PENDING: the next attempt")
+    created_at: dt.datetime
+    finished_at: dt.datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    attempt_log: list[WebhookAttemptOut]
+
+
+class WebhookDeliveryPage(BaseModel):
+    items: list[WebhookDeliveryOut]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null: last")
+
+
+class WebhookDeliveryQuery(_Query):
+    limit: int = Field(default=20, ge=1, le=100)
+    cursor: str | None = Field(default=None, max_length=30, description="From next_cursor")
+
+
+# the payloads POSTed to endpoints (documented under the OpenAPI document's "webhooks")
+
+
+class WebhookSessionData(BaseModel):
+    slug: str
+    title: str
+    status: SessionStatus
+    created_by: str | None = Field(description="null: created with the admin key for no user")
+    language: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+
+
+class _WebhookEvent(BaseModel):
+    id: str = Field(description="Event id, also in Transcriber-Event-Id: dedupe on it")
+    created_at: dt.datetime
+    space_id: str
+
+
+class SessionLiveData(BaseModel):
+    session: WebhookSessionData
+
+
+class SessionLiveEvent(_WebhookEvent):
+    """The first participant joined: the session is LIVE."""
+
+    type: Literal["session.live"]
+    data: SessionLiveData
+
+
+class SessionEndedData(BaseModel):
+    session: WebhookSessionData
+    reason: str = Field(description="ended_by_api, room_finished or inactive")
+
+
+class SessionEndedEvent(_WebhookEvent):
+    """The session ENDED (transcription stops; the transcript follows with transcript.ready)."""
+
+    type: Literal["session.ended"]
+    data: SessionEndedData
+
+
+class TranscriptReadyData(BaseModel):
+    session: WebhookSessionData
+    complete: bool = Field(
+        description="true: the bot reported every final stored; false: it never reported "
+        "(it died) and WEBHOOK_TRANSCRIPT_READY_TIMEOUT_MINUTES passed"
+    )
+    segment_count: int
+    duration_ms: int = Field(description="End of the last segment on the session's timeline")
+    transcript_url: str = Field(description="GET it for the transcript (any format)")
+
+
+class TranscriptReadyEvent(_WebhookEvent):
+    """The session ended and all its final segments are stored."""
+
+    type: Literal["transcript.ready"]
+    data: TranscriptReadyData
+
+
+class WebhookUsageTotals(BaseModel):
+    currency: str
+    tracks: int
+    audio_seconds: Decimal
+    speech_seconds: Decimal
+    final_count: int
+    billed_minutes: int
+    total_cost: Decimal
+
+
+class UsageUpdatedData(BaseModel):
+    session: WebhookSessionData
+    usage_url: str
+    totals: list[WebhookUsageTotals] = Field(description="One entry per currency")
+
+
+class UsageUpdatedEvent(_WebhookEvent):
+    """The session's final usage and cost (sent right after transcript.ready)."""
+
+    type: Literal["usage.updated"]
+    data: UsageUpdatedData

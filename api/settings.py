@@ -76,6 +76,28 @@ class ApiSettings(UsageSettings, ModelChoiceSettings):
     session_expire_hours: int = Field(default=24, ge=1)
     session_sweep_interval_seconds: float = Field(default=60.0, gt=0)
 
+    # outbound webhooks (the host app's endpoints, see api/webhooks.py)
+    # delivery loop: look for due deliveries this often when idle, seconds
+    webhook_poll_interval_seconds: float = Field(default=1.0, gt=0)
+    # one HTTP attempt's limit (connect + response), seconds; a claim is held twice as long
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    # attempts per delivery before it is marked FAILED
+    webhook_max_attempts: int = Field(default=10, ge=1)
+    # back-off before attempt n+1: base * 2^(n-1), capped, with jitter (half to all of it)
+    webhook_retry_base_seconds: float = Field(default=30.0, gt=0)
+    webhook_retry_max_seconds: float = Field(default=21_600.0, gt=0)
+    # deliveries one loop claims (and sends concurrently) at a time
+    webhook_batch_size: int = Field(default=20, ge=1, le=500)
+    # after a secret rotation the old secret still signs (a second v1=) this long
+    webhook_secret_grace_hours: float = Field(default=24.0, ge=0)
+    # transcript.ready ("complete": false) for an ended session whose bot never reported its
+    # finals stored (it died) after this long
+    webhook_transcript_ready_timeout_minutes: int = Field(default=30, ge=1)
+    # SSRF guard: deliveries to loopback and private (RFC 1918, ULA) addresses are refused
+    # unless true (tests, a receiver on the same host or network); link-local (cloud metadata),
+    # multicast and unspecified addresses are always refused
+    webhook_allow_private_addresses: bool = False
+
     @field_validator("api_jwt_secret", "api_admin_key", "livekit_api_secret", "metrics_token",
                      mode="before")  # fmt: skip
     @classmethod

@@ -4,8 +4,10 @@ sessions older than ``SESSION_EXPIRE_HOURS`` expire (their jobs stop, open usage
 One task per API process, every ``SESSION_SWEEP_INTERVAL_SECONDS``; several replicas may sweep at
 once (the session store skips rows another sweeper holds). A failing database only delays a sweep.
 Each sweep also counts the active jobs for ``transcriber_jobs{status}`` (a failing database keeps
-the previous figures), deletes the webhook event ids whose signatures expired, and purges
-transcripts past their space's retention
+the previous figures), deletes the webhook event ids whose signatures expired, announces the
+transcripts of sessions whose bot never reported its finals stored within
+``WEBHOOK_TRANSCRIPT_READY_TIMEOUT_MINUTES`` (``transcript.ready`` with ``"complete": false``,
+see :mod:`store.webhooks`), and purges transcripts past their space's retention
 (:mod:`store.retention`): batches of ``PURGE_BATCH`` rows, one short transaction each, at most
 ``PURGE_MAX_BATCHES`` per sweep (the next sweep goes on), counted in
 ``transcriber_retention_deleted_total{kind}``.
@@ -54,6 +56,13 @@ async def sweep_once(
             metrics.sweeps.labels("ended").inc(len(result.ended))
             metrics.sweeps.labels("expired").inc(len(result.expired))
         if len(result.ended) < BATCH_SIZE and len(result.expired) < BATCH_SIZE:
+            break
+    overdue = dt.timedelta(minutes=settings.webhook_transcript_ready_timeout_minutes)
+    while True:
+        announced = await repo.webhooks.overdue_transcripts(
+            after=overdue, now=now, batch_size=BATCH_SIZE
+        )
+        if len(announced) < BATCH_SIZE:
             return SweepResult(ended=ended, expired=expired)
 
 
@@ -91,7 +100,7 @@ async def run_sweeper(repo: Store, settings: ApiSettings, metrics: ApiMetrics) -
                     extra={"ended": len(result.ended), "expired": len(result.expired)},
                 )
             metrics.export_jobs(await repo.jobs.count_active())
-            await repo.webhooks.sweep()
+            await repo.livekit_events.sweep()
             purged = await purge_once(repo, metrics=metrics)
             if not purged.empty:
                 logger.info(

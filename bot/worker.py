@@ -174,8 +174,10 @@ class Worker:
     # -- one room -------------------------------------------------------------------------------
     async def _room(self, handle: _RoomHandle) -> None:
         lease = handle.lease
+        left = False
         try:
             await self._room_inner(handle)
+            left = True
         except Exception as exc:
             # the type and frames only: a message may quote SQL parameters, identities or text
             logger.error("room failed", extra={"job_id": lease.job_id, **error_fields(exc)})
@@ -185,6 +187,9 @@ class Worker:
             self.rooms.pop(lease.job_id, None)
             metrics.ACTIVE_ROOMS.set(len(self.rooms))
             self._export_tracks()
+        if left:
+            # after the room's slot is free: waiting for the spool holds no room or lease
+            await self._report_finals_stored(handle)
 
     def _export_tracks(self) -> None:
         """``transcriber_active_tracks``: the tracks of every room of this worker (each room's
@@ -276,6 +281,19 @@ class Worker:
                 await self.repo.jobs.finish_job(lease, reason="stopped")
             else:
                 await self.repo.jobs.finish_job(lease, reason=reason.value)
+
+    async def _report_finals_stored(self, handle: _RoomHandle) -> None:
+        """Once the spool has stored every final of the room, say so on the job: an ended
+        session's ``transcript.ready`` webhook waits for it. A spool still holding finals
+        (the database away) reports nothing; the API's sweeper announces the transcript after
+        ``WEBHOOK_TRANSCRIPT_READY_TIMEOUT_MINUTES``."""
+        if not await self.spool.flushed(self.settings.drain_timeout_s):
+            logger.warning("finals not stored yet", extra={"job_id": handle.lease.job_id})
+            return
+        try:
+            await self.repo.jobs.finals_stored(handle.lease)
+        except StorageError:
+            logger.warning("finals report failed", extra={"job_id": handle.lease.job_id})
 
     async def _keep_lease(self, handle: _RoomHandle) -> None:
         interval = self.settings.job_lease_s / 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["DiarizationMode", "JobStatus", "ParticipantRole", "SessionStatus"]
+__all__ = ["DeliveryStatus", "DiarizationMode", "JobStatus", "ParticipantRole", "SessionStatus"]
 
 
 class SessionStatus(StrEnum):
@@ -37,3 +37,11 @@ class DiarizationMode(StrEnum):
     OFF = "off"
     ON = "on"
     AUTO = "auto"
+
+
+class DeliveryStatus(StrEnum):
+    """An outbound webhook delivery: PENDING (due or backing off) -> DELIVERED | FAILED."""
+
+    PENDING = "PENDING"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"

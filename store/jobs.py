@@ -29,6 +29,7 @@ from store.enums import JobStatus
 from store.models import Session, TranscriptionJob
 from store.notify import JOB_CHANNEL, job_payload
 from store.records import JobLease, JobRecord
+from store.webhooks import emit_transcripts_ready
 
 __all__ = ["JOB_COLUMNS", "JobStore", "job_columns", "notify_jobs"]
 
@@ -297,6 +298,35 @@ class JobStore(StoreBase):
                     .returning(TranscriptionJob.id)
                 )
             ).first()
+        return row is not None
+
+    async def finals_stored(self, lease: JobLease, *, now: datetime | None = None) -> bool:
+        """The worker of ``lease`` left the room and every final it heard is in the database
+        (its spool drained). Recorded on the job if this claim is still the job's latest (even
+        when the job was stopped meanwhile); if the session has ended, its ``transcript.ready``
+        and ``usage.updated`` events are written now (see :mod:`store.webhooks`). False if the
+        job was claimed again since."""
+        async with self._tx() as s:
+            # the session's row first, as ending a session locks it (then its job); NO KEY
+            # UPDATE, like that UPDATE: finals written meanwhile (KEY SHARE) do not wait
+            await s.execute(
+                select(Session.id)
+                .where(Session.id == lease.session_id)
+                .with_for_update(key_share=True)
+            )
+            row = (
+                await s.execute(
+                    update(TranscriptionJob)
+                    .where(
+                        TranscriptionJob.id == lease.job_id,
+                        TranscriptionJob.attempts == lease.attempt,
+                    )
+                    .values(finals_stored_at=sql_time(now), finals_attempt=lease.attempt)
+                    .returning(TranscriptionJob.id)
+                )
+            ).first()
+            if row is not None:
+                await emit_transcripts_ready(s, [lease.session_id], now=now)
         return row is not None
 
 

@@ -37,7 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, REGCONFIG, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
+from store.enums import DeliveryStatus, DiarizationMode, JobStatus, ParticipantRole, SessionStatus
 
 __all__ = [
     "SEARCH_CONFIGS",
@@ -50,6 +50,9 @@ __all__ = [
     "SpaceSettings",
     "TrackUsage",
     "TranscriptionJob",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "WebhookEvent",
 ]
 
@@ -80,7 +83,8 @@ LANGUAGE_LEN = 16
 
 
 def _enum(
-    cls: type[SessionStatus | ParticipantRole | JobStatus | DiarizationMode], name: str
+    cls: type[SessionStatus | ParticipantRole | JobStatus | DiarizationMode | DeliveryStatus],
+    name: str,
 ) -> Enum:
     # VARCHAR + CHECK instead of a native ENUM type: adding a value later is a plain migration.
     return Enum(
@@ -130,6 +134,8 @@ class Session(Base):
     last_activity_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # when the retention sweeper deleted the session's text (segments, names, title)
     transcript_purged_at: Mapped[datetime | None]
+    # set once, when the ``transcript.ready`` event is written (see store.webhooks)
+    transcript_ready_at: Mapped[datetime | None]
 
     __table_args__ = (
         CheckConstraint("status <> 'LIVE' OR started_at IS NOT NULL", name="live_has_started_at"),
@@ -316,6 +322,9 @@ class TranscriptionJob(Base):
     claimed_at: Mapped[datetime | None]
     stopped_at: Mapped[datetime | None]
     stop_reason: Mapped[str | None] = mapped_column(String(64))
+    # the worker of claim ``finals_attempt`` left the room and every final it heard is stored
+    finals_stored_at: Mapped[datetime | None]
+    finals_attempt: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         CheckConstraint(
@@ -387,3 +396,87 @@ class WebhookEvent(Base):
     expires_at: Mapped[datetime]
 
     __table_args__ = (Index("ix_webhook_events_expires_at", "expires_at"),)
+
+
+WEBHOOK_URL_LEN = 2048
+WEBHOOK_ENDPOINT_ID_LEN = 32
+WEBHOOK_EVENT_ID_LEN = 40
+WEBHOOK_EVENT_TYPE_LEN = 32
+
+
+class WebhookEndpoint(Base):
+    """A host app's receiver of outbound webhooks, per space. The secrets sign deliveries (HMAC
+    needs them in clear); ``previous_secret`` still signs until ``previous_secret_expires_at``
+    (secret rotation). ``event_types`` NULL = every event type."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(WEBHOOK_ENDPOINT_ID_LEN), primary_key=True)
+    space_id: Mapped[str] = mapped_column(String(SPACE_ID_LEN))
+    url: Mapped[str] = mapped_column(String(WEBHOOK_URL_LEN))
+    description: Mapped[str] = mapped_column(String(500), server_default="")
+    event_types: Mapped[list[str] | None] = mapped_column(JSONB(none_as_null=True))
+    enabled: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    secret: Mapped[str] = mapped_column(String(128))
+    previous_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (Index("ix_webhook_endpoints_space_id_created_at", "space_id", "created_at"),)
+
+
+class WebhookDelivery(Base):
+    """The durable outbox: one event for one endpoint, written in the transaction of the state
+    change that causes it. ``body`` holds the exact bytes sent (signed per attempt).
+    ``next_attempt_at`` is also the claim's lease: a claimed row is pushed past the delivery
+    timeout, so a worker that dies leaves it due again (at-least-once)."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(WEBHOOK_EVENT_ID_LEN))
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    space_id: Mapped[str] = mapped_column(String(SPACE_ID_LEN))
+    event_type: Mapped[str] = mapped_column(String(WEBHOOK_EVENT_TYPE_LEN))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus, "delivery_status"), server_default=DeliveryStatus.PENDING.value
+    )
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    finished_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(256))
+
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id"),
+        CheckConstraint("attempts >= 0", name="attempts"),
+        # the delivery loop: due pending rows, oldest first
+        Index(
+            "ix_webhook_deliveries_pending_next_attempt_at",
+            "next_attempt_at",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+        # the delivery log of one endpoint, newest first
+        Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
+    )
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery: the delivery log."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    attempted_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    latency_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(256))
+
+    __table_args__ = (Index("ix_webhook_attempts_delivery_id_attempt", "delivery_id", "attempt"),)

@@ -15,9 +15,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
-from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
+from store.enums import DeliveryStatus, DiarizationMode, JobStatus, ParticipantRole, SessionStatus
 
 __all__ = [
+    "ClaimedDelivery",
     "FinalSegment",
     "JobLease",
     "JobNotification",
@@ -44,6 +45,9 @@ __all__ = [
     "UsageReport",
     "UsageSummary",
     "UsageTotals",
+    "WebhookAttemptRecord",
+    "WebhookDeliveryRecord",
+    "WebhookEndpointRecord",
     "WordTiming",
 ]
 
@@ -429,3 +433,61 @@ class JobNotification:
     job_id: int
     session_id: int
     session_slug: str
+
+
+# -- outbound webhooks ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpointRecord:
+    """An endpoint as the API shows it: never its secrets."""
+
+    id: str
+    space_id: str
+    url: str
+    description: str
+    event_types: list[str] | None
+    enabled: bool
+    previous_secret_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A delivery claimed by a delivery loop for one attempt (``attempt``, counted from 1)."""
+
+    id: int
+    event_id: str
+    event_type: str
+    body: str
+    attempt: int
+    endpoint_id: str
+    url: str
+    # the secrets to sign with now: the current one, then the previous one during its grace
+    secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttemptRecord:
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDeliveryRecord:
+    id: int
+    event_id: str
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    finished_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    body: str = ""  # the event as sent
+    attempt_log: list[WebhookAttemptRecord] = field(default_factory=list)

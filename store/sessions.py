@@ -5,7 +5,9 @@ Deleting a session deletes its participants, segments and job; its usage rows st
 history: closed, detached (``session_id``/``participant_id`` NULL), keeping ``space_id`` and
 ``user_id``, so space and user reports over past months do not change. Activity (joins, leaves,
 finals, usage checkpoints) feeds the sweeper, which ends LIVE sessions without any and expires
-CREATED ones never started.
+CREATED ones never started. Turning LIVE and ENDED write their outbound webhook events
+(``session.live``, ``session.ended``, then ``transcript.ready`` when no worker has finals left to
+store) in the same transaction (:mod:`store.webhooks`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ from store.records import (
     SessionRecord,
     SpaceSettingsRecord,
     SweepResult,
+)
+from store.webhooks import (
+    SESSION_ENDED,
+    SESSION_LIVE,
+    emit_session_event,
+    emit_transcripts_ready,
 )
 
 __all__ = ["SESSION_COLUMNS", "SessionStore", "SessionWithJob", "new_slug"]
@@ -270,7 +278,10 @@ class SessionStore(StoreBase):
                 ).first()
                 return _session(row) if row is not None else None
             await self._close_session_work(s, [session_id], reason=reason, now=now)
-        return _session(row)
+            ended = _session(row)
+            await emit_session_event(s, SESSION_ENDED, ended, now=now, reason=reason)
+            await emit_transcripts_ready(s, [session_id], now=now)
+        return ended
 
     async def delete_session(self, session_id: int, *, now: datetime | None = None) -> bool:
         """Delete a session with its participants, segments and job. Its usage rows remain as
@@ -321,7 +332,7 @@ class SessionStore(StoreBase):
                     update(Session)
                     .where(Session.id.in_(live))
                     .values(status=SessionStatus.ENDED, ended_at=ts)
-                    .returning(Session.id, Session.slug)
+                    .returning(*SESSION_COLUMNS)
                 )
             ).all()
             pending = (
@@ -345,6 +356,9 @@ class SessionStore(StoreBase):
             ).all()
             await self._close_session_work(s, [r.id for r in ended], reason="inactive", now=now)
             await self._close_session_work(s, [r.id for r in expired], reason="expired", now=now)
+            for r in ended:
+                await emit_session_event(s, SESSION_ENDED, _session(r), now=now, reason="inactive")
+            await emit_transcripts_ready(s, [r.id for r in ended], now=now)
         return SweepResult(ended=[r.slug for r in ended], expired=[r.slug for r in expired])
 
     async def _close_session_work(
@@ -428,11 +442,13 @@ class SessionStore(StoreBase):
                     update(Session)
                     .where(Session.id == session_id, Session.status == SessionStatus.CREATED)
                     .values(status=SessionStatus.LIVE, started_at=ts, last_activity_at=ts)
-                    .returning(Session.id)
+                    .returning(*SESSION_COLUMNS)
                 )
             ).first()
             if went_live is None:
                 await touch_sessions(s, [session_id], now)
+            else:
+                await emit_session_event(s, SESSION_LIVE, _session(went_live), now=now)
             if record.user_id is not None:
                 # usage opened before the participant registered gets its user for billing
                 await s.execute(

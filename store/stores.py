@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store.jobs import JobStore
+from store.livekit_events import LiveKitEventStore
 from store.retention import RetentionStore
 from store.sessions import SessionStore
 from store.transcripts import TranscriptStore
@@ -23,10 +24,19 @@ class Store:
     * ``usage``: track usage, reports, quotas, limits (:mod:`store.usage`);
     * ``jobs``: transcription jobs and their notifications (:mod:`store.jobs`);
     * ``retention``: per-space retention policies and the purge (:mod:`store.retention`).
-    * ``webhooks``: LiveKit webhook event ids already handled (:mod:`store.webhooks`).
+    * ``livekit_events``: LiveKit webhook event ids already handled (:mod:`store.livekit_events`).
+    * ``webhooks``: outbound webhook endpoints, the delivery outbox and log (:mod:`store.webhooks`).
     """
 
-    __slots__ = ("jobs", "retention", "sessions", "transcripts", "usage", "webhooks")
+    __slots__ = (
+        "jobs",
+        "livekit_events",
+        "retention",
+        "sessions",
+        "transcripts",
+        "usage",
+        "webhooks",
+    )
 
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = SessionStore(sessionmaker)
@@ -34,4 +44,5 @@ class Store:
         self.usage = UsageStore(sessionmaker)
         self.jobs = JobStore(sessionmaker)
         self.retention = RetentionStore(sessionmaker)
+        self.livekit_events = LiveKitEventStore(sessionmaker)
         self.webhooks = WebhookStore(sessionmaker)

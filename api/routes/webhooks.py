@@ -13,8 +13,8 @@ the session slug. Handled events:
 Everything else, unknown rooms and rooms of ended sessions are acknowledged (200) and ignored, so
 LiveKit does not retry them.
 
-**Replays.** Each event id is remembered (``store.webhooks``, a unique key) until the request's
-signature expires; a second delivery of an id within that time is acknowledged with
+**Replays.** Each event id is remembered (``store.livekit_events``, a unique key) until the
+request's signature expires; a second delivery of an id within that time is acknowledged with
 ``200 {"outcome": "duplicate"}`` and does nothing. A failed handling forgets the id, so LiveKit's
 retry is handled. An event without an id cannot be told from its replay: 400. Writes are also
 upserts keyed by session and identity with the event's own times, and a join older than the
@@ -113,11 +113,13 @@ async def livekit_webhook(request: web.Request) -> web.Response:
     if not notice.event_id or len(notice.event_id) > WEBHOOK_EVENT_ID_LEN:
         ctx.metrics.webhooks.labels("unverified", "rejected").inc()
         raise BadRequest("webhook event has no usable id")
-    if await ctx.store.webhooks.remember(notice.event_id, expires_at=notice.signature_expires_at):
+    if await ctx.store.livekit_events.remember(
+        notice.event_id, expires_at=notice.signature_expires_at
+    ):
         try:
             outcome = await _handle(ctx, notice)
         except BaseException:
-            await ctx.store.webhooks.forget(notice.event_id)
+            await ctx.store.livekit_events.forget(notice.event_id)
             raise
     else:
         outcome = "duplicate"

@@ -46,6 +46,9 @@ _NAME_RE = re.compile(rf"^{TEST_DB_PREFIX}(\d{{8}}T\d{{6}})_\d+_[0-9a-f]+$")
 STALE_AFTER = timedelta(days=1)
 # every application table; alembic_version is left alone
 TABLES = (
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhook_endpoints",
     "segments",
     "track_usage",
     "participants",

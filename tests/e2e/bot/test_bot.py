@@ -8,6 +8,7 @@ ordinary participant reads captions the way stock clients do.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Callable
@@ -388,5 +389,37 @@ async def test_sigterm_drains_finishes_the_utterance_and_releases_the_job(
     assert job is not None and job.status == JobStatus.REQUESTED
     usage = await repo.usage.session_usage(session.id)
     assert usage.rows and float(usage.rows[0].audio_seconds) > 1.0
+    await alice.leave()
+    await listener.leave()
+
+
+async def test_transcript_ready_is_announced_after_the_bot_stored_its_finals(
+    repo: Store, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The session ends while Alice's last sentence is still being decoded: transcript.ready
+    is written only once the bot left and its spool stored every final, and counts them all."""
+    session, worker, listener, (alice,) = await open_meeting(repo, livekit, start_worker, "alice")
+    endpoint, _ = await repo.webhooks.create_endpoint(
+        space_id=session.space_id, url="https://host-app.example/hooks"
+    )
+    await alice.say(Turn(QUILTER))
+    await alice.say(Turn(QUILTER, pause_s=0.3))
+    await repo.sessions.end_session(session.id, reason="ended_by_api")  # as POST .../end does
+
+    async def events() -> dict[str, dict[str, object]]:
+        rows = await repo.webhooks.list_deliveries(session.space_id, endpoint.id) or []
+        return {r.event_type: json.loads(r.body) for r in rows}
+
+    deadline = time.monotonic() + WAIT_S
+    while "transcript.ready" not in await events():
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        await asyncio.sleep(0.3)
+    found = await events()
+    assert set(found) == {"session.ended", "transcript.ready", "usage.updated"}
+    ready = found["transcript.ready"]["data"]
+    assert isinstance(ready, dict) and ready["complete"] is True
+    await asyncio.sleep(2.0)  # nothing is stored after the announcement
+    stored = await stored_finals(repo, session.id)
+    assert stored and ready["segment_count"] == len(stored)
     await alice.leave()
     await listener.leave()

@@ -162,12 +162,12 @@ async def test_a_replayed_webhook_is_acknowledged_and_changes_nothing(
 async def test_webhook_ids_are_kept_until_their_signature_expires(repo: Store) -> None:
     now = dt.datetime.now(dt.UTC)
     expires = now + dt.timedelta(minutes=11)
-    assert await repo.webhooks.remember("EV_a", expires_at=expires)
-    assert not await repo.webhooks.remember("EV_a", expires_at=expires)
-    assert await repo.webhooks.sweep(now=now + dt.timedelta(minutes=10)) == 0
-    assert not await repo.webhooks.remember("EV_a", expires_at=expires)
-    assert await repo.webhooks.sweep(now=now + dt.timedelta(minutes=12)) == 1
-    assert await repo.webhooks.remember("EV_a", expires_at=expires)
+    assert await repo.livekit_events.remember("EV_a", expires_at=expires)
+    assert not await repo.livekit_events.remember("EV_a", expires_at=expires)
+    assert await repo.livekit_events.sweep(now=now + dt.timedelta(minutes=10)) == 0
+    assert not await repo.livekit_events.remember("EV_a", expires_at=expires)
+    assert await repo.livekit_events.sweep(now=now + dt.timedelta(minutes=12)) == 1
+    assert await repo.livekit_events.remember("EV_a", expires_at=expires)
 
 
 async def test_metrics_behind_a_bearer_token_when_configured(
