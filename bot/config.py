@@ -117,6 +117,8 @@ class BotSettings(EngineSettings, UsageSettings):
     bot_http_port: int = Field(default=8081, ge=0, le=65535)
     drain_timeout_s: float = Field(default=30.0, ge=0)
     log_format: Literal["json", "text"] = "text"
+    # Debugging: write each track's received audio and frame timing here (bot/pipeline/dump.py).
+    audio_dump_dir: Path | None = None
 
     @field_validator("livekit_url")
     @classmethod

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+from pathlib import Path
 
+from bot.pipeline.dump import DumpedSink, DumpedSource, TrackDump
 from bot.pipeline.engine import SpeechEngine
 from bot.pipeline.track import AudioSource, CaptionSink, TrackPipeline
 from bot.pipeline.types import Speaker
@@ -27,12 +29,15 @@ class RoomTranscription:
         recorder: SessionRecorder,
         captions: CaptionSink,
         meter: UsageMeter,
+        *,
+        dump_dir: Path | None = None,
     ) -> None:
         self._engine = engine
         self._recorder = recorder
         self._captions = captions
         self._meter = meter
         self._stream_ids = itertools.count(1)
+        self._dump_dir = dump_dir
 
     async def participant_joined(self, identity: str, name: str) -> None:
         await self._recorder.participant_joined(identity, name)
@@ -48,14 +53,19 @@ class RoomTranscription:
                 logger.info("track not transcribed: limit reached", extra={"track_sid": sid})
                 await audio.aclose()
                 return
+            stream_id = next(self._stream_ids)
+            record = self._captions
+            if self._dump_dir is not None:
+                dump = TrackDump(self._dump_dir, f"{speaker.identity}-{sid}-{stream_id}")
+                audio, record = DumpedSource(audio, dump), DumpedSink(record, dump)
             pipeline = TrackPipeline(
                 speaker,
                 audio,
                 self._engine.open_stream(f"{speaker.identity}/{sid}"),
-                record=self._captions,
+                record=record,
                 publish=room,
                 meter=self._meter,
-                stream_id=next(self._stream_ids),
+                stream_id=stream_id,
             )
             await pipeline.run()
         finally:

@@ -201,7 +201,11 @@ class Worker:
         meter = UsageMeter()
         recorder = SessionRecorder(self.repo, session, self.settings, model, meter)
         transcription = RoomTranscription(
-            self.engine, recorder, CaptionRecorder(self.spool, session, model), meter
+            self.engine,
+            recorder,
+            CaptionRecorder(self.spool, session, model),
+            meter,
+            dump_dir=self.settings.audio_dump_dir,
         )
         room = RoomAgent(
             transcription,
