@@ -43,6 +43,8 @@ class EngineSettings(BaseSettings):
     vad_min_silence_ms: int = Field(default=400, ge=32, le=5000)
     vad_min_speech_ms: int = Field(default=250, ge=0, le=5000)
     vad_max_utterance_s: float = Field(default=15.0, ge=2, le=29)
+    vad_short_utterance_s: float = Field(default=3.0, ge=0, le=29)
+    vad_short_min_silence_ms: int = Field(default=1500, ge=32, le=5000)
 
     partial_interval_ms: int = Field(default=600, ge=100, le=5000)
     speculative_finals: bool = True
@@ -80,6 +82,8 @@ class EngineSettings(BaseSettings):
                 min_silence_ms=self.vad_min_silence_ms,
                 min_speech_ms=self.vad_min_speech_ms,
                 max_utterance_s=self.vad_max_utterance_s,
+                short_utterance_s=self.vad_short_utterance_s,
+                short_min_silence_ms=self.vad_short_min_silence_ms,
             ),
             emit_partials=emit_partials,
             partial_interval_ms=self.partial_interval_ms,

@@ -21,7 +21,6 @@ import time
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 
@@ -42,21 +41,23 @@ class TrackDump:
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(SAMPLE_RATE_HZ)
-        self._events: IO[str] = self.events_path.open("w", encoding="utf-8")
+        self.events_path.write_text("", encoding="utf-8")
         self._samples = 0
         self._closed = False
 
     def audio(self, samples: Float32Array) -> None:
         if self._closed:
             return
-        pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
+        # The SDK's int16 samples come back exactly (they were divided by 32768).
+        pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2")
         self._wav.writeframes(pcm.tobytes())
         self._samples += len(samples)
         self._write({"t": round(time.monotonic(), 4), "samples": self._samples})
 
     def final(self, item: SpokenCaption) -> None:
+        """Noted also after the audio ended: the last final comes after it."""
         c = item.caption
-        if self._closed or not c.is_final:
+        if not c.is_final:
             return
         self._write(
             {
@@ -68,14 +69,14 @@ class TrackDump:
         )
 
     def close(self) -> None:
+        """The audio ended (the WAV is complete)."""
         if not self._closed:
             self._closed = True
             self._wav.close()
-            self._events.close()
 
     def _write(self, record: dict[str, object]) -> None:
-        self._events.write(json.dumps(record) + "\n")
-        self._events.flush()
+        with self.events_path.open("a", encoding="utf-8") as events:
+            events.write(json.dumps(record) + "\n")
 
 
 class DumpedSource:
