@@ -243,6 +243,15 @@ class Segmenter:
         return self._in_speech and self._silence_windows > 0
 
     @property
+    def awaits_long_pause(self) -> bool:
+        """The open utterance is short: only ``short_min_silence_ms`` of silence ends it."""
+        return (
+            self._in_speech
+            and self._silence_windows_needed() > self._min_silence_windows
+            and self._short_silence_windows > self._min_silence_windows
+        )
+
+    @property
     def samples_seen(self) -> int:
         return self._samples_seen + len(self._pending)
 
@@ -326,13 +335,7 @@ class Segmenter:
         else:
             self._silence_windows += 1
 
-        needed = self._min_silence_windows
-        spoken = self.utterance_samples() - self._silence_windows * WINDOW_SAMPLES
-        if self.utterance_samples() >= self._soft_max_samples:
-            needed = self._soft_silence_windows
-        elif spoken < self._short_samples:
-            needed = self._short_silence_windows
-        if self._silence_windows >= needed:
+        if self._silence_windows >= self._silence_windows_needed():
             events.append(self._end(EndReason.SILENCE))
         elif self.utterance_samples() >= self._max_samples:
             events.extend(self._cut_at_max_length())
@@ -346,6 +349,15 @@ class Segmenter:
             audio = np.concatenate(self._buffer)[: end_sample - self._start_sample]
             events.append(UtterancePaused(self._index, self._start_sample, end_sample, audio))
         return events
+
+    def _silence_windows_needed(self) -> int:
+        """Silent windows that end the current utterance."""
+        n = self.utterance_samples()
+        if n >= self._soft_max_samples:
+            return self._soft_silence_windows
+        if n - self._silence_windows * WINDOW_SAMPLES < self._short_samples:
+            return self._short_silence_windows
+        return self._min_silence_windows
 
     def _remember(self, window: Float32Array) -> None:
         self._history.append(window)
