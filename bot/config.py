@@ -47,6 +47,8 @@ class EngineSettings(ModelChoiceSettings):
     vad_min_silence_ms: int = Field(default=400, ge=32, le=5000)
     vad_min_speech_ms: int = Field(default=250, ge=0, le=5000)
     vad_max_utterance_s: float = Field(default=15.0, ge=2, le=29)
+    vad_short_utterance_s: float = Field(default=3.0, ge=0, le=29)
+    vad_short_min_silence_ms: int = Field(default=1500, ge=32, le=5000)
 
     partial_interval_ms: int = Field(default=600, ge=100, le=5000)
     speculative_finals: bool = True
@@ -84,6 +86,8 @@ class EngineSettings(ModelChoiceSettings):
                 min_silence_ms=self.vad_min_silence_ms,
                 min_speech_ms=self.vad_min_speech_ms,
                 max_utterance_s=self.vad_max_utterance_s,
+                short_utterance_s=self.vad_short_utterance_s,
+                short_min_silence_ms=self.vad_short_min_silence_ms,
             ),
             emit_partials=emit_partials,
             partial_interval_ms=self.partial_interval_ms,
@@ -125,6 +129,8 @@ class BotSettings(EngineSettings, UsageSettings):
     bot_http_port: int = Field(default=8081, ge=0, le=65535)
     drain_timeout_s: float = Field(default=30.0, ge=0)
     log_format: Literal["json", "text"] = "text"
+    # Debugging: write each track's received audio and frame timing here (bot/pipeline/dump.py).
+    audio_dump_dir: Path | None = None
 
     @field_validator("metrics_token", mode="before")
     @classmethod

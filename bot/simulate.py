@@ -21,6 +21,7 @@ from bot.pipeline.types import SAMPLE_RATE_HZ
 RATE_HZ = 48_000
 FRAME = RATE_HZ // 100  # 10 ms
 _SILENCE = np.zeros(FRAME, dtype=np.int16)
+QUEUE_MS = 500
 
 
 def to_pcm48k(audio: np.ndarray) -> np.ndarray:
@@ -47,14 +48,22 @@ class Turn:
 class SimulatedSpeaker:
     identity: str
     room: rtc.Room = field(default_factory=rtc.Room)
-    # A 100 ms queue, like a microphone's buffer (the SDK's default of 1 s would delay speech).
+    # The SDK's queue between this client's Python loop and WebRTC. A real microphone is read
+    # by a real-time thread; this one is fed by a Python loop that a loaded machine stalls.
+    # When the queue runs dry, LiveKit's AudioSource sends nothing for 100 ms, then silence:
+    # at load 11 on 2 cores a 100 ms queue ran dry inside "Americans" and the room received
+    # the word with holes in it (python -m bench.room_audio on the bot's AUDIO_DUMP_DIR).
+    # 500 ms rides out such stalls; speech times below count the queued audio.
     source: rtc.AudioSource = field(
-        default_factory=lambda: rtc.AudioSource(RATE_HZ, 1, queue_size_ms=100)
+        default_factory=lambda: rtc.AudioSource(RATE_HZ, 1, queue_size_ms=QUEUE_MS)
     )
     # Opus DTX, on by default in LiveKit clients: silence is sent as a packet per 400 ms.
     dtx: bool = True
     publication: rtc.LocalTrackPublication | None = None
     sent_s: float = 0.0  # audio frames captured by this client
+    # Frames captured after the queue had run dry: the room got a hole (or silence) there.
+    underruns: int = 0
+    _primed: bool = False
     published_at: float = 0.0
     unpublished_at: float = 0.0
     muted_s: float = 0.0
@@ -86,7 +95,10 @@ class SimulatedSpeaker:
         n = len(pcm) if stop_after_s is None else min(len(pcm), int(stop_after_s * RATE_HZ))
         for i in range(0, n - FRAME + 1, FRAME):
             frame = rtc.AudioFrame(pcm[i : i + FRAME].tobytes(), RATE_HZ, 1, FRAME)
+            if self._primed and self.source.queued_duration <= 0:
+                self.underruns += 1
             await self.source.capture_frame(frame)
+            self._primed = self._primed or self.source.queued_duration >= QUEUE_MS / 2000
             self.sent_s += FRAME / RATE_HZ
 
     async def pause(self, seconds: float) -> None:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+from pathlib import Path
 
 from bot.engines import SpeechEngines
+from bot.pipeline.dump import DumpedSink, DumpedSource, TrackDump
 from bot.pipeline.engine import SpeechEngine, StreamOptions
 from bot.pipeline.track import AudioSource, CaptionSink, TrackPipeline
 from bot.pipeline.types import Speaker, TrackSettings
@@ -32,12 +34,15 @@ class RoomTranscription:
         recorder: SessionRecorder,
         captions: CaptionSink,
         meter: UsageMeter,
+        *,
+        dump_dir: Path | None = None,
     ) -> None:
         self._engines = engine if isinstance(engine, SpeechEngines) else SpeechEngines(engine)
         self._recorder = recorder
         self._captions = captions
         self._meter = meter
         self._stream_ids = itertools.count(1)
+        self._dump_dir = dump_dir
 
     async def participant_joined(self, identity: str, name: str) -> None:
         await self._recorder.participant_joined(identity, name)
@@ -66,14 +71,19 @@ class RoomTranscription:
                 },
             )
             options = stream_options(engine.stream_options, settings)
+            stream_id = next(self._stream_ids)
+            record = self._captions
+            if self._dump_dir is not None:
+                dump = TrackDump(self._dump_dir, f"{speaker.identity}-{sid}-{stream_id}")
+                audio, record = DumpedSource(audio, dump), DumpedSink(record, dump)
             pipeline = TrackPipeline(
                 speaker,
                 audio,
                 engine.open_stream(f"{speaker.identity}/{sid}", options=options),
-                record=self._captions,
+                record=record,
                 publish=room,
                 meter=self._meter,
-                stream_id=next(self._stream_ids),
+                stream_id=stream_id,
                 settings=settings,
             )
             await pipeline.run()

@@ -221,6 +221,7 @@ class Worker:
             recorder,
             CaptionRecorder(self.spool, session, model),
             meter,
+            dump_dir=self.settings.audio_dump_dir,
         )
         room = RoomAgent(
             transcription,

@@ -97,6 +97,8 @@ class _Speculation:
     index: int
     end_sample: int
     future: asyncio.Future[Hypothesis | None]
+    # Queued as a partial at the pause already (a short utterance waits long for its end).
+    shown: bool = False
 
 
 @dataclass(slots=True)
@@ -236,7 +238,10 @@ class StreamTranscriber:
         elif isinstance(event, UtterancePaused):
             if self.options.speculative_finals:
                 future = await self._scheduler.submit_final(self._key, self._final_request(event))
-                self._speculation = _Speculation(event.index, event.end_sample, future)
+                shown = self._segmenter.awaits_long_pause and self._show_as_partial(
+                    future, event.end_sample
+                )
+                self._speculation = _Speculation(event.index, event.end_sample, future, shown)
                 self.stats.speculative_finals += 1
         elif isinstance(event, UtteranceResumed):
             self._resume()
@@ -285,17 +290,22 @@ class StreamTranscriber:
         if spec is None or self._abandon(spec):
             return
         # Already decoding: the text of the utterance so far, shown as a partial.
-        start = self._segmenter.utterance_start_sample
-        self._last_partial_at = spec.end_sample - start
-        if self.options.emit_partials and not self._pending.full():
-            self._pending.put_nowait(
-                _Pending(
-                    self._utterance_id, start, spec.future, final=False, end_sample=spec.end_sample
-                )
-            )
-        else:  # nobody awaits it: retrieve its outcome so a failure is not reported as lost
+        self._last_partial_at = spec.end_sample - self._segmenter.utterance_start_sample
+        if not spec.shown and not self._show_as_partial(spec.future, spec.end_sample):
+            # nobody awaits it: retrieve its outcome so a failure is not reported as lost
             # (partials off, or the emitter is behind: partials thin out first)
             spec.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _show_as_partial(self, future: asyncio.Future[Hypothesis | None], end_sample: int) -> bool:
+        """Queue a decode's text as a partial of the open utterance, if partials are wanted and
+        the emitter keeps up."""
+        if not self.options.emit_partials or self._pending.full():
+            return False
+        start = self._segmenter.utterance_start_sample
+        self._pending.put_nowait(
+            _Pending(self._utterance_id, start, future, final=False, end_sample=end_sample)
+        )
+        return True
 
     def _abandon(self, spec: _Speculation) -> bool:
         """Withdraw a speculative decode not yet started; False when it is already decoding."""

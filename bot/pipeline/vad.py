@@ -107,6 +107,16 @@ class SegmenterOptions:
     # ``max_utterance_s``.
     soft_max_utterance_s: float = 8.0
     soft_min_silence_ms: int = 160
+    # An utterance shorter than ``short_utterance_s`` of audio (pre-roll included) ends only
+    # after ``short_min_silence_ms`` of silence, so a phrase of a word or two is decoded with
+    # the speech around it: decoded alone it loses words the same audio keeps in context.
+    # Through Opus, JFK's 1.5 s "Ask not" alone came out "is not." / "S NOT" (base / tiny.en),
+    # and "And so my fellow Americans" cut 96 ms after the VAD's end "... america"; merged
+    # across JFK's ~1.0 s pauses (1.02-1.28 s after the room path's jitter), both come out
+    # right (tests/integration/engine/test_room_audio.py). 0 turns it off (the bare default
+    # here; the product's, ``VAD_SHORT_UTTERANCE_S``, is 3 s).
+    short_utterance_s: float = 0.0
+    short_min_silence_ms: int = 1500
     # Audio kept after the last speech window, so word endings are not clipped.
     post_roll_ms: int = 96
     # At max length, cut at the quietest window of the last ``cut_search_s`` seconds.
@@ -120,8 +130,10 @@ class SegmenterOptions:
             raise ValueError("VAD threshold must be between 0 and 1")
         if self.min_silence_ms < WINDOW_MS or self.max_utterance_s < 1.0:
             raise ValueError("VAD min silence must be >= 32 ms and max utterance >= 1 s")
-        if self.soft_min_silence_ms < WINDOW_MS:
+        if self.soft_min_silence_ms < WINDOW_MS or self.short_min_silence_ms < WINDOW_MS:
             raise ValueError("VAD soft min silence must be >= 32 ms")
+        if self.short_utterance_s < 0:
+            raise ValueError("VAD short utterance length must not be negative")
         if self.pre_roll_ms < 0 or self.min_speech_ms < 0 or self.post_roll_ms < 0:
             raise ValueError("VAD durations must not be negative")
 
@@ -194,6 +206,10 @@ class Segmenter:
             1, min(o.soft_min_silence_ms, o.min_silence_ms) // WINDOW_MS
         )
         self._soft_max_samples = int(o.soft_max_utterance_s * SAMPLE_RATE_HZ)
+        self._short_silence_windows = max(
+            self._min_silence_windows, o.short_min_silence_ms // WINDOW_MS
+        )
+        self._short_samples = int(o.short_utterance_s * SAMPLE_RATE_HZ)
         self._min_speech_samples = o.min_speech_ms * SAMPLE_RATE_HZ // 1000
         self._max_samples = int(o.max_utterance_s * SAMPLE_RATE_HZ)
         self._post_roll = o.post_roll_ms * SAMPLE_RATE_HZ // 1000
@@ -225,6 +241,15 @@ class Segmenter:
     def in_pause(self) -> bool:
         """An utterance is open and its latest window was silent: it may be ending."""
         return self._in_speech and self._silence_windows > 0
+
+    @property
+    def awaits_long_pause(self) -> bool:
+        """The open utterance is short: only ``short_min_silence_ms`` of silence ends it."""
+        return (
+            self._in_speech
+            and self._silence_windows_needed() > self._min_silence_windows
+            and self._short_silence_windows > self._min_silence_windows
+        )
 
     @property
     def samples_seen(self) -> int:
@@ -310,10 +335,7 @@ class Segmenter:
         else:
             self._silence_windows += 1
 
-        needed = self._min_silence_windows
-        if self.utterance_samples() >= self._soft_max_samples:
-            needed = self._soft_silence_windows
-        if self._silence_windows >= needed:
+        if self._silence_windows >= self._silence_windows_needed():
             events.append(self._end(EndReason.SILENCE))
         elif self.utterance_samples() >= self._max_samples:
             events.extend(self._cut_at_max_length())
@@ -327,6 +349,15 @@ class Segmenter:
             audio = np.concatenate(self._buffer)[: end_sample - self._start_sample]
             events.append(UtterancePaused(self._index, self._start_sample, end_sample, audio))
         return events
+
+    def _silence_windows_needed(self) -> int:
+        """Silent windows that end the current utterance."""
+        n = self.utterance_samples()
+        if n >= self._soft_max_samples:
+            return self._soft_silence_windows
+        if n - self._silence_windows * WINDOW_SAMPLES < self._short_samples:
+            return self._short_silence_windows
+        return self._min_silence_windows
 
     def _remember(self, window: Float32Array) -> None:
         self._history.append(window)

@@ -64,6 +64,8 @@ def worker_env_for(livekit_url: str, database_url: str, tmp_path: Path) -> dict[
         "USAGE_CHECKPOINT_S": "1",
         "SPOOL_DIR": str(tmp_path / "spool"),
         "MODEL_CACHE_DIR": str(tmp_path / "models"),
+        # what each track received (kept with the test's tmp_path when a test fails)
+        "AUDIO_DUMP_DIR": str(tmp_path / "audio"),
     }
 
 

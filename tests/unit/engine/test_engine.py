@@ -232,6 +232,62 @@ async def test_a_speculation_already_decoding_when_speech_resumes_becomes_a_part
     assert len({c.utterance_id for c in got}) == 1
 
 
+def short_rule_engine(rec: ScriptedRecognizer, **opts: object) -> SpeechEngine:
+    segmenter = SegmenterOptions(
+        min_silence_ms=400, short_utterance_s=3.0, short_min_silence_ms=1500
+    )
+    options = StreamOptions(segmenter=segmenter, min_partial_audio_ms=5000, **opts)  # type: ignore[arg-type]
+    return SpeechEngine(rec, _FakeSileroVad(), stream_options=options)  # type: ignore[arg-type]
+
+
+async def test_a_short_utterance_shows_its_pause_decode_while_its_end_waits() -> None:
+    rec = ScriptedRecognizer(length_text)
+    engine = short_rule_engine(rec)
+    stream = engine.open_stream("t")
+    got, task = collect(stream)
+    await _push(stream, np.concatenate([tone(1.0), silence(0.6)]))  # past 0.4 s: not yet the end
+    await _settle(engine)
+    decoded = [r for b in rec.batches for r in b]
+    assert [r.final for r in decoded] == [True]
+    text = f"final {len(decoded[0].audio)}"
+    assert [(c.is_final, c.text) for c in got] == [(False, text)], "shown before the end"
+    await _push(stream, silence(1.2))  # the long pause: the end
+    await _settle(engine)
+    assert [(c.is_final, c.text) for c in got] == [(False, text), (True, text)]
+    assert len({c.utterance_id for c in got}) == 1
+    assert len([r for b in rec.batches for r in b]) == 1, "one decode for both"
+    await stream.end_input()
+    await asyncio.wait_for(task, 10)
+    await engine.aclose()
+
+
+async def test_a_short_phrase_shown_at_its_pause_is_not_shown_twice_when_speech_resumes() -> None:
+    rec = ScriptedRecognizer(length_text)
+    engine = short_rule_engine(rec)
+    stream = engine.open_stream("t")
+    got, task = collect(stream)
+    await _push(stream, np.concatenate([tone(1.0), silence(0.8)]))
+    await _settle(engine)  # the pause's decode is done and shown
+    await _push(stream, np.concatenate([tone(1.0), silence(2.0)]))
+    await stream.end_input()
+    await asyncio.wait_for(task, 10)
+    await engine.aclose()
+    finals = [r for b in rec.batches for r in b if r.final]
+    assert [(c.is_final, c.text) for c in got] == [
+        (False, f"final {len(finals[0].audio)}"),  # the first phrase, at its pause
+        (False, f"final {len(finals[1].audio)}"),  # both phrases, at the second pause
+        (True, f"final {len(finals[1].audio)}"),
+    ]
+    assert len({c.utterance_id for c in got}) == 1
+
+
+async def test_a_long_utterance_is_not_shown_at_its_pause() -> None:
+    rec = ScriptedRecognizer(length_text)
+    engine = short_rule_engine(rec)
+    captions = await transcribe(engine, np.concatenate([tone(3.5), silence(1.0)]))
+    assert [c.is_final for c in captions] == [True], "its end comes 0.3 s after the pause"
+
+
 async def test_no_partial_decode_starts_in_the_silence_that_ends_an_utterance() -> None:
     rec = ScriptedRecognizer(length_text)
     # frequent partials and no pause decode: the whole 400 ms of closing silence is exposed

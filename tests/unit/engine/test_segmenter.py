@@ -113,6 +113,37 @@ def test_past_the_soft_length_a_short_pause_ends_the_utterance() -> None:
     assert abs(ended[0].speech_end_sample - 4.25 * SR) <= 600
 
 
+def test_a_short_utterance_waits_for_a_longer_pause_then_ends_with_the_next_phrase() -> None:
+    opts = SegmenterOptions(
+        min_silence_ms=400, pre_roll_ms=300, short_utterance_s=3.0, short_min_silence_ms=1500
+    )
+    # "And so my fellow Americans" (2.3 s) - 1.0 s - "ask not" (1.2 s) - 1.0 s - a long phrase
+    speech = [tone(2.3), silence(1.0), tone(1.2), silence(1.0), tone(4.0), silence(1.0)]
+    events = run(Segmenter(AmplitudeVad(), opts), silence(0.5), *speech)  # type: ignore[arg-type]
+    ended = [e for e in events if isinstance(e, UtteranceEnded)]
+    # the two short phrases become one utterance (4.5 s); past 3 s the usual 0.4 s pause ends it
+    assert len(ended) == 2
+    assert abs(ended[0].speech_end_sample - (0.5 + 2.3 + 1.0 + 1.2) * SR) <= 600
+    assert abs(ended[1].speech_end_sample - (0.5 + 2.3 + 1.0 + 1.2 + 1.0 + 4.0) * SR) <= 600
+
+
+def test_a_short_utterance_ends_after_the_longer_pause() -> None:
+    opts = SegmenterOptions(min_silence_ms=400, short_utterance_s=3.0, short_min_silence_ms=1500)
+    events = run(
+        Segmenter(AmplitudeVad(), opts),  # type: ignore[arg-type]
+        tone(1.0),
+        silence(1.7),
+        tone(1.0),
+        silence(1.7),
+        flush=False,
+    )
+    ended = [e for e in events if isinstance(e, UtteranceEnded)]
+    assert [e.reason for e in ended] == [EndReason.SILENCE, EndReason.SILENCE]
+    # the pause is announced (the final decode starts) as early as for any utterance
+    paused = [e for e in events if isinstance(e, UtterancePaused)]
+    assert len(paused) == 2 and paused[0].end_sample == ended[0].end_sample
+
+
 class CountingVad(AmplitudeVad):
     def __init__(self) -> None:
         self.calls = 0
