@@ -52,6 +52,8 @@ class EngineSettings(ModelChoiceSettings):
 
     partial_interval_ms: int = Field(default=600, ge=100, le=5000)
     speculative_finals: bool = True
+    phrase_finals: bool = True
+    phrase_min_pause_ms: int = Field(default=192, ge=32, le=5000)
 
     @field_validator("asr_language")
     @classmethod
@@ -92,6 +94,8 @@ class EngineSettings(ModelChoiceSettings):
             emit_partials=emit_partials,
             partial_interval_ms=self.partial_interval_ms,
             speculative_finals=self.speculative_finals,
+            phrase_finals=self.phrase_finals,
+            phrase_min_pause_ms=self.phrase_min_pause_ms,
         )
 
 

@@ -19,6 +19,17 @@ would be the whole utterance (``UtterancePaused``, about 100 ms into the silence
 is its final: the same audio, so the same text, about 0.25 s sooner (``bench/engine.py``).
 If speech resumes, a decode not yet started is withdrawn and one already running is shown as a
 partial, so little is spent for nothing.
+
+**Phrase finals.** In continuous speech the VAD may not end an utterance for many seconds
+(a reader's 0.5 s pauses hold only 100-350 ms of VAD silence), so its words waited for the
+end. A pause of at least ``phrase_min_pause_ms`` after at least ``phrase_min_ms`` of the
+utterance keeps its speculative decode (the audio up to the pause) as a phrase candidate.
+When a later partial, which decoded ``phrase_context_ms`` or more past the pause, starts with
+exactly the candidate's words and goes on (LocalAgreement-2 of the phrase decoded alone and
+in context), the candidate is committed: it becomes the final of the utterance (its audio ends
+at the pause, so no word is cut) and the rest of the speech continues as a new utterance.
+A phrase whose words the following speech changes ("is not" alone, "ask not what" in context)
+is not committed, and waits for the utterance's end as before.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from bot.pipeline.agreement import StablePrefix
+from bot.pipeline.agreement import StablePrefix, word_key
 from bot.pipeline.asr import DecodeRequest, Hypothesis
 from bot.pipeline.scheduler import DecodeScheduler, Recognizer
 from bot.pipeline.types import SAMPLE_RATE_HZ, Caption, Word
@@ -66,6 +77,11 @@ class StreamOptions:
     pending_queue_size: int = 64
     # Start the final decode at the pause (see the module docstring); off: at the certain end.
     speculative_finals: bool = True
+    # Commit finals at pauses inside long utterances (see the module docstring).
+    phrase_finals: bool = True
+    phrase_min_pause_ms: int = 192
+    phrase_min_ms: int = 1000
+    phrase_context_ms: int = 400
     # A stream's own speech settings (a session's): the language every decode of the stream
     # uses (None: the recognizer's configured one, else detected per utterance), and its
     # vocabulary (None: the recognizer's configured hotwords / initial prompt).
@@ -87,6 +103,8 @@ class StreamStats:
     # Final decodes started at a pause, and how many of them became the utterance's final.
     speculative_finals: int = 0
     speculative_finals_used: int = 0
+    # Finals committed at a pause inside an utterance (phrase finals).
+    phrase_finals: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +117,16 @@ class _Speculation:
     future: asyncio.Future[Hypothesis | None]
     # Queued as a partial at the pause already (a short utterance waits long for its end).
     shown: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Phrase:
+    """A decode of the open utterance up to a pause (``end_sample``): a phrase final if the
+    speech after the pause confirms its words."""
+
+    index: int
+    end_sample: int
+    future: asyncio.Future[Hypothesis | None]
 
 
 @dataclass(slots=True)
@@ -172,12 +200,16 @@ class StreamTranscriber:
         self._emitter: asyncio.Task[None] | None = None
         self._partial_in_flight = False
         self._speculation: _Speculation | None = None
+        self._phrases: list[_Phrase] = []  # candidates in the open utterance, oldest first
+        self._confirmed: _Phrase | None = None  # a candidate to commit at the next push
         self._last_partial_at = 0  # utterance samples when the last partial was requested
         self._utterance_id = ""
         self._utterance_language: str | None = None
         self._ended = False
         self._interval = options.partial_interval_ms * SAMPLE_RATE_HZ // 1000
         self._min_partial = options.min_partial_audio_ms * SAMPLE_RATE_HZ // 1000
+        self._phrase_min = options.phrase_min_ms * SAMPLE_RATE_HZ // 1000
+        self._phrase_context = options.phrase_context_ms * SAMPLE_RATE_HZ // 1000
 
     def _utterance_name(self, index: int) -> str:
         return f"SG_{self._nonce}_{index}"
@@ -191,6 +223,7 @@ class StreamTranscriber:
         self.stats.audio_s += len(samples) / SAMPLE_RATE_HZ
         for event in self._segmenter.push(samples):
             await self._on_event(event)
+        await self._maybe_commit_phrase()
         self._maybe_partial()
 
     async def end_input(self) -> None:
@@ -219,6 +252,9 @@ class StreamTranscriber:
         if self._speculation is not None:
             self._speculation.future.cancel()
             self._speculation = None
+        for phrase in self._phrases:
+            phrase.future.cancel()
+        self._phrases, self._confirmed = [], None
         if self._emitter is not None:
             self._emitter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -230,6 +266,8 @@ class StreamTranscriber:
 
     # -- segmentation events ----------------------------------------------------------------------
     async def _on_event(self, event: SegmentEvent) -> None:
+        if not isinstance(event, (UtterancePaused, UtteranceResumed)):
+            self._drop_phrases()  # the utterance they belong to is over
         if isinstance(event, UtteranceStarted):
             self._utterance_id = self._utterance_name(event.index)
             self._utterance_language = None
@@ -244,7 +282,7 @@ class StreamTranscriber:
                 self._speculation = _Speculation(event.index, event.end_sample, future, shown)
                 self.stats.speculative_finals += 1
         elif isinstance(event, UtteranceResumed):
-            self._resume()
+            self._resume(event)
         elif isinstance(event, UtteranceEnded):
             self._engine._set_speaking(self._key, False)
             self.stats.speech_s += len(event.audio) / SAMPLE_RATE_HZ
@@ -284,10 +322,27 @@ class StreamTranscriber:
             return
         await self._pending.put(item)
 
-    def _resume(self) -> None:
-        """Speech went on after a pause: its speculative final is at most a partial."""
+    def _resume(self, event: UtteranceResumed) -> None:
+        """Speech went on after a pause: its speculative final is at most a partial, or a
+        phrase candidate when the pause was long enough."""
         spec, self._speculation = self._speculation, None
-        if spec is None or self._abandon(spec):
+        if spec is None:
+            return
+        start = self._segmenter.utterance_start_sample
+        if (
+            self.options.phrase_finals
+            and spec.index == event.index
+            and event.pause_ms >= self.options.phrase_min_pause_ms
+            and spec.end_sample - start >= self._phrase_min
+        ):
+            self._phrases.append(_Phrase(spec.index, spec.end_sample, spec.future))
+            del self._phrases[:-4]  # bounded: a later pause covers an earlier one's words
+            # The partial that can confirm it: once ``phrase_context_ms`` follow the pause.
+            self._last_partial_at = spec.end_sample - start + self._phrase_context - self._interval
+            if not spec.shown:
+                self._show_as_partial(spec.future, spec.end_sample)
+            return
+        if self._abandon(spec):
             return
         # Already decoding: the text of the utterance so far, shown as a partial.
         self._last_partial_at = spec.end_sample - self._segmenter.utterance_start_sample
@@ -295,6 +350,58 @@ class StreamTranscriber:
             # nobody awaits it: retrieve its outcome so a failure is not reported as lost
             # (partials off, or the emitter is behind: partials thin out first)
             spec.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def _drop_phrases(self) -> None:
+        """Forget the phrase candidates of an utterance that is over."""
+        for phrase in self._phrases:
+            if phrase is not self._confirmed and not self._scheduler.withdraw(phrase.future):
+                phrase.future.add_done_callback(_retrieve)
+        self._phrases, self._confirmed = [], None
+
+    def _confirm_phrase(self, index: int, end_sample: int, hyp: Hypothesis) -> None:
+        """A partial of utterance ``index`` decoded up to ``end_sample``: does it confirm the
+        latest phrase candidate it reaches past by ``phrase_context_ms``?"""
+        keys = [word_key(w) for w in hyp.text.split()]
+        for phrase in reversed(self._phrases):
+            if phrase.index != index or end_sample < phrase.end_sample + self._phrase_context:
+                continue
+            done = phrase.future.done() and not phrase.future.cancelled()
+            alone = phrase.future.result() if done and not phrase.future.exception() else None
+            if alone is None or not alone.accepted:
+                continue
+            words = [word_key(w) for w in alone.text.split()]
+            if len(keys) > len(words) and keys[: len(words)] == words:
+                self._confirmed = phrase
+                return
+
+    async def _maybe_commit_phrase(self) -> None:
+        """Commit a confirmed phrase: its decode is the final of the utterance up to its pause;
+        the speech after the pause goes on as a new utterance."""
+        phrase = self._confirmed
+        if phrase is None or self._speculation is not None:
+            return  # in a pause: it may end the whole utterance, whose final then covers it
+        self._confirmed = None
+        if phrase.index != self._segmenter.utterance_index:
+            return
+        events = self._segmenter.split(phrase.end_sample)
+        if len(events) != 2:
+            return
+        ended, started = events
+        if not isinstance(ended, UtteranceEnded):
+            return
+        self._phrases.remove(phrase)
+        self.stats.speech_s += len(ended.audio) / SAMPLE_RATE_HZ
+        self.stats.phrase_finals += 1
+        await self._enqueue(
+            _Pending(
+                self._utterance_name(ended.index),
+                ended.start_sample,
+                phrase.future,
+                final=True,
+                end_sample=ended.end_sample,
+            )
+        )
+        await self._on_event(started)
 
     def _show_as_partial(self, future: asyncio.Future[Hypothesis | None], end_sample: int) -> bool:
         """Queue a decode's text as a partial of the open utterance, if partials are wanted and
@@ -331,8 +438,9 @@ class StreamTranscriber:
         )
         future = self._scheduler.submit_partial(self._key, request)
         self._partial_in_flight = True
-        future.add_done_callback(self._partial_done)
         start = self._segmenter.utterance_start_sample
+        index = self._segmenter.utterance_index
+        future.add_done_callback(lambda f: self._partial_done(f, index, start + n))
         self._pending.put_nowait(
             _Pending(self._utterance_id, start, future, final=False, end_sample=start + n)
         )
@@ -348,12 +456,16 @@ class StreamTranscriber:
             initial_prompt=o.initial_prompt,
         )
 
-    def _partial_done(self, future: asyncio.Future[Hypothesis | None]) -> None:
+    def _partial_done(
+        self, future: asyncio.Future[Hypothesis | None], index: int, end_sample: int
+    ) -> None:
         self._partial_in_flight = False
         if not future.cancelled() and future.exception() is None:
             hyp = future.result()
             if hyp is not None and hyp.language_probability >= 0.5:
                 self._utterance_language = self._utterance_language or hyp.language
+            if hyp is not None and hyp.accepted and self._phrases:
+                self._confirm_phrase(index, end_sample, hyp)
 
     # -- output ---------------------------------------------------------------------------------
     def _ensure_emitter(self) -> None:
@@ -459,6 +571,12 @@ def _final_caption(item: _Pending, hyp: Hypothesis | None, *, had_partials: bool
 
 def _ms(sample: int) -> int:
     return sample * 1000 // SAMPLE_RATE_HZ
+
+
+def _retrieve(future: asyncio.Future[Hypothesis | None]) -> None:
+    """Nobody awaits this decode: retrieve its outcome so a failure is not reported as lost."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _resolved(value: Hypothesis | None) -> asyncio.Future[Hypothesis | None]:

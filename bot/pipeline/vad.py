@@ -141,6 +141,7 @@ class SegmenterOptions:
 class EndReason(Enum):
     SILENCE = "silence"
     MAX_LENGTH = "max_length"
+    PHRASE = "phrase"  # cut at a pause inside speech by the consumer (``Segmenter.split``)
     END_OF_STREAM = "end_of_stream"
 
 
@@ -179,6 +180,8 @@ class UtteranceResumed:
     """Speech came back before the pause ended the utterance: the last pause was not its end."""
 
     index: int
+    # How long the pause was: its silent windows (below ``threshold - hysteresis``).
+    pause_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,11 +330,12 @@ class Segmenter:
         if prob >= o.threshold - o.hysteresis:
             if prob >= o.threshold:
                 self._speech_samples += WINDOW_SAMPLES
+            pause_ms = self._silence_windows * WINDOW_MS
             self._silence_windows = 0
             self._last_speech_end = self._samples_seen
             if self._paused:
                 self._paused = False
-                events.append(UtteranceResumed(self._index))
+                events.append(UtteranceResumed(self._index, pause_ms))
         else:
             self._silence_windows += 1
 
@@ -394,17 +398,32 @@ class Segmenter:
         self._history = [audio[-self._pre_roll :]] if len(audio) and self._pre_roll else []
         self._history_samples = sum(len(h) for h in self._history)
 
+    def split(self, end_sample: int) -> list[SegmentEvent]:
+        """End the open utterance at ``end_sample`` (a pause inside it) and go on with the rest
+        as a new utterance: ``[UtteranceEnded(reason=PHRASE), UtteranceStarted]``, or nothing
+        when ``end_sample`` is not strictly inside the open utterance or a pause is open."""
+        cut = end_sample - self._start_sample
+        if not self._in_speech or self._paused or not 0 < cut < self.utterance_samples():
+            return []
+        return self._split(cut, cut, EndReason.PHRASE)
+
     def _cut_at_max_length(self) -> list[SegmentEvent]:
         """Close the utterance at the quietest recent window and carry the rest over."""
         probs = np.asarray(self._probs)
         search_from = max(1, len(probs) - self._cut_search_windows)
         cut_window = search_from + int(np.argmin(probs[search_from:]))
-        audio = np.concatenate(self._buffer)
         cut = (cut_window + 1) * WINDOW_SAMPLES
+        return self._split(cut, cut_window + 1, EndReason.MAX_LENGTH)
+
+    def _split(self, cut: int, tail_window: int, reason: EndReason) -> list[SegmentEvent]:
+        audio = np.concatenate(self._buffer)
         index, start = self._index, self._start_sample
         head, tail = audio[:cut], audio[cut:]
-        tail_probs = self._probs[cut_window + 1 :]
-        ended = UtteranceEnded(index, start, start + cut, start + cut, head, EndReason.MAX_LENGTH)
+        if reason is EndReason.PHRASE:  # the buffer's windows end at the newest sample
+            tail_window = max(0, len(self._probs) - len(tail) // WINDOW_SAMPLES)
+        tail_probs = self._probs[tail_window:]
+        speech_end = start + cut if reason is EndReason.MAX_LENGTH else self._phrase_speech_end(cut)
+        ended = UtteranceEnded(index, start, start + cut, speech_end, head, reason)
         # The speech goes on: a new utterance starts right at the cut.
         self._index += 1
         self._start_sample = start + cut
@@ -416,3 +435,7 @@ class Segmenter:
         self._silence_windows = 0
         self._paused = False
         return [ended, UtteranceStarted(self._index, self._start_sample)]
+
+    def _phrase_speech_end(self, cut: int) -> int:
+        """The end of speech before a phrase cut: the cut less the post-roll it keeps."""
+        return self._start_sample + max(0, cut - self._post_roll)
