@@ -10,6 +10,10 @@ Measures, on the shipped eval recordings and on generated hard cases:
   not from the VAD or the streaming decode, so the VAD's hangover counts against us;
 * real-time factor and CPU use (cores busy) of the default model, fed as fast as possible;
 * words emitted on 60 s of silence, 60 s of noise and on speech after 60 s of silence;
+* phrase finals on the long sonnet items (continuous reading), with ``phrase_finals`` off and
+  on in turn: phrases split at the offline decode's pauses >= 0.5 s; a phrase's final latency is
+  when final text first covers its last word (a final whose span reaches the word's midpoint),
+  from when that word's audio was fed; first display likewise with any caption; WER of finals;
 * capacity: concurrent real-time streams (each a different stretch of a real recording) one
   process sustains before final-latency p95 exceeds 2 s.
 
@@ -62,7 +66,9 @@ LATENCY_ITEMS = [
     "ru_deepspeech_sample",
 ]
 CAPACITY_ITEM = "en_librivox_sonnets001-003_long"
-SECTIONS = ("wer", "hard", "latency", "capacity")
+PHRASE_ITEMS = ["en_librivox_sonnet001", "en_librivox_sonnets001-003_long"]
+PHRASE_PAUSE_S = 0.5
+SECTIONS = ("wer", "hard", "latency", "phrase", "capacity")
 _ROMAN = {"I": "one", "II": "two", "III": "three"}
 
 
@@ -145,6 +151,38 @@ def offline_words(model: Any, audio: np.ndarray) -> list[tuple[float, float]]:
     return [(w.start, w.end) for s in segments for w in (s.words or [])]
 
 
+def phrases(words: list[tuple[float, float]], pause_s: float = PHRASE_PAUSE_S) -> list[int]:
+    """Indices of the words that end a phrase: followed by a pause >= ``pause_s``, or last."""
+    ends = [i for i in range(len(words) - 1) if words[i + 1][0] - words[i][1] >= pause_s]
+    return [*ends, len(words) - 1] if words else []
+
+
+def phrase_latencies(
+    run: StreamRun, words: list[tuple[float, float]], offset_s: float = 0.0
+) -> tuple[list[float], list[float]]:
+    """(first display, final) latency of each phrase's last word, from when its audio was fed:
+    the first caption (any / final) with text whose span reaches the word's midpoint."""
+    first: list[float] = []
+    final: list[float] = []
+    shown = [(t, c) for t, c in run.captions if c.text.strip()]
+    for i in phrases(words):
+        start, end = words[i]
+        mid = (start + end) / 2 + offset_s
+        fed = end + offset_s
+        t_any = next((t for t, c in shown if c.start_ms / 1000 <= mid <= c.end_ms / 1000), None)
+        t_fin = next(
+            (t for t, c in shown if c.is_final and c.start_ms / 1000 <= mid <= c.end_ms / 1000),
+            None,
+        )
+        if t_fin is None:  # in a gap between finals: the next final after it
+            t_fin = next((t for t, c in shown if c.is_final and c.start_ms / 1000 > mid), None)
+        if t_any is not None:
+            first.append(t_any - fed)
+        if t_fin is not None:
+            final.append(t_fin - fed)
+    return first, final
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -189,7 +227,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         cpu_threads=settings.asr_cpu_threads,
     )
     words = {item: offline_words(offline, audio[item]) for item in LATENCY_ITEMS}
-    words[CAPACITY_ITEM] = offline_words(offline, audio[CAPACITY_ITEM])
+    for item in {CAPACITY_ITEM, *PHRASE_ITEMS} - set(words):
+        words[item] = offline_words(offline, audio[item])
     if "wer" in args.sections:
         full_window = WhisperRecognizer(resolved, settings.asr_options())
         report["wer"] = await wer_rows(offline, full_window, settings, vad, engine, audio)
@@ -198,6 +237,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         report["hard_cases"] = await hard_cases(engine, audio)
     if "latency" in args.sections:
         report.update(await latency_one_stream(engine, audio, words))
+    if "phrase" in args.sections:
+        report["phrase_finals"] = await phrase_finals(engine, audio, words, args.phrase_runs)
     if "capacity" in args.sections:
         report["capacity"] = await capacity(
             engine, audio, words, args.capacity_max, args.capacity_seconds
@@ -333,6 +374,52 @@ async def latency_one_stream(
     return out
 
 
+async def phrase_finals(
+    engine: Engine,
+    audio: dict[str, np.ndarray],
+    words: dict[str, list[tuple[float, float]]],
+    runs: int,
+) -> list[dict[str, Any]]:
+    """Phrase-level latency and WER on the long sonnet items, ``phrase_finals`` off and on in
+    turn per item (so the machine's load hits both alike), ``runs`` times."""
+    rows: list[dict[str, Any]] = []
+    pad = np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)
+    for k in range(runs):
+        got: dict[bool, tuple[list[float], list[float], list[float]]] = {
+            on: ([], [], []) for on in (False, True)
+        }
+        counts = dict.fromkeys(got, 0)
+        for item in PHRASE_ITEMS:
+            for on in got:
+                eng = engine(partials=True)
+                for_run = replace(eng.stream_options, phrase_finals=on)
+                eng.stream_options = for_run
+                run = await feed_stream(eng, np.concatenate([pad, audio[item], pad]), realtime=True)
+                await eng.aclose()
+                first, final = phrase_latencies(run, words[item], offset_s=1.0)
+                got[on][0].extend(first)
+                got[on][1].extend(final)
+                got[on][2].append(wer(reference_text(item), finals_text(run)))
+                counts[on] += run.stats.phrase_finals
+        for on, (first, final, wers) in got.items():
+            row = {
+                "run": k + 1,
+                "phrase_finals": on,
+                "phrases": len(final),
+                "phrase_finals_committed": counts[on],
+                "final_p50_s": round(pct(final, 50), 3),
+                "final_p95_s": round(pct(final, 95), 3),
+                "final_max_s": round(max(final, default=float("nan")), 3),
+                "first_display_p50_s": round(pct(first, 50), 3),
+                "first_display_p95_s": round(pct(first, 95), 3),
+                "wer": [round(w, 4) for w in wers],
+                "load_avg_1m": psutil.getloadavg()[0],
+            }
+            rows.append(row)
+            print(f"  phrase {row}", file=sys.stderr)
+    return rows
+
+
 async def capacity(
     engine: Engine,
     audio: dict[str, np.ndarray],
@@ -462,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=EngineSettings().asr_model)
     parser.add_argument("--capacity-max", type=int, default=6)
     parser.add_argument("--capacity-seconds", type=int, default=45)
+    parser.add_argument("--phrase-runs", type=int, default=1)
     parser.add_argument(
         "--sections",
         type=lambda v: set(v.split(",")),
