@@ -409,7 +409,7 @@ async def phrase_finals(
                 "phrase_finals_committed": counts[on],
                 "final_p50_s": round(pct(final, 50), 3),
                 "final_p95_s": round(pct(final, 95), 3),
-                "final_max_s": round(max(final, default=float("nan")), 3),
+                "final_max_s": round(float(max(final, default=float("nan"))), 3),
                 "first_display_p50_s": round(pct(first, 50), 3),
                 "first_display_p95_s": round(pct(first, 95), 3),
                 "wer": [round(w, 4) for w in wers],

@@ -29,7 +29,10 @@ exactly the candidate's words and goes on (LocalAgreement-2 of the phrase decode
 in context), the candidate is committed: it becomes the final of the utterance (its audio ends
 at the pause, so no word is cut) and the rest of the speech continues as a new utterance.
 A phrase whose words the following speech changes ("is not" alone, "ask not what" in context)
-is not committed, and waits for the utterance's end as before.
+is not committed, and waits for the utterance's end as before. Measured on the long sonnet
+items (``python -m bench.engine --sections phrase``, two runs, load 2-3.5 on 2 cores):
+phrase-level final p50 1.9 -> 1.6 s, p95 6.6 / 6.4 -> 5.7 / 4.4 s, WER unchanged within a
+word. What still waits: phrases whose pause holds under 192 ms of VAD silence (or none).
 """
 
 from __future__ import annotations
