@@ -20,7 +20,8 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from bot.formats import FORMATS, render
-from bot.pipeline.audio import file_duration_s, iter_file_audio
+from bot.pipeline.audio import file_duration_s, iter_file_audio, read_file_audio
+from bot.pipeline.diarize import AttributedCaption, OfflineDiarizer, attribute_captions
 from bot.pipeline.types import SAMPLE_RATE_HZ, Caption
 from core.errors import TranscriberError
 
@@ -47,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="pace like a live call, show partials")
     p.add_argument("--model", help="ASR model (default: ASR_MODEL or 'base')")
     p.add_argument("--language", help="language code or 'auto' (default: ASR_LANGUAGE or auto)")
+    p.add_argument(
+        "--diarize",
+        action="store_true",
+        help="label speakers (Speaker 1, 2, ...) with pyannote; needs the 'diarization' extra",
+    )
     return p
 
 
@@ -156,15 +162,31 @@ async def _transcribe(args: argparse.Namespace) -> list[Caption]:
     return finals
 
 
+def _diarize(path: Path, captions: list[Caption]) -> list[AttributedCaption]:
+    """Whole-file diarization after recognition: each final gets the speaker of its words."""
+    diarizer = OfflineDiarizer()
+    turns = diarizer.diarize(read_file_audio(path))
+    finals = [c for c in captions if c.is_final and c.text.strip()]
+    return attribute_captions(finals, turns)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args = _parser().parse_args(argv)
+        if args.diarize:
+            # fail before recognition when the extra is missing (no torch import here)
+            from bot.pipeline.diarize import EXTRA_HINT, diarization_available
+
+            if not diarization_available():
+                print(f"transcriber transcribe: {EXTRA_HINT}", file=sys.stderr)
+                return 2
         captions = asyncio.run(_transcribe(args))
+        speakers = _diarize(args.file, captions) if args.diarize else None
         from bot.config import EngineSettings
 
         model = args.model or EngineSettings().asr_model
-        document = render(captions, args.format, model=model)
+        document = render(captions, args.format, model=model, speakers=speakers)
         if args.output:
             args.output.write_text(document, encoding="utf-8")
         else:
