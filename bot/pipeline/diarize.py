@@ -93,6 +93,40 @@ class OfflineDiarizer:
         return relabel(turns)
 
 
+class LiveDiarizer:
+    """Causal in-track speaker labels for a live stream: feed blocks of audio as they arrive,
+    get the turns of each block (labels stay the same for the whole stream). ~2 s blocks.
+
+    Speakers are numbered in order of first speech. Failures raise :class:`DiarizationError`;
+    the caller keeps the participant's label and goes on.
+    """
+
+    def __init__(self, *, threads: int = 1) -> None:
+        try:
+            from bot.pipeline.diarize_torch import OnlinePipeline
+        except ImportError as exc:
+            raise ModelUnavailableError(f"{EXTRA_HINT} ({exc.name} is missing)") from exc
+        self._pipeline = OnlinePipeline(threads=threads)
+        self.turns: list[SpeakerTurn] = []
+
+    def push(self, block: np.ndarray[Any, Any]) -> list[SpeakerTurn]:
+        try:
+            raw = self._pipeline(block)
+        except Exception as exc:
+            raise DiarizationError(f"live diarization failed: {type(exc).__name__}") from exc
+        new = [
+            SpeakerTurn(round(a * 1000), round(b * 1000), f"Speaker {index + 1}")
+            for a, b, index in raw
+            if b > a
+        ]
+        self.turns.extend(new)
+        return new
+
+    @property
+    def speakers(self) -> list[str]:
+        return sorted({t.speaker for t in self.turns})
+
+
 def _overlap_ms(start_ms: int, end_ms: int, turn: SpeakerTurn) -> int:
     return max(0, min(end_ms, turn.end_ms) - max(start_ms, turn.start_ms))
 

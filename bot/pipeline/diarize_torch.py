@@ -182,3 +182,95 @@ class OfflinePipeline:
             (float(turn.start), float(turn.end), str(label))
             for turn, _, label in annotation.itertracks(yield_label=True)
         ]
+
+
+class OnlinePipeline:
+    """Causal speaker labels for live audio, one block at a time (no look-ahead).
+
+    Each call gets the newest block (e.g. 2 s); the segmentation model looks at the last
+    ``window_s`` of audio ending with it, finds up to three local voices, embeds each with CAM++
+    over its frames in the whole window, and matches them to the speakers seen so far (cosine
+    distance to a running centroid below ``threshold``; otherwise a new speaker). Returns the
+    block's turns as (start_s, end_s, speaker index) relative to the stream start.
+    """
+
+    def __init__(
+        self,
+        *,
+        threads: int = 1,
+        window_s: float = 10.0,
+        threshold: float = 0.3,
+        new_speaker_s: float = 1.5,
+    ) -> None:
+        from pyannote.audio.utils.powerset import Powerset
+
+        torch.set_num_threads(threads)
+        self.embedding = CamPlusPlusEmbedding()
+        self.segmentation = load_segmentation_model()
+        self.segmentation.eval()
+        specs = self.segmentation.specifications
+        self._powerset = Powerset(len(specs.classes), specs.powerset_max_classes)
+        self.window = int(window_s * SAMPLE_RATE_HZ)
+        self.threshold = threshold
+        self.new_speaker_s = new_speaker_s
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._offset = 0  # samples dropped from the front of _audio
+        self._centroids: list[Any] = []
+        self._counts: list[int] = []
+
+    def _match(self, embedding: Any, solo_s: float) -> int:
+        e = embedding / embedding.norm()
+        if self._centroids:
+            dist = [1.0 - float(e @ (c / c.norm())) for c in self._centroids]
+            best = int(np.argmin(dist))
+            # a new speaker needs a clear voice: far from everyone and enough solo speech
+            if dist[best] < self.threshold or solo_s < self.new_speaker_s:
+                n = self._counts[best]
+                self._centroids[best] = (self._centroids[best] * n + e) / (n + 1)
+                self._counts[best] = n + 1
+                return best
+        self._centroids.append(e)
+        self._counts.append(1)
+        return len(self._centroids) - 1
+
+    def __call__(self, block: np.ndarray[Any, Any]) -> list[tuple[float, float, int]]:
+        block = np.asarray(block, dtype=np.float32)
+        self._audio = np.concatenate([self._audio, block])
+        if len(self._audio) > self.window:
+            drop = len(self._audio) - self.window
+            self._audio = self._audio[drop:]
+            self._offset += drop
+        window = torch.from_numpy(self._audio)
+        if len(self._audio) < SAMPLE_RATE_HZ // 2:
+            return []
+        with torch.inference_mode():
+            scores = self.segmentation(window[None, None])
+            active = self._powerset.to_multilabel(scores)[0].numpy() > 0.5  # (frames, 3)
+            frames = active.shape[0]
+            frame_s = len(self._audio) / SAMPLE_RATE_HZ / frames
+            first_new = int(frames * (1 - len(block) / len(self._audio)))
+            feats = self.embedding.fbank(window)
+            turns: list[tuple[float, float, int]] = []
+            base_s = self._offset / SAMPLE_RATE_HZ
+            for k in range(active.shape[1]):
+                if not active[first_new:, k].any():
+                    continue
+                # the voice's frames alone (no overlap) across the window
+                solo = active[:, k] & (active.sum(axis=1) == 1)
+                if solo.sum() * frame_s < 0.4:
+                    continue
+                mask = torch.from_numpy(solo.astype(np.float32))
+                mask = F.interpolate(mask[None, None], size=feats.shape[0], mode="nearest")[0, 0]
+                voice = feats[mask > 0.5]
+                if voice.shape[0] < MIN_EMBEDDING_FRAMES:
+                    continue
+                speaker = self._match(self.embedding.embed_frames(voice), solo.sum() * frame_s)
+                run_start: int | None = None
+                for i in range(first_new, frames + 1):
+                    on = i < frames and bool(active[i, k])
+                    if on and run_start is None:
+                        run_start = i
+                    elif not on and run_start is not None:
+                        turns.append((base_s + run_start * frame_s, base_s + i * frame_s, speaker))
+                        run_start = None
+        return sorted(turns)
