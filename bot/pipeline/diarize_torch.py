@@ -218,17 +218,21 @@ class OnlinePipeline:
         self._centroids: list[Any] = []
         self._counts: list[int] = []
 
-    def _match(self, embedding: Any, solo_s: float) -> int:
+    def _match(self, embedding: Any, solo_s: float) -> int | None:
+        """The speaker index of a voice; a new speaker needs a clear voice (far from everyone
+        and ``new_speaker_s`` of solo speech in the window); None: not yet sure (no label)."""
         e = embedding / embedding.norm()
+        best: int | None = None
         if self._centroids:
             dist = [1.0 - float(e @ (c / c.norm())) for c in self._centroids]
             best = int(np.argmin(dist))
-            # a new speaker needs a clear voice: far from everyone and enough solo speech
-            if dist[best] < self.threshold or solo_s < self.new_speaker_s:
+            if dist[best] < self.threshold:
                 n = self._counts[best]
                 self._centroids[best] = (self._centroids[best] * n + e) / (n + 1)
                 self._counts[best] = n + 1
                 return best
+        if solo_s < self.new_speaker_s:
+            return best
         self._centroids.append(e)
         self._counts.append(1)
         return len(self._centroids) - 1
@@ -265,6 +269,8 @@ class OnlinePipeline:
                 if voice.shape[0] < MIN_EMBEDDING_FRAMES:
                     continue
                 speaker = self._match(self.embedding.embed_frames(voice), solo.sum() * frame_s)
+                if speaker is None:
+                    continue
                 run_start: int | None = None
                 for i in range(first_new, frames + 1):
                     on = i < frames and bool(active[i, k])
