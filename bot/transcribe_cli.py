@@ -15,15 +15,21 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from pydantic import ValidationError
 
 from bot.formats import FORMATS, render
 from bot.pipeline.audio import file_duration_s, iter_file_audio, read_file_audio
-from bot.pipeline.diarize import AttributedCaption, OfflineDiarizer, attribute_captions
+from bot.pipeline.diarize import (
+    AttributedCaption,
+    OfflineDiarizer,
+    SpeakerTurn,
+    attribute_captions,
+)
 from bot.pipeline.types import SAMPLE_RATE_HZ, Caption
-from core.errors import TranscriberError
+from bot.pipeline.vad import Float32Array
+from core.errors import DiarizationError, TranscriberError
 
 FEED_SAMPLES = SAMPLE_RATE_HZ // 50  # 20 ms, like a live frame
 
@@ -162,11 +168,24 @@ async def _transcribe(args: argparse.Namespace) -> list[Caption]:
     return finals
 
 
-def _diarize(path: Path, captions: list[Caption]) -> list[AttributedCaption]:
-    """Whole-file diarization after recognition: each final gets the speaker of its words."""
-    diarizer = OfflineDiarizer()
-    turns = diarizer.diarize(read_file_audio(path))
+class _Diarizer(Protocol):
+    def diarize(self, samples: Float32Array) -> list[SpeakerTurn]: ...
+
+
+def _diarize(
+    path: Path, captions: list[Caption], diarizer: _Diarizer | None = None
+) -> list[AttributedCaption]:
+    """Whole-file diarization after recognition: each final gets the speaker of its words.
+    A failing diarizer costs the labels, never the transcript: one warning (no text), and the
+    captions are labelled "Speaker"."""
     finals = [c for c in captions if c.is_final and c.text.strip()]
+    try:
+        turns = (diarizer or OfflineDiarizer()).diarize(read_file_audio(path))
+    except DiarizationError as exc:
+        logging.getLogger("bot.transcribe").warning(
+            "diarization failed; speakers are not labelled", extra={"error": str(exc)}
+        )
+        turns = []
     return attribute_captions(finals, turns)
 
 

@@ -119,5 +119,6 @@ def test_live_labels_find_two_stable_speakers_in_a_shared_microphone() -> None:
     assert diarization_error_rate(reference, live.turns).der <= 0.15
 
 
-def test_live_labels_never_split_a_single_speaker() -> None:
-    assert _live("en_jfk_inaugural").speakers == ["Speaker 1"]
+@pytest.mark.parametrize("item", ["en_jfk_inaugural", "en_librivox_sonnet001"])
+def test_live_labels_never_split_a_single_speaker(item: str) -> None:
+    assert _live(item).speakers == ["Speaker 1"]

@@ -19,6 +19,7 @@ from bot.pipeline.diarize import (
     speaker_at,
 )
 from bot.pipeline.types import Caption, Word
+from core.errors import DiarizationError
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -191,3 +192,21 @@ def test_the_product_without_diarization_never_imports_torch() -> None:
         "assert 'torch' not in sys.modules and 'pyannote.audio' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True, timeout=120)
+
+
+class _FailingDiarizer:
+    def diarize(self, samples: object) -> list[SpeakerTurn]:
+        raise DiarizationError("diarization failed: RuntimeError")
+
+
+def test_a_failing_diarizer_costs_the_labels_not_the_transcript(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from bot.transcribe_cli import _diarize
+
+    caption = _caption([("Secret", 0.1, 0.5), ("words.", 0.6, 1.0)])
+    out = _diarize(REPO / "assets/eval/en_jfk_inaugural.wav", [caption], _FailingDiarizer())
+    assert [(a.caption, a.speaker) for a in out] == [(caption, None)]
+    assert "diarization failed" in caplog.text
+    assert "Secret" not in caplog.text
+    assert "Speaker: Secret words." in render([caption], "txt", model="m", speakers=out)
