@@ -219,19 +219,74 @@ class DiarizationScore:
 
 def _best_mapping(
     cooccurrence: dict[tuple[str, str], int], refs: list[str], hyps: list[str]
-) -> int:
-    """The largest total time a one-to-one ref->hyp mapping can match (exhaustive: meetings have
-    a handful of speakers; the Hungarian algorithm would do for more)."""
+) -> tuple[int, dict[str, str]]:
+    """The one-to-one ref->hyp mapping that matches the most time, and that time (exhaustive:
+    meetings have a handful of speakers; past ~8 the Hungarian algorithm would be needed)."""
     if not refs or not hyps:
-        return 0
+        return 0, {}
     small, large, ref_first = (refs, hyps, True) if len(refs) <= len(hyps) else (hyps, refs, False)
-    best = 0
+    best, best_pairs = -1, {}
     for chosen in itertools.permutations(large, len(small)):
-        total = 0
-        for a, b in zip(small, chosen, strict=True):
-            total += cooccurrence.get((a, b) if ref_first else (b, a), 0)
-        best = max(best, total)
-    return best
+        pairs = dict(
+            zip(small, chosen, strict=True) if ref_first else zip(chosen, small, strict=True)
+        )
+        total = sum(cooccurrence.get(pair, 0) for pair in pairs.items())
+        if total > best:
+            best, best_pairs = total, pairs
+    return best, best_pairs
+
+
+def align_labels(live: Sequence[SpeakerTurn], final: Sequence[SpeakerTurn]) -> list[SpeakerTurn]:
+    """The after-meeting turns under the live labels: each final speaker takes the live label
+    it shares the most speech with (one-to-one), so "Speaker 2" on screen during the meeting is
+    "Speaker 2" in the final transcript; a final speaker the live pass never told apart gets the
+    next free number."""
+    _, pairs = _best_mapping(
+        _cooccurrence(final, live),
+        sorted({t.speaker for t in final}),
+        sorted({t.speaker for t in live}),
+    )
+    used = set(pairs.values()) | {t.speaker for t in live}
+    names: dict[str, str] = {}
+    for turn in sorted(final, key=lambda t: (t.start_ms, t.end_ms)):
+        if turn.speaker in names:
+            continue
+        if turn.speaker in pairs:
+            names[turn.speaker] = pairs[turn.speaker]
+            continue
+        n = 1
+        while f"Speaker {n}" in used:
+            n += 1
+        names[turn.speaker] = f"Speaker {n}"
+        used.add(names[turn.speaker])
+    return [replace(t, speaker=names[t.speaker]) for t in final]
+
+
+def _stretches(
+    reference: Sequence[SpeakerTurn], hypothesis: Sequence[SpeakerTurn]
+) -> list[tuple[int, set[str], set[str]]]:
+    bounds = sorted(
+        {t.start_ms for t in [*reference, *hypothesis]}
+        | {t.end_ms for t in [*reference, *hypothesis]}
+    )
+    stretches: list[tuple[int, set[str], set[str]]] = []
+    for a, b in itertools.pairwise(bounds):
+        refs = {t.speaker for t in reference if t.start_ms <= a and t.end_ms >= b}
+        hyps = {t.speaker for t in hypothesis if t.start_ms <= a and t.end_ms >= b}
+        if refs or hyps:
+            stretches.append((b - a, refs, hyps))
+    return stretches
+
+
+def _cooccurrence(
+    reference: Sequence[SpeakerTurn], hypothesis: Sequence[SpeakerTurn]
+) -> dict[tuple[str, str], int]:
+    cooc: dict[tuple[str, str], int] = {}
+    for ms, refs, hyps in _stretches(reference, hypothesis):
+        for r in refs:
+            for h in hyps:
+                cooc[(r, h)] = cooc.get((r, h), 0) + ms
+    return cooc
 
 
 def diarization_error_rate(
@@ -244,24 +299,11 @@ def diarization_error_rate(
     reference speakers whose mapped hypothesis speaker also talks; the ref->hyp mapping is the
     one-to-one mapping that maximises matched time over the whole recording.
     """
-    bounds = sorted(
-        {t.start_ms for t in [*reference, *hypothesis]}
-        | {t.end_ms for t in [*reference, *hypothesis]}
-    )
-    stretches: list[tuple[int, set[str], set[str]]] = []
-    for a, b in itertools.pairwise(bounds):
-        refs = {t.speaker for t in reference if t.start_ms <= a and t.end_ms >= b}
-        hyps = {t.speaker for t in hypothesis if t.start_ms <= a and t.end_ms >= b}
-        if refs or hyps:
-            stretches.append((b - a, refs, hyps))
-    cooc: dict[tuple[str, str], int] = {}
-    for ms, refs, hyps in stretches:
-        for r in refs:
-            for h in hyps:
-                cooc[(r, h)] = cooc.get((r, h), 0) + ms
+    stretches = _stretches(reference, hypothesis)
+    cooc = _cooccurrence(reference, hypothesis)
     ref_names = sorted({t.speaker for t in reference})
     hyp_names = sorted({t.speaker for t in hypothesis})
-    matched_ms = _best_mapping(cooc, ref_names, hyp_names)
+    matched_ms, _ = _best_mapping(cooc, ref_names, hyp_names)
     total = missed = false_alarm = both = 0
     for ms, refs, hyps in stretches:
         total += ms * len(refs)

@@ -18,6 +18,7 @@ from bot.pipeline.audio import read_file_audio
 from bot.pipeline.diarize import (
     LiveDiarizer,
     OfflineDiarizer,
+    align_labels,
     diarization_available,
     diarization_error_rate,
     read_rttm,
@@ -122,3 +123,23 @@ def test_live_labels_find_two_stable_speakers_in_a_shared_microphone() -> None:
 @pytest.mark.parametrize("item", ["en_jfk_inaugural", "en_librivox_sonnet001"])
 def test_live_labels_never_split_a_single_speaker(item: str) -> None:
     assert _live(item).speakers == ["Speaker 1"]
+
+
+def test_after_meeting_labels_keep_the_live_names(diarizer: OfflineDiarizer) -> None:
+    live = _live("multi_pyannote_sample")
+    final = align_labels(
+        live.turns, diarizer.diarize(read_file_audio(EVAL / "multi_pyannote_sample.wav"))
+    )
+    reference = read_rttm((EVAL / "multi_pyannote_sample.rttm").read_text())
+    assert {t.speaker for t in final} == {"Speaker 1", "Speaker 2"}
+    assert diarization_error_rate(reference, final).der <= 0.08
+    # the same names for the same voices, compared name by name (no remapping to hide a swap):
+    # swapped names would agree on ~16 % of the time; overlapped speech (both names in the final
+    # turns) and the live pass's own errors keep it below 100 % (measured: 84 %)
+    same = other = 0
+    for a in live.turns:
+        for b in final:
+            overlap = max(0, min(a.end_ms, b.end_ms) - max(a.start_ms, b.start_ms))
+            same += overlap if a.speaker == b.speaker else 0
+            other += overlap if a.speaker != b.speaker else 0
+    assert same >= 0.75 * (same + other)

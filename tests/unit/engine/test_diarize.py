@@ -11,6 +11,7 @@ import pytest
 from bot.formats import render
 from bot.pipeline.diarize import (
     SpeakerTurn,
+    align_labels,
     attribute_captions,
     diarization_available,
     diarization_error_rate,
@@ -210,3 +211,15 @@ def test_a_failing_diarizer_costs_the_labels_not_the_transcript(
     assert "diarization failed" in caplog.text
     assert "Secret" not in caplog.text
     assert "Speaker: Secret words." in render([caption], "txt", model="m", speakers=out)
+
+
+def test_after_meeting_turns_take_the_live_labels_they_overlap() -> None:
+    # live said "Speaker 1" then "Speaker 2"; the offline pass numbers them the other way round
+    # and finds a third voice the live pass never told apart
+    live = [t(0, 5, "Speaker 1"), t(5, 10, "Speaker 2"), t(10, 14, "Speaker 2")]
+    final = [t(0, 5.2, "Speaker 2"), t(5.2, 10, "Speaker 1"), t(10, 14, "Speaker 3")]
+    aligned = align_labels(live, final)
+    assert [x.speaker for x in aligned] == ["Speaker 1", "Speaker 2", "Speaker 3"]
+    assert [(x.start_ms, x.end_ms) for x in aligned] == [(0, 5200), (5200, 10000), (10000, 14000)]
+    # nothing live (a track that was not diarized live): numbered in order of first speech
+    assert [x.speaker for x in align_labels([], final)] == ["Speaker 1", "Speaker 2", "Speaker 3"]
