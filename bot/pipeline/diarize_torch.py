@@ -33,8 +33,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "0")
+# Set, not defaulted: no weights are named by a hub id, and the product sends no telemetry.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["PYANNOTE_METRICS_ENABLED"] = "0"
 
 import numpy as np
 import torch
