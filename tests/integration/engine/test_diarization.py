@@ -143,3 +143,11 @@ def test_after_meeting_labels_keep_the_live_names(diarizer: OfflineDiarizer) -> 
             same += overlap if a.speaker == b.speaker else 0
             other += overlap if a.speaker != b.speaker else 0
     assert same >= 0.75 * (same + other)
+
+
+def test_no_hub_and_no_telemetry_once_loaded(diarizer: OfflineDiarizer) -> None:
+    from huggingface_hub import constants
+    from pyannote.audio.telemetry.metrics import is_metrics_enabled
+
+    assert not is_metrics_enabled()
+    assert constants.HF_HUB_OFFLINE
