@@ -219,20 +219,31 @@ class OnlinePipeline:
         self._centroids: list[Any] = []
         self._counts: list[int] = []
 
-    def _match(self, embedding: Any, solo_s: float) -> int | None:
-        """The speaker index of a voice; a new speaker needs a clear voice (far from everyone
-        and ``new_speaker_s`` of solo speech in the window); None: not yet sure (no label)."""
+    def _match(
+        self, embedding: Any, clear_s: float, taken: set[int], *, overlapped: bool = False
+    ) -> int | None:
+        """The speaker index of a voice; None: not yet sure (no label).
+
+        ``taken``: speakers already given to another voice of this window (the segmentation
+        model says the two talk at once, so they are different people). A new speaker needs a
+        clear voice: far from every speaker it may be, and ``new_speaker_s`` of its speech; a
+        voice heard only in overlap (``overlapped``: a blurred embedding) founds one only when
+        another voice of the window took a speaker and every known speaker is taken."""
         e = embedding / embedding.norm()
         best: int | None = None
-        if self._centroids:
-            dist = [1.0 - float(e @ (c / c.norm())) for c in self._centroids]
-            best = int(np.argmin(dist))
+        candidates = [i for i in range(len(self._centroids)) if i not in taken]
+        if candidates:
+            dist = {
+                i: 1.0 - float(e @ (self._centroids[i] / self._centroids[i].norm()))
+                for i in candidates
+            }
+            best = min(dist, key=lambda i: dist[i])
             if dist[best] < self.threshold:
                 n = self._counts[best]
                 self._centroids[best] = (self._centroids[best] * n + e) / (n + 1)
                 self._counts[best] = n + 1
                 return best
-        if solo_s < self.new_speaker_s:
+        if clear_s < self.new_speaker_s or (overlapped and (best is not None or not taken)):
             return best
         self._centroids.append(e)
         self._counts.append(1)
@@ -257,21 +268,30 @@ class OnlinePipeline:
             feats = self.embedding.fbank(window)
             turns: list[tuple[float, float, int]] = []
             base_s = self._offset / SAMPLE_RATE_HZ
-            for k in range(active.shape[1]):
-                if not active[first_new:, k].any():
-                    continue
-                # the voice's frames alone (no overlap) across the window
-                solo = active[:, k] & (active.sum(axis=1) == 1)
-                if solo.sum() * frame_s < 0.4:
-                    continue
-                mask = torch.from_numpy(solo.astype(np.float32))
+            alone = active.sum(axis=1) == 1
+            voices = [k for k in range(active.shape[1]) if active[first_new:, k].any()]
+            # the clearest voice first: it anchors the window's other voices
+            voices.sort(key=lambda k: -int((active[:, k] & alone).sum()))
+            taken: set[int] = set()
+            for k in voices:
+                # the voice's frames alone (no overlap) across the window; a voice heard only
+                # over another one (a short reply in an overlap) uses all its frames
+                frames_k = active[:, k] & alone
+                overlapped = frames_k.sum() * frame_s < 0.4
+                if overlapped:
+                    frames_k = active[:, k]
+                clear_s = float(frames_k.sum() * frame_s)
+                mask = torch.from_numpy(frames_k.astype(np.float32))
                 mask = F.interpolate(mask[None, None], size=feats.shape[0], mode="nearest")[0, 0]
                 voice = feats[mask > 0.5]
                 if voice.shape[0] < MIN_EMBEDDING_FRAMES:
                     continue
-                speaker = self._match(self.embedding.embed_frames(voice), solo.sum() * frame_s)
+                speaker = self._match(
+                    self.embedding.embed_frames(voice), clear_s, taken, overlapped=overlapped
+                )
                 if speaker is None:
                     continue
+                taken.add(speaker)
                 run_start: int | None = None
                 for i in range(first_new, frames + 1):
                     on = i < frames and bool(active[i, k])

@@ -120,6 +120,11 @@ def test_live_labels_find_two_stable_speakers_in_a_shared_microphone() -> None:
     assert diarization_error_rate(reference, live.turns).der <= 0.15
 
 
+def test_live_labels_tell_apart_a_voice_heard_only_in_overlap() -> None:
+    # en_stereo_2spk: the second voice talks only over the first (0.37-2.44 s inside 0.3-4.67 s)
+    assert _live("en_stereo_2spk").speakers == ["Speaker 1", "Speaker 2"]
+
+
 @pytest.mark.parametrize("item", ["en_jfk_inaugural", "en_librivox_sonnet001"])
 def test_live_labels_never_split_a_single_speaker(item: str) -> None:
     assert _live(item).speakers == ["Speaker 1"]
