@@ -418,28 +418,32 @@ async def test_transcript_ready_is_announced_after_the_bot_stored_its_finals(
 ) -> None:
     """The session ends while Alice's last sentence is still being decoded: transcript.ready
     is written only once the bot left and its spool stored every final, and counts them all."""
-    session, worker, listener, (alice,) = await open_meeting(repo, livekit, start_worker, "alice")
+    # registered before the meeting opens: session.live is written when the bot registers Alice
     endpoint, _ = await repo.webhooks.create_endpoint(
-        space_id=session.space_id, url="https://host-app.example/hooks"
+        space_id="space-1", url="https://host-app.example/hooks"
     )
+    session, worker, listener, (alice,) = await open_meeting(repo, livekit, start_worker, "alice")
+    assert session.space_id == "space-1"
     await alice.say(Turn(QUILTER))
     await alice.say(Turn(QUILTER, pause_s=0.3))
     await repo.sessions.end_session(session.id, reason="ended_by_api")  # as POST .../end does
 
     async def events() -> dict[str, dict[str, object]]:
         rows = await repo.webhooks.list_deliveries(session.space_id, endpoint.id) or []
-        return {r.event_type: json.loads(r.body) for r in rows}
+        bodies = [json.loads(r.body) for r in rows]
+        return {b["type"]: b for b in bodies if b["data"]["session"]["slug"] == session.slug}
 
     deadline = time.monotonic() + WAIT_S
     while "transcript.ready" not in await events():
         assert time.monotonic() < deadline, worker.log()[-3000:]
         await asyncio.sleep(0.3)
     found = await events()
-    assert set(found) == {"session.ended", "transcript.ready", "usage.updated"}
+    assert set(found) == {"session.live", "session.ended", "transcript.ready", "usage.updated"}
     ready = found["transcript.ready"]["data"]
     assert isinstance(ready, dict) and ready["complete"] is True
     await asyncio.sleep(2.0)  # nothing is stored after the announcement
     stored = await stored_finals(repo, session.id)
     assert stored and ready["segment_count"] == len(stored)
+    await repo.webhooks.delete_endpoint(session.space_id, endpoint.id)
     await alice.leave()
     await listener.leave()
