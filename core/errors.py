@@ -9,6 +9,8 @@ whether retrying the same operation may succeed (``retryable``)::
     +-- AudioInputError         an input file is missing, empty, corrupt or not audio
     +-- AsrError                recognition failed at run time (retryable: the next utterance
     |                           may decode)
+    +-- DiarizationError        the speaker diarizer failed at run time (retryable; captions go
+    |                           on with the participant's label)
     +-- LiveKitUnavailable      the room could not be joined: the LiveKit server refused or
     |                           was unreachable (retryable)
     +-- StorageError            the database refused the operation or could not be reached
@@ -24,7 +26,7 @@ whether retrying the same operation may succeed (``retryable``)::
         +-- EmbeddedPostgresError   the embedded server could not be prepared, started or stopped
 
 Foreign exceptions are translated once, at the edge that calls them, with ``raise X from exc``:
-CTranslate2 and PyAV in ``bot.pipeline``, the LiveKit SDK's ``ConnectError`` in
+CTranslate2, PyAV and pyannote/torch in ``bot.pipeline``, the LiveKit SDK's ``ConnectError`` in
 ``bot.livekit.room``, SQLAlchemy, asyncpg and OS errors in the storage
 package's base (``store.base``). The API maps this tree to HTTP errors in ``api.errors``.
 """
@@ -41,6 +43,7 @@ __all__ = [
     "AudioInputError",
     "ConfigError",
     "ConflictError",
+    "DiarizationError",
     "EmbeddedPostgresError",
     "InvalidState",
     "LimitExceeded",
@@ -75,6 +78,12 @@ class AudioInputError(TranscriberError):
 
 class AsrError(TranscriberError):
     """Recognition failed at run time; the next utterance may decode."""
+
+    retryable = True
+
+
+class DiarizationError(TranscriberError):
+    """The speaker diarizer failed at run time; captions keep the participant's label."""
 
     retryable = True
 
