@@ -26,6 +26,8 @@ from typing import Any, Final, Generic, TypeVar, cast
 
 from sqlalchemy import ColumnElement, DateTime, Interval, Select, func, literal, select, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import Insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
@@ -49,6 +51,7 @@ __all__ = [
     "sql_time",
     "touch_sessions",
     "translate",
+    "upsert_space_row",
 ]
 
 _R = TypeVar("_R")
@@ -178,6 +181,18 @@ async def touch_sessions(s: AsyncSession, session_ids: Iterable[int], now: datet
             Session.id.in_(ids), Session.last_activity_at < at - sql_interval(_ACTIVITY_GRANULARITY)
         )
         .values(last_activity_at=at)
+    )
+
+
+def upsert_space_row(
+    model: type[Any], space_id: str, values: Mapping[str, Any], now: datetime | None
+) -> Insert:
+    """INSERT ... ON CONFLICT (space_id) DO UPDATE of a one-row-per-space table (quotas,
+    settings, retention): ``values`` and ``updated_at`` replace the row's."""
+    stmt = pg_insert(model).values(space_id=space_id, **values, updated_at=sql_time(now))
+    return stmt.on_conflict_do_update(
+        index_elements=[model.space_id],
+        set_={**{k: stmt.excluded[k] for k in values}, "updated_at": stmt.excluded.updated_at},
     )
 
 

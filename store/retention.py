@@ -24,9 +24,8 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, and_, delete, exists, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from store.base import StoreBase, sql_time
+from store.base import StoreBase, sql_time, upsert_space_row
 from store.models import Participant, Segment, Session, SpaceRetention
 
 __all__ = ["PurgeBatch", "RetentionStore"]
@@ -80,13 +79,7 @@ class RetentionStore(StoreBase):
         """Keep the space's transcripts ``transcript_days`` after a session ends (None: forever)."""
         if transcript_days is not None and transcript_days < 1:
             raise ValueError("transcript_days must be at least 1")
-        stmt = pg_insert(SpaceRetention).values(
-            space_id=space_id, transcript_days=transcript_days, updated_at=sql_time(now)
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[SpaceRetention.space_id],
-            set_={"transcript_days": stmt.excluded.transcript_days, "updated_at": sql_time(now)},
-        )
+        stmt = upsert_space_row(SpaceRetention, space_id, {"transcript_days": transcript_days}, now)
         async with self._tx() as s:
             await s.execute(stmt)
 

@@ -30,6 +30,7 @@ from store.base import (
     sql_interval,
     sql_time,
     touch_sessions,
+    upsert_space_row,
 )
 from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
 from store.jobs import job_columns, notify_jobs
@@ -510,15 +511,8 @@ class SessionStore(StoreBase):
     async def set_space_settings(
         self, space_id: str, *, participants_may_end: bool, now: datetime | None = None
     ) -> SpaceSettingsRecord:
-        stmt = pg_insert(SpaceSettings).values(
-            space_id=space_id, participants_may_end=participants_may_end, updated_at=sql_time(now)
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[SpaceSettings.space_id],
-            set_={
-                "participants_may_end": stmt.excluded.participants_may_end,
-                "updated_at": stmt.excluded.updated_at,
-            },
+        stmt = upsert_space_row(
+            SpaceSettings, space_id, {"participants_may_end": participants_may_end}, now
         )
         async with self._tx() as s:
             await s.execute(stmt)

@@ -51,6 +51,7 @@ from store.base import (
     sql_interval,
     sql_time,
     touch_sessions,
+    upsert_space_row,
 )
 from store.models import Participant, Session, SpaceQuota, TrackUsage
 from store.money import DEFAULT_CURRENCY, quantize_seconds
@@ -282,10 +283,7 @@ class UsageStore(StoreBase):
         """Usage of tracks that started in ``[start, end)``, filtered by space, user and/or
         session, grouped by day (in ``tz``), participant, user, session or space. Each group and
         the report's totals (per currency) sum per-track billed minutes and costs."""
-        if start.tzinfo is None or end.tzinfo is None:
-            raise ValueError("start and end must be timezone-aware")
-        if end <= start:
-            raise ValueError("end must be after start")
+        _check_window(start, end)
         try:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -308,13 +306,7 @@ class UsageStore(StoreBase):
         else:
             # rendered inline (quoted) so SELECT and GROUP BY carry the very same expression
             zone: Any = bindparam("tz", tz, literal_execute=True)
-            where = [TrackUsage.started_at >= start, TrackUsage.started_at < end]
-            if space_id is not None:
-                where.append(TrackUsage.space_id == space_id)
-            if user_id is not None:
-                where.append(TrackUsage.user_id == user_id)
-            if session_id is not None:
-                where.append(TrackUsage.session_id == session_id)
+            where = _track_filter(start, end, space_id, user_id, session_id)
             stmt = report_statement(group_by, zone, where)
             async with self._tx() as s:
                 rows = (await s.execute(stmt)).all()
@@ -339,17 +331,8 @@ class UsageStore(StoreBase):
         """Totals of the tracks that started in ``[start, end)`` (filtered like
         :meth:`usage_report`), per currency: sessions, tracks, billed minutes, cost (Decimal)
         and the average length of the sessions that ended."""
-        if start.tzinfo is None or end.tzinfo is None:
-            raise ValueError("start and end must be timezone-aware")
-        if end <= start:
-            raise ValueError("end must be after start")
-        where = [TrackUsage.started_at >= start, TrackUsage.started_at < end]
-        if space_id is not None:
-            where.append(TrackUsage.space_id == space_id)
-        if user_id is not None:
-            where.append(TrackUsage.user_id == user_id)
-        if session_id is not None:
-            where.append(TrackUsage.session_id == session_id)
+        _check_window(start, end)
+        where = _track_filter(start, end, space_id, user_id, session_id)
         async with self._read() as conn:
             rows = (await conn.execute(summary_statement(where))).all()
         return [
@@ -398,13 +381,7 @@ class UsageStore(StoreBase):
         """Override the default monthly quota of one space (None = unlimited)."""
         if monthly_minutes is not None and monthly_minutes < 0:
             raise ValueError("monthly_minutes must not be negative")
-        stmt = pg_insert(SpaceQuota).values(
-            space_id=space_id, monthly_minutes=monthly_minutes, updated_at=sql_time(now)
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[SpaceQuota.space_id],
-            set_={"monthly_minutes": stmt.excluded.monthly_minutes, "updated_at": sql_time(now)},
-        )
+        stmt = upsert_space_row(SpaceQuota, space_id, {"monthly_minutes": monthly_minutes}, now)
         async with self._tx() as s:
             await s.execute(stmt)
 
@@ -520,3 +497,28 @@ def _usage_select() -> AnySelect:
         .select_from(TrackUsage)
         .outerjoin(Participant, Participant.id == TrackUsage.participant_id)
     )
+
+
+def _check_window(start: datetime, end: datetime) -> None:
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end must be timezone-aware")
+    if end <= start:
+        raise ValueError("end must be after start")
+
+
+def _track_filter(
+    start: datetime,
+    end: datetime,
+    space_id: str | None,
+    user_id: str | None,
+    session_id: int | None,
+) -> list[ColumnElement[bool]]:
+    """The WHERE of reports and summaries: tracks started in ``[start, end)``, filtered."""
+    where = [TrackUsage.started_at >= start, TrackUsage.started_at < end]
+    if space_id is not None:
+        where.append(TrackUsage.space_id == space_id)
+    if user_id is not None:
+        where.append(TrackUsage.user_id == user_id)
+    if session_id is not None:
+        where.append(TrackUsage.session_id == session_id)
+    return where
