@@ -710,7 +710,9 @@ async def test_the_running_loop_exports_the_pending_count(
     await register(fast_client, receiver.url)
     receiver.plan = [500]  # every event needs a retry: pending for a while
     await end_by_api(fast_client, await new_session(repo))
-    loop = asyncio.create_task((await loops(webhook_retry_base_seconds=3600)).run())
+    # the retry waits an hour: base and cap both (the cap alone would bring it back in 50 ms)
+    hour = {"webhook_retry_base_seconds": 3600, "webhook_retry_max_seconds": 3600}
+    loop = asyncio.create_task((await loops(**hour)).run())
     try:
         deadline = time.monotonic() + 30
         # the three events failed once and wait for their retry: still pending
