@@ -58,6 +58,7 @@ class CaptionRecorder:
                 end_ms=max(0, offset_ms + c.end_ms),
                 participant_identity=item.speaker.identity,
                 speaker_label=item.speaker.label,
+                speaker=item.speaker.in_track,
                 language=c.language or None,
                 started_at=item.stream_started_at + timedelta(milliseconds=c.start_ms),
                 ended_at=item.stream_started_at + timedelta(milliseconds=c.end_ms),

@@ -78,7 +78,7 @@ def encode(segment: FinalSegment) -> str:
 
 _REQUIRED: Final = {"session_id", "utterance_id", "track_sid", "text", "start_ms", "end_ms"}
 _STRINGS: Final = ("utterance_id", "track_sid", "text")
-_OPTIONAL_STRINGS: Final = ("participant_identity", "language")
+_OPTIONAL_STRINGS: Final = ("participant_identity", "language", "speaker")
 _DEFAULT_STRINGS: Final = ("speaker_label", "model")
 _TIMES: Final = ("started_at", "ended_at")
 _FIELDS: Final = {*_REQUIRED, *_OPTIONAL_STRINGS, *_DEFAULT_STRINGS, *_TIMES, "words", "confidence"}

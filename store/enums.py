@@ -29,6 +29,14 @@ class JobStatus(StrEnum):
     STOPPED = "STOPPED"
 
 
+class TranscriptVersion(StrEnum):
+    """Which speaker labels a transcript carries: ``live`` (the bot's, as captioned) or
+    ``final`` (the after-meeting diarization's, mapped onto the live names)."""
+
+    LIVE = "live"
+    FINAL = "final"
+
+
 class DiarizationMode(StrEnum):
     """Whether the bot splits one microphone's speech by speaker: ``off`` labels every segment
     with the participant (what the bot does today for every mode), ``on`` always diarizes,

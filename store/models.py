@@ -37,7 +37,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, REGCONFIG, TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from store.enums import DeliveryStatus, DiarizationMode, JobStatus, ParticipantRole, SessionStatus
+from store.enums import (
+    DeliveryStatus,
+    DiarizationMode,
+    JobStatus,
+    ParticipantRole,
+    SessionStatus,
+    TranscriptVersion,
+)
 
 __all__ = [
     "SEARCH_CONFIGS",
@@ -77,13 +84,21 @@ SPACE_ID_LEN = 64
 USER_ID_LEN = 128
 IDENTITY_LEN = 256
 NAME_LEN = 256
+SPEAKER_LEN = 32
 TRACK_SID_LEN = 64
 MODEL_LEN = 128
 LANGUAGE_LEN = 16
 
 
 def _enum(
-    cls: type[SessionStatus | ParticipantRole | JobStatus | DiarizationMode | DeliveryStatus],
+    cls: type[
+        SessionStatus
+        | ParticipantRole
+        | JobStatus
+        | DiarizationMode
+        | DeliveryStatus
+        | TranscriptVersion
+    ],
     name: str,
 ) -> Enum:
     # VARCHAR + CHECK instead of a native ENUM type: adding a value later is a plain migration.
@@ -136,6 +151,13 @@ class Session(Base):
     transcript_purged_at: Mapped[datetime | None]
     # set once, when the ``transcript.ready`` event is written (see store.webhooks)
     transcript_ready_at: Mapped[datetime | None]
+    # which speaker labels the transcript's readers get by default: the live ones, or the
+    # after-meeting diarization's (set when that pass has relabelled the stored segments)
+    transcript_version: Mapped[TranscriptVersion] = mapped_column(
+        _enum(TranscriptVersion, "transcript_version"),
+        server_default=TranscriptVersion.LIVE.value,
+    )
+    diarized_at: Mapped[datetime | None]
 
     __table_args__ = (
         CheckConstraint("status <> 'LIVE' OR started_at IS NOT NULL", name="live_has_started_at"),
@@ -196,6 +218,10 @@ class Segment(Base):
     utterance_id: Mapped[str] = mapped_column(String(128))
     track_sid: Mapped[str] = mapped_column(String(TRACK_SID_LEN))
     speaker_label: Mapped[str] = mapped_column(String(NAME_LEN), server_default="")
+    # In-track speaker of a diarized track ("Speaker 2"; NULL: not diarized): ``speaker`` as
+    # labelled live, ``final_speaker`` by the after-meeting pass (mapped onto the live names).
+    speaker: Mapped[str | None] = mapped_column(String(SPEAKER_LEN))
+    final_speaker: Mapped[str | None] = mapped_column(String(SPEAKER_LEN))
     text: Mapped[str] = mapped_column(Text)
     language: Mapped[str | None] = mapped_column(String(LANGUAGE_LEN))
     start_ms: Mapped[int] = mapped_column(BigInteger)
@@ -383,6 +409,23 @@ class SpaceRetention(Base):
     __table_args__ = (
         CheckConstraint("transcript_days IS NULL OR transcript_days >= 1", name="days"),
     )
+
+
+class SpeakerName(Base):
+    """A name the host app gave an in-track speaker label ("Speaker 2" of a participant's
+    track -> "Maria"); transcripts and exports show it instead of the label."""
+
+    __tablename__ = "speaker_names"
+
+    participant_id: Mapped[int] = mapped_column(
+        ForeignKey("participants.id", ondelete="CASCADE"), primary_key=True
+    )
+    speaker: Mapped[str] = mapped_column(String(SPEAKER_LEN), primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(NAME_LEN))
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (Index("ix_speaker_names_session_id", "session_id"),)
 
 
 class WebhookEvent(Base):

@@ -15,7 +15,14 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Final
 
-from store.enums import DeliveryStatus, DiarizationMode, JobStatus, ParticipantRole, SessionStatus
+from store.enums import (
+    DeliveryStatus,
+    DiarizationMode,
+    JobStatus,
+    ParticipantRole,
+    SessionStatus,
+    TranscriptVersion,
+)
 
 __all__ = [
     "ClaimedDelivery",
@@ -73,6 +80,9 @@ class SessionRecord:
     initial_prompt: str | None = None
     asr_model: str | None = None  # None: the worker's default model
     diarization: DiarizationMode = DiarizationMode.OFF
+    # the speaker labels readers get by default; ``final`` once the after-meeting pass ran
+    transcript_version: TranscriptVersion = TranscriptVersion.LIVE
+    diarized_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +149,8 @@ class FinalSegment:
     end_ms: int
     participant_identity: str | None = None
     speaker_label: str = ""
+    # in-track speaker of a diarized track ("Speaker 2"); None when the track is not diarized
+    speaker: str | None = None
     language: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -178,6 +190,9 @@ class SegmentRecord:
     original_text: str | None = None
     corrected_by: str | None = None
     corrected_at: datetime | None = None
+    # in-track speaker labels of a diarized track: live and after-meeting (None: not diarized)
+    speaker: str | None = None
+    final_speaker: str | None = None
 
 
 MAX_BIGINT: Final = 2**63 - 1

@@ -77,6 +77,8 @@ SESSION_COLUMNS: Final = labelled(
         "initial_prompt": Session.initial_prompt,
         "asr_model": Session.asr_model,
         "diarization": Session.diarization,
+        "transcript_version": Session.transcript_version,
+        "diarized_at": Session.diarized_at,
     }
 )
 _PARTICIPANT_COLUMNS: Final = labelled(

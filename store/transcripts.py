@@ -131,6 +131,8 @@ _SEGMENT_FIELDS: Final[dict[str, Any]] = {
     "original_text": Segment.original_text,
     "corrected_by": Segment.corrected_by,
     "corrected_at": Segment.corrected_at,
+    "speaker": Segment.speaker,
+    "final_speaker": Segment.final_speaker,
 }
 _SEGMENT_COLUMNS: Final = labelled(_SEGMENT_FIELDS)
 _segment_of = RowMapper(SegmentRecord)
@@ -280,6 +282,7 @@ class TranscriptStore(StoreBase):
                 "utterance_id": seg.utterance_id,
                 "track_sid": seg.track_sid,
                 "speaker_label": seg.speaker_label,
+                "speaker": seg.speaker,
                 "text": seg.text,
                 "language": seg.language,
                 "search_config": search_config(languages.get(seg.session_id), seg.language),
@@ -300,6 +303,7 @@ class TranscriptStore(StoreBase):
         content = (
             "participant_id",
             "speaker_label",
+            "speaker",
             "text",
             "language",
             "start_ms",

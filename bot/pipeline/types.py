@@ -52,6 +52,8 @@ class Speaker:
     name: str
     track_sid: str
     label: str  # what to show: the name, or a diarization label when one mic has several people
+    # the in-track speaker of a diarized track ("Speaker 2"); None when not diarized
+    in_track: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,7 +220,7 @@ async def test_a_garbage_line_in_the_middle_is_moved_aside_and_the_rest_written(
 @pytest.mark.parametrize(
     "change",
     [
-        {"speaker": "alice"},  # an unknown key (a newer worker's format)
+        {"voice": "alice"},  # an unknown key (a newer worker's format)
         {"start_ms": "0"},
         {"end_ms": None},
         {"text": 5},
