@@ -30,6 +30,7 @@ from bot.pipeline.diarize import (
 from bot.pipeline.types import SAMPLE_RATE_HZ, Caption
 from bot.pipeline.vad import Float32Array
 from core.errors import DiarizationError, TranscriberError
+from core.logs import error_fields
 
 FEED_SAMPLES = SAMPLE_RATE_HZ // 50  # 20 ms, like a live frame
 
@@ -183,7 +184,7 @@ def _diarize(
         turns = (diarizer or OfflineDiarizer()).diarize(read_file_audio(path))
     except DiarizationError as exc:
         logging.getLogger("bot.transcribe").warning(
-            "diarization failed; speakers are not labelled", extra={"error": str(exc)}
+            "diarization failed; speakers are not labelled", extra=error_fields(exc)
         )
         turns = []
     return attribute_captions(finals, turns)

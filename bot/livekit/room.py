@@ -26,6 +26,7 @@ from bot.livekit.presence import LeaveReason, Presence, leave_reason
 from bot.pipeline.track import AudioSource, CaptionSink
 from bot.pipeline.types import Speaker, SpokenCaption
 from core.errors import LiveKitUnavailable
+from core.logs import error_fields
 
 logger = logging.getLogger("bot.livekit")
 
@@ -112,7 +113,8 @@ class RoomAgent:
                 metrics.LIVEKIT_CONNECT_FAILURES.inc()
                 logger.warning(
                     "livekit connect failed",
-                    extra={"attempt": attempt, "error": str(exc)[:200], "retry_in_s": delay},
+                    # the SDK's message may quote the URL with its access token: no message
+                    extra={"attempt": attempt, "retry_in_s": delay, **error_fields(exc)},
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)

@@ -86,3 +86,26 @@ async def test_a_failed_track_is_logged_without_the_errors_message(
     assert "hello there" not in logged(caplog)  # the caption the fake recognizer heard
     (record,) = [r for r in caplog.records if r.getMessage() == "track pipeline failed"]
     assert record.error == "ExceptionGroup(QuotingError)"  # type: ignore[attr-defined]
+
+
+async def test_a_refused_livekit_connection_is_logged_without_the_sdks_message(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK's connect error may quote the URL it dialled, access token included."""
+    from bot.livekit.room import RoomAgent
+    from core.errors import LiveKitUnavailable
+
+    caplog.set_level(logging.DEBUG)
+    token = "eyJhbGciOiJIUzI1NiJ9.secret-claims.signature"
+    stop = asyncio.Event()
+
+    async def refused(url: str, token_: str, stop_: asyncio.Event) -> None:
+        stop.set()  # one try only
+        raise LiveKitUnavailable(f"failed to connect to {url}/rtc?access_token={token_}")
+
+    agent = RoomAgent(listener=None)  # type: ignore[arg-type]  # never reached
+    monkeypatch.setattr(agent, "run", refused)
+    await agent.join("ws://10.0.0.1:7880", token, stop, attempts=2)
+    assert "livekit connect failed" in logged(caplog)
+    assert "LiveKitUnavailable" in logged(caplog)
+    assert token not in logged(caplog) and "access_token" not in logged(caplog)
