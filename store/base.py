@@ -184,6 +184,20 @@ async def touch_sessions(s: AsyncSession, session_ids: Iterable[int], now: datet
     )
 
 
+async def lock_sessions(s: AsyncSession, session_ids: Iterable[int]) -> None:
+    """Lock sessions' rows ``FOR NO KEY UPDATE`` in id order. Every transaction that writes a
+    session and its usage or job rows takes the session first (as ``UPDATE sessions`` in
+    ``end_session`` does), so two of them never wait for each other in a cycle."""
+    ids = sorted(set(session_ids))
+    if ids:
+        await s.execute(
+            select(Session.id)
+            .where(Session.id.in_(ids))
+            .order_by(Session.id)
+            .with_for_update(key_share=True)
+        )
+
+
 def upsert_space_row(
     model: type[Any], space_id: str, values: Mapping[str, Any], now: datetime | None
 ) -> Insert:
@@ -227,9 +241,9 @@ ENDED_SESSION_STATES: Final = (SessionStatus.ENDED, SessionStatus.EXPIRED)
 async def lock_active_session(
     s: AsyncSession, session_id: int, *columns: InstrumentedAttribute[Any]
 ) -> Row[Any]:
-    """The session's ``columns``, its row locked ``KEY SHARE`` (a concurrent delete waits for
-    this transaction); :class:`NotFound` for an unknown session, :class:`InvalidState` for an
-    ended or expired one."""
+    """The session's ``columns``, its row locked ``FOR NO KEY UPDATE`` (a concurrent end or
+    delete waits for this transaction, then sees what it wrote); :class:`NotFound` for an unknown
+    session, :class:`InvalidState` for an ended or expired one."""
     row = (
         await s.execute(
             select(*columns, Session.status)

@@ -27,6 +27,7 @@ from store.base import (
     RowMapper,
     StoreBase,
     labelled,
+    lock_sessions,
     sql_interval,
     sql_time,
     touch_sessions,
@@ -290,6 +291,7 @@ class SessionStore(StoreBase):
         """Delete a session with its participants, segments and job. Its usage rows remain as
         billing history: closed if still open, detached (session_id/participant_id NULL)."""
         async with self._tx() as s:
+            await lock_sessions(s, [session_id])  # as end_session: the session, then its usage
             await s.execute(
                 update(TrackUsage)
                 .where(TrackUsage.session_id == session_id, TrackUsage.ended_at.is_(None))

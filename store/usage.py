@@ -48,6 +48,7 @@ from store.base import (
     StoreBase,
     labelled,
     lock_active_session,
+    lock_sessions,
     sql_interval,
     sql_time,
     touch_sessions,
@@ -234,6 +235,9 @@ class UsageStore(StoreBase):
         )
         found: list[int] = []
         async with self._tx() as s:
+            # the sessions' rows first, in id order: ending a session locks its row, then its
+            # usage rows; the opposite order here would deadlock with it
+            await lock_sessions(s, {cp.session_id for cp in checkpoints})
             for cp in checkpoints:
                 params = {
                     "b_session_id": cp.session_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -9,8 +10,8 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from store.models import TrackUsage
 from store.money import billed_minutes, quantize_seconds, track_cost
@@ -281,3 +282,41 @@ async def test_currencies_are_never_mixed(repo: Store) -> None:
         ("EUR", Decimal("0.02")),
         ("USD", Decimal("0.01")),
     ]
+
+
+async def test_a_checkpoint_locks_its_session_before_its_usage_rows(
+    repo: Store, engine: AsyncEngine
+) -> None:
+    """``end_session`` locks the session row, then its usage rows; a checkpoint must take them in
+    the same order, or the two deadlock and PostgreSQL aborts one (the increments or the end
+    lost). Held here: with the session row locked elsewhere, a waiting checkpoint holds no
+    usage row yet."""
+    sid = await _live(repo)
+    await _track(repo, sid, "alice", "TR_a", "0")
+    waiting = text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    async with engine.connect() as holder:
+        await holder.execute(text("SELECT id FROM sessions WHERE id = :id FOR UPDATE"), {"id": sid})
+        checkpoint = asyncio.create_task(
+            repo.usage.checkpoint_usage(
+                [UsageCheckpoint(sid, "TR_a", Decimal(1))], now=T0 + timedelta(hours=1)
+            )
+        )
+        while True:  # one connection per look: a transaction sees one snapshot of the stats
+            async with engine.connect() as probe:
+                if (await probe.execute(waiting)).scalar_one():
+                    break
+            assert not checkpoint.done(), "the checkpoint did not wait for the session row"
+            await asyncio.sleep(0.02)
+        # the checkpoint waits for the session: its usage row must still be free
+        async with engine.connect() as probe:
+            free = await probe.execute(
+                text("SELECT id FROM track_usage WHERE session_id = :id FOR UPDATE SKIP LOCKED"),
+                {"id": sid},
+            )
+            assert len(free.all()) == 1
+            await probe.rollback()
+        await holder.rollback()
+    assert await checkpoint == 1
