@@ -124,14 +124,15 @@ async def run_scenario(http: aiohttp.ClientSession, base: str, scenario: Scenari
     )
 
 
-async def _recreate_database(server_url: str) -> str:
+async def recreate_database(server_url: str, name: str = DB_NAME) -> str:
+    """Drop and create the bench's own database ``name`` on the server; its URL."""
     conn = await asyncpg.connect(asyncpg_dsn(server_url))
     try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    return make_url(server_url).set(database=DB_NAME).render_as_string(hide_password=False)
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 def _free_port() -> int:
@@ -171,7 +172,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         manifest = api_seed.Manifest(**json.loads(manifest_path.read_text()))
         print(f"reusing {manifest.database}", file=sys.stderr)
     else:
-        database_url = await _recreate_database(server_url)
+        database_url = await recreate_database(server_url)
         print("seeding (a minute or two) ...", file=sys.stderr)
         manifest = await api_seed.seed(database_url, api_seed.Plan(), reset=True)
         manifest_path.write_text(json.dumps(asdict(manifest), indent=2))

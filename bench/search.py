@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
+from bench.api import recreate_database
 from store.engine import asyncpg_dsn, create_engine, create_sessionmaker
 from store.migrate import upgrade_url
 from store.stores import Store
@@ -110,16 +111,6 @@ QUERIES = {
 }
 
 
-async def _recreate_database(server_url: str) -> str:
-    conn = await asyncpg.connect(asyncpg_dsn(server_url))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-    finally:
-        await conn.close()
-    return make_url(server_url).set(database=DB_NAME).render_as_string(hide_password=False)
-
-
 async def seed(database_url: str, *, segments: int, sessions: int, spaces: int) -> None:
     """Migrate ``database_url`` (empty) to head and fill it in SQL; the GIN index is rebuilt
     after the bulk insert (one build is much cheaper than a million index insertions)."""
@@ -191,7 +182,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     database_url = make_url(server_url).set(database=DB_NAME).render_as_string(False)
     seed_seconds = None
     if not args.reuse:
-        database_url = await _recreate_database(server_url)
+        database_url = await recreate_database(server_url, DB_NAME)
         print(f"seeding {args.segments} segments ...", file=sys.stderr)
         start = time.perf_counter()
         await seed(database_url, segments=args.segments, sessions=10_000, spaces=100)
