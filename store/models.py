@@ -10,9 +10,10 @@ start, so segments of different tracks sort into one transcript; wall-clock time
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from sqlalchemy import (
     BigInteger,
@@ -68,6 +69,22 @@ __all__ = [
 # stemmer), ``simple`` (no stemming, no stop words) for any other or unknown language. The
 # session's language picks it, else the segment's detected language (store.transcripts).
 SEARCH_CONFIGS = ("english", "russian", "simple")
+_LANGUAGE_CONFIG: Final = (
+    (re.compile(r"^en([-_]|$)", re.IGNORECASE), "english"),
+    (re.compile(r"^ru([-_]|$)", re.IGNORECASE), "russian"),
+)
+
+
+def search_config(session_language: str | None, segment_language: str | None) -> str:
+    """The text search configuration of a segment: the session's language when it has one, else
+    the segment's detected language; ``english``/``russian`` for those, else ``simple``."""
+    language = session_language or segment_language or ""
+    for pattern, config in _LANGUAGE_CONFIG:
+        if pattern.match(language):
+            return config
+    return "simple"
+
+
 _SIMPLE_CONFIG = text("'simple'::regconfig")  # (the Segment class body shadows ``text``)
 
 NAMING_CONVENTION = {

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import delete, func, null, select, tuple_, update
+from sqlalchemy import delete, func, literal_column, null, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,7 +35,15 @@ from store.base import (
 )
 from store.enums import DiarizationMode, JobStatus, ParticipantRole, SessionStatus
 from store.jobs import job_columns, notify_jobs
-from store.models import Participant, Session, SpaceSettings, TrackUsage, TranscriptionJob
+from store.models import (
+    Participant,
+    Segment,
+    Session,
+    SpaceSettings,
+    TrackUsage,
+    TranscriptionJob,
+    search_config,
+)
 from store.records import (
     JobRecord,
     ParticipantRecord,
@@ -102,6 +110,26 @@ _job = RowMapper(JobRecord, "job_")
 def new_slug() -> str:
     """A random, URL- and room-name-safe session slug (about 60 bits)."""
     return "".join(secrets.choice(_SLUG_ALPHABET) for _ in range(_SLUG_LEN))
+
+
+async def _reindex_segments(s: AsyncSession, session_id: int, language: str | None) -> None:
+    """Give a session's stored segments the text search configuration of its (new) language;
+    the generated ``search_vector`` follows. One UPDATE per detected language of its segments,
+    touching only the rows whose configuration changes."""
+    detected = (
+        await s.execute(select(Segment.language).where(Segment.session_id == session_id).distinct())
+    ).scalars()
+    for segment_language in list(detected):
+        config = search_config(language, segment_language)
+        await s.execute(
+            update(Segment)
+            .where(
+                Segment.session_id == session_id,
+                Segment.language.is_not_distinct_from(segment_language),
+                Segment.search_config != literal_column(f"'{config}'::regconfig"),
+            )
+            .values(search_config=literal_column(f"'{config}'::regconfig"))
+        )
 
 
 class SessionStore(StoreBase):
@@ -257,6 +285,8 @@ class SessionStore(StoreBase):
         )
         async with self._tx() as s:
             row = (await s.execute(stmt)).first()
+            if row is not None and "language" in values:
+                await _reindex_segments(s, session_id, row.language)
         return _session(row) if row is not None else None
 
     async def end_session(

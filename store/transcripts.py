@@ -31,7 +31,6 @@ whole transcript for exports.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -57,7 +56,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.base import AnySelect, RowMapper, StoreBase, labelled, sql_time, touch_sessions
-from store.models import SEARCH_CONFIGS, Participant, Segment, Session
+from store.models import SEARCH_CONFIGS, Participant, Segment, Session, search_config
 from store.records import (
     FinalSegment,
     SearchHit,
@@ -89,20 +88,6 @@ _HEADLINE_OPTIONS: Final = (
     f'StartSel="{HIGHLIGHT_START}", StopSel="{HIGHLIGHT_STOP}", '
     'MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" ... "'
 )
-_LANGUAGE_CONFIG: Final = (
-    (re.compile(r"^en([-_]|$)", re.IGNORECASE), "english"),
-    (re.compile(r"^ru([-_]|$)", re.IGNORECASE), "russian"),
-)
-
-
-def search_config(session_language: str | None, segment_language: str | None) -> str:
-    """The text search configuration of a segment: the session's language when it has one, else
-    the segment's detected language; ``english``/``russian`` for those, else ``simple``."""
-    language = session_language or segment_language or ""
-    for pattern, config in _LANGUAGE_CONFIG:
-        if pattern.match(language):
-            return config
-    return "simple"
 
 
 def _regconfig(config: str) -> ColumnElement[Any]:

@@ -214,6 +214,23 @@ async def test_session_language_picks_the_search_configuration(repo: Store) -> N
     assert len((await repo.transcripts.transcript_page(auto.id, q="meetings")).items) == 1
 
 
+async def test_a_language_set_later_reindexes_the_stored_segments(repo: Store) -> None:
+    """Setting (or clearing) a session's language after finals are stored re-indexes them:
+    search follows the language the session has now."""
+    session = await repo.sessions.create_session(space_id="sp", created_by="u")
+    await repo.transcripts.upsert_final_segments(
+        [
+            FinalSegment(session.id, "a", "TR", "The meetings were long", 0, 1, language="nl"),
+            FinalSegment(session.id, "b", "TR", "Meetings again", 2, 3, language=None),
+        ]
+    )
+    assert (await repo.transcripts.transcript_page(session.id, q="meeting")).items == []
+    await repo.sessions.update_session(session.id, language="en")
+    assert len((await repo.transcripts.transcript_page(session.id, q="meeting")).items) == 2
+    await repo.sessions.update_session(session.id, language=None)  # back to each segment's own
+    assert (await repo.transcripts.transcript_page(session.id, q="meeting")).items == []
+
+
 async def test_blank_query_means_no_filter(repo: Store) -> None:
     sid = await _session(repo)
     await repo.transcripts.upsert_final_segments(
