@@ -544,11 +544,23 @@ class RetentionOut(BaseModel):
         description="Transcripts (segments, participant names, session title) are deleted this "
         "many days after a session ends; null: kept forever. Usage and cost rows are kept"
     )
+    recording_days: int | None = Field(
+        default=None,
+        description="The audio of diarized tracks (kept for the after-meeting diarization) is "
+        "deleted this many days after it was recorded; null: as soon as that pass is done",
+    )
 
 
 class RetentionUpdate(_Request):
     transcript_days: int | None = Field(
         ge=1, le=MAX_RETENTION_DAYS, description="Days to keep transcripts; null: forever"
+    )
+    recording_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="Days to keep track recordings; null (or absent): only until the "
+        "after-meeting diarization is done",
     )
 
 
