@@ -72,9 +72,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_constraint(
-        op.f("ck_space_retention_recording_days"), "space_retention", type_="check"
-    )
+    op.drop_constraint(op.f("ck_space_retention_recording_days"), "space_retention", type_="check")
     op.drop_column("space_retention", "recording_days")
     op.drop_index("ix_track_recordings_pending", table_name="track_recordings")
     op.drop_index("ix_track_recordings_session_id", table_name="track_recordings")
