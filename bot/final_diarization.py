@@ -168,7 +168,7 @@ class FinalDiarization:
             await self._repo.recordings.remove([r.id for r in expired])
         # listed before the query: a row is written before its file, so a listed file whose
         # row is not found had one that is gone (its session deleted)
-        files = [str(p.resolve()) for p in self.folder.glob("*/*.pcm")]
+        files = await asyncio.to_thread(self._files)
         for start in range(0, len(files), 500):
             chunk = files[start : start + 500]
             known = await self._repo.recordings.known_paths(chunk)
@@ -177,10 +177,17 @@ class FinalDiarization:
                     _unlink(Path(name))
                     metrics.RECORDINGS_DELETED.labels("orphan").inc()
                     deleted += 1
+        await asyncio.to_thread(self._prune)
+        return deleted
+
+    def _files(self) -> list[str]:
+        return [str(p.resolve()) for p in self.folder.glob("*/*.pcm")]
+
+    def _prune(self) -> None:
+        """Remove the sessions' folders left empty."""
         for folder in self.folder.glob("*"):
             with contextlib.suppress(OSError):
                 folder.rmdir()  # only when empty
-        return deleted
 
     async def run(self, stop: asyncio.Event, wake: asyncio.Event, poll_s: float) -> None:
         """The worker's loop: pass and sweep now, then on ``wake`` or every ``poll_s``."""
