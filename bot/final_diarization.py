@@ -198,6 +198,8 @@ class FinalDiarization:
                 await self.sweep()
             except StorageError as exc:
                 logger.warning("after-meeting pass postponed", extra=error_fields(exc))
+            except Exception as exc:  # the loop outlives any one failure (a full disk, say)
+                logger.error("after-meeting pass failed", extra=error_fields(exc))
             waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())}
             try:
                 await asyncio.wait(waiters, timeout=poll_s, return_when=asyncio.FIRST_COMPLETED)
