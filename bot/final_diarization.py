@@ -15,6 +15,11 @@ off the event loop:
 3. stores the labels; the session's transcript becomes ``final`` once none of its recordings is
    pending and one was diarized.
 
+The files are on the disk of the worker that recorded them: a worker claiming a recording whose
+file it does not have gives it back and skips it (a shared ``RECORDINGS_DIR`` volume lets any
+worker take any). A recording whose machine is gone for good stays ``ready`` (its session's
+transcript stays live) until the session is deleted.
+
 A recording too short or silent to diarize, an unreadable file or a diarizer failure keeps the
 live labels: counted (``transcriber_final_diarizations_total``), logged without text or
 identities. A track the live pass never labelled and in which the offline pass hears one voice
@@ -94,6 +99,8 @@ class FinalDiarization:
         # one pass at a time per worker: the models are large and the pass is CPU-bound
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="final-diarization")
         self._lock = asyncio.Lock()
+        # recordings whose file is not on this machine's disk (bounded by the recordings made)
+        self._elsewhere: set[int] = set()
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -102,7 +109,14 @@ class FinalDiarization:
         """Diarize every recording the worker can claim now; how many were processed."""
         done = 0
         async with self._lock:
-            while recording := await self._repo.recordings.claim(stale_s=self._stale_s):
+            while recording := await self._repo.recordings.claim(
+                stale_s=self._stale_s, exclude=self._elsewhere
+            ):
+                if not await asyncio.to_thread(Path(recording.path).is_file):
+                    # written on another machine: its worker will take it
+                    self._elsewhere.add(recording.id)
+                    await self._repo.recordings.give_back(recording)
+                    continue
                 await self._process(recording)
                 done += 1
         return done

@@ -9,6 +9,9 @@ bot may delete) and walks ``recording -> ready -> diarizing -> diarized | failed
   worker claims the oldest pending row with ``FOR UPDATE SKIP LOCKED``
   (:meth:`RecordingStore.claim`): ``ready`` rows, ``recording`` rows a dead worker left, and
   ``diarizing`` rows whose claim is older than ``stale_s`` (a worker died in the pass);
+* a worker that claims a row whose file is not on its disk gives it back
+  (:meth:`RecordingStore.give_back`) and skips it from then on: the worker of the machine that
+  wrote it takes it (or any worker, when ``RECORDINGS_DIR`` is a shared volume);
 * :meth:`RecordingStore.finish` writes each segment's ``final_speaker`` and, when no recording
   of the session is pending any more and at least one was diarized, makes the session's
   transcript version ``final``; :meth:`RecordingStore.fail` keeps the live labels.
@@ -21,7 +24,7 @@ rows (``ON DELETE CASCADE``); the bot deletes files whose row is gone (:meth:`kn
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -129,8 +132,15 @@ class RecordingStore(StoreBase):
                 .values(status=RecordingStatus.READY, bytes=size_bytes)
             )
 
-    async def claim(self, *, stale_s: float, now: datetime | None = None) -> RecordingRecord | None:
-        """The oldest recording the after-meeting pass may take now, marked ``diarizing``."""
+    async def claim(
+        self,
+        *,
+        stale_s: float,
+        exclude: Collection[int] = (),
+        now: datetime | None = None,
+    ) -> RecordingRecord | None:
+        """The oldest recording the after-meeting pass may take now, marked ``diarizing``;
+        ``exclude``: ids this worker cannot read (their file is on another machine)."""
         ts = sql_time(now)
         transcribing = exists().where(
             TranscriptionJob.session_id == TrackRecording.session_id,
@@ -145,6 +155,7 @@ class RecordingStore(StoreBase):
                     TrackRecording.claimed_at < ts - timedelta(seconds=stale_s),
                 ),
                 ~transcribing,
+                TrackRecording.id.not_in(sorted(exclude)),
             )
             .order_by(TrackRecording.created_at, TrackRecording.id)
             .limit(1)
@@ -161,6 +172,19 @@ class RecordingStore(StoreBase):
                 )
             ).first()
         return None if row is None else _record(row)
+
+    async def give_back(self, recording: RecordingRecord) -> None:
+        """A claimed recording this worker cannot read goes back to ``ready`` for the worker
+        that has its file."""
+        async with self._tx() as s:
+            await s.execute(
+                update(TrackRecording)
+                .where(
+                    TrackRecording.id == recording.id,
+                    TrackRecording.status == RecordingStatus.DIARIZING,
+                )
+                .values(status=RecordingStatus.READY, claimed_at=None)
+            )
 
     async def segments(
         self, recording: RecordingRecord, *, duration_ms: int

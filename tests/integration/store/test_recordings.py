@@ -312,3 +312,37 @@ def test_final_labels_map_onto_the_live_ones_and_leave_one_voice_unlabelled() ->
     assert final_labels(unlabelled, [SpeakerTurn(0, 2_000, "X")], 0) == {1: None, 2: None}
     two = [SpeakerTurn(0, 950, "X"), SpeakerTurn(950, 2_000, "Y")]
     assert final_labels(unlabelled, two, 0) == {1: "Speaker 1", 2: "Speaker 2"}
+
+
+async def test_a_recording_on_another_machine_is_left_to_the_worker_that_has_it(
+    repo: Store,
+    session: SessionRecord,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+) -> None:
+    recording_id = await _record(repo, tmp_path / "host-a", session, _speech(4.0))
+    # host B's worker sees the row but not the file (RECORDINGS_DIR is per machine)
+    moved = tmp_path / "host-a-away"
+    (tmp_path / "host-a").rename(moved)
+    diarizer = Turns(TURNS)
+    host_b = FinalDiarization(repo, tmp_path / "host-b", lambda: diarizer)
+    try:
+        assert await host_b.run_pending() == 0
+        assert diarizer.calls == 0
+        assert await host_b.run_pending() == 0  # skipped from then on, not claimed again
+    finally:
+        host_b.close()
+    moved.rename(tmp_path / "host-a")
+    host_a = FinalDiarization(repo, tmp_path / "host-a", lambda: diarizer)
+    try:
+        assert await host_a.run_pending() == 1
+    finally:
+        host_a.close()
+    assert diarizer.calls == 1
+    after = await repo.sessions.get_session_by_id(session.id)
+    assert after is not None and after.transcript_version is TranscriptVersion.FINAL
+    async with sessionmaker() as s:
+        status = (
+            await s.execute(select(TrackRecording.status).where(TrackRecording.id == recording_id))
+        ).scalar_one()
+    assert status is RecordingStatus.DIARIZED
