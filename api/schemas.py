@@ -14,8 +14,23 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.transcripts import ExportFormat
-from store.enums import DeliveryStatus, DiarizationMode, JobStatus, ParticipantRole, SessionStatus
-from store.models import LANGUAGE_LEN, MODEL_LEN, NAME_LEN, USER_ID_LEN, WEBHOOK_URL_LEN
+from store.enums import (
+    DeliveryStatus,
+    DiarizationMode,
+    JobStatus,
+    ParticipantRole,
+    SessionStatus,
+    TranscriptVersion,
+)
+from store.models import (
+    IDENTITY_LEN,
+    LANGUAGE_LEN,
+    MODEL_LEN,
+    NAME_LEN,
+    SPEAKER_LEN,
+    USER_ID_LEN,
+    WEBHOOK_URL_LEN,
+)
 
 
 def _storable(value: str) -> str:
@@ -217,6 +232,14 @@ class SpaceSettingsUpdate(_Request):
 # ---- transcripts ------------------------------------------------------------------------------
 
 
+VERSION_DOC = (
+    "Which speaker labels to read: live (as captioned) or final (after the meeting's offline "
+    "diarization, mapped onto the live labels). Default: the session's transcript_version; "
+    "final on a session that has no final version yet is a 409 transcript_not_final. Every "
+    "reply says the version read in the X-Transcript-Version header"
+)
+
+
 class TranscriptQuery(_Query):
     limit: int = Field(default=100, ge=1, le=500)
     cursor: str | None = Field(default=None, max_length=200, description="From next_cursor")
@@ -226,13 +249,22 @@ class TranscriptQuery(_Query):
     format: ExportFormat | None = Field(
         default=None, description="Download the whole transcript in this format instead of a page"
     )
+    version: TranscriptVersion | None = Field(default=None, description=VERSION_DOC)
 
 
 class SegmentOut(BaseModel):
     id: int
     utterance_id: str
-    speaker: str = Field(description="Participant display name or the segment's speaker label")
+    speaker: str = Field(
+        description="Who spoke, as shown: the name given to the in-track label (PUT .../speakers), "
+        "else '<participant name> · <speaker_label>' on a diarized track, else the participant"
+    )
     speaker_identity: str | None
+    speaker_label: str | None = Field(
+        default=None,
+        description="The in-track speaker label ('Speaker 2') in the version read; null when the "
+        "participant's track was not diarized",
+    )
     text: str
     language: str | None
     start_ms: int = Field(description="Milliseconds from the session start")
@@ -252,14 +284,40 @@ class SegmentCorrection(_Request):
 
 
 class TranscriptPage(BaseModel):
+    transcript_version: TranscriptVersion = Field(description="The speaker labels read")
     items: list[SegmentOut]
     next_cursor: str | None
+
+
+class SpeakerOut(BaseModel):
+    participant_identity: str
+    participant_name: str | None
+    speaker: str = Field(description="The in-track label ('Speaker 2')")
+    segments: int = Field(description="Segments carrying the label in the session's version")
+    name: str | None = Field(description="The name given to the label; null: none")
+    display: str = Field(description="What transcripts and exports show for it")
+
+
+class SpeakerList(BaseModel):
+    transcript_version: TranscriptVersion
+    items: list[SpeakerOut]
+
+
+class SpeakerNaming(_Request):
+    participant_identity: StorableStr = Field(min_length=1, max_length=IDENTITY_LEN)
+    speaker: StorableStr = Field(
+        min_length=1, max_length=SPEAKER_LEN, description="The in-track label to name"
+    )
+    name: StorableStr | None = Field(
+        max_length=NAME_LEN, description="The name to show; null or blank removes the name"
+    )
 
 
 class ExportSessionOut(BaseModel):
     slug: str
     title: str
     space_id: str
+    transcript_version: TranscriptVersion
 
 
 class ExportSegmentOut(BaseModel):
@@ -267,6 +325,7 @@ class ExportSegmentOut(BaseModel):
     end_ms: int
     speaker: str
     speaker_identity: str
+    speaker_label: str | None
     language: str | None
     text: str
 
@@ -485,11 +544,23 @@ class RetentionOut(BaseModel):
         description="Transcripts (segments, participant names, session title) are deleted this "
         "many days after a session ends; null: kept forever. Usage and cost rows are kept"
     )
+    recording_days: int | None = Field(
+        default=None,
+        description="The audio of diarized tracks (kept for the after-meeting diarization) is "
+        "deleted this many days after it was recorded; null: as soon as that pass is done",
+    )
 
 
 class RetentionUpdate(_Request):
     transcript_days: int | None = Field(
         ge=1, le=MAX_RETENTION_DAYS, description="Days to keep transcripts; null: forever"
+    )
+    recording_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="Days to keep track recordings; null (or absent): only until the "
+        "after-meeting diarization is done",
     )
 
 

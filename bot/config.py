@@ -135,6 +135,15 @@ class BotSettings(EngineSettings, UsageSettings):
     log_format: Literal["json", "text"] = "text"
     # Debugging: write each track's received audio and frame timing here (bot/pipeline/dump.py).
     audio_dump_dir: Path | None = None
+    # After-meeting diarization (bot/final_diarization.py): the audio of tracks whose
+    # diarization is not off is kept here (0700 folders, 0600 files) until the pass is done
+    # (or the space's recording_days); fsync-ed every RECORDING_FSYNC_S.
+    final_diarization: bool = True
+    recordings_dir: Path = Path(".data/recordings")
+    recording_fsync_s: float = Field(default=2.0, gt=0)
+    final_diarization_poll_s: float = Field(default=60.0, gt=0)
+    # a pass claimed longer ago than this is taken as dead (its worker died) and redone
+    final_diarization_stale_s: float = Field(default=3600.0, gt=0)
 
     @field_validator("metrics_token", mode="before")
     @classmethod

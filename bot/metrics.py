@@ -53,3 +53,18 @@ COST_PER_MINUTE = Gauge(
 def publish_price(cost_per_minute: Decimal, currency: str) -> None:
     """Export the configured price (called once at start)."""
     COST_PER_MINUTE.labels(currency).set(float(cost_per_minute))
+
+
+# The audio kept of diarized tracks for the after-meeting pass (bot/track_recording.py):
+# "started", "not_started" (the row or file could not be made: the track runs unrecorded),
+# "write_failed" (the disk refused a write: the recording stops, the captions go on).
+RECORDINGS = Counter("transcriber_recordings_total", "Track recordings by outcome", ["outcome"])
+# After-meeting passes (bot/final_diarization.py) by outcome: "diarized", "too_short" (too short
+# or silent: live labels kept), "failed" (diarizer or audio failure: live labels kept).
+FINAL_DIARIZATIONS = Counter(
+    "transcriber_final_diarizations_total", "After-meeting diarization passes", ["outcome"]
+)
+# Recording files deleted: "done" (after the pass), "expired" (recording_days), "orphan" (no row)
+RECORDINGS_DELETED = Counter(
+    "transcriber_recordings_deleted_total", "Track recording files deleted", ["reason"]
+)

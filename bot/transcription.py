@@ -5,6 +5,7 @@ its session's speech settings as they are now (language, vocabulary, model, diar
 change made while a track runs applies to the tracks that start afterwards), asks the recorder
 whether the track may be transcribed (limits, quota), and runs a ``TrackPipeline`` from the
 room's audio source to two sinks: the caption recorder (persistence) and the room (publishing).
+A diarized track's audio is also kept for the after-meeting pass (``bot.track_recording``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bot.pipeline.track import AudioSource, CaptionSink, TrackPipeline
 from bot.pipeline.types import Speaker, TrackSettings
 from bot.pipeline.usage import UsageMeter
 from bot.recording import SessionRecorder
+from bot.track_recording import TrackRecordings, records_audio
 from core.speech import whisper_language
 from store.records import SessionRecord
 
@@ -36,6 +38,7 @@ class RoomTranscription:
         meter: UsageMeter,
         *,
         dump_dir: Path | None = None,
+        recordings: TrackRecordings | None = None,
     ) -> None:
         self._engines = engine if isinstance(engine, SpeechEngines) else SpeechEngines(engine)
         self._recorder = recorder
@@ -43,6 +46,7 @@ class RoomTranscription:
         self._meter = meter
         self._stream_ids = itertools.count(1)
         self._dump_dir = dump_dir
+        self._recordings = recordings
 
     async def participant_joined(self, identity: str, name: str) -> None:
         await self._recorder.participant_joined(identity, name)
@@ -76,6 +80,8 @@ class RoomTranscription:
             if self._dump_dir is not None:
                 dump = TrackDump(self._dump_dir, f"{speaker.identity}-{sid}-{stream_id}")
                 audio, record = DumpedSource(audio, dump), DumpedSink(record, dump)
+            if self._recordings is not None and records_audio(settings):
+                audio = self._recordings.source(audio, speaker, session)
             pipeline = TrackPipeline(
                 speaker,
                 audio,

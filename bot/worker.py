@@ -20,13 +20,16 @@ from datetime import timedelta
 from bot import metrics
 from bot.config import BotSettings
 from bot.engines import SpeechEngines
+from bot.final_diarization import FinalDiarization
 from bot.livekit.presence import LeaveReason
 from bot.livekit.room import RoomAgent, RoomOptions
 from bot.livekit.token import agent_token
+from bot.pipeline.diarize import OfflineDiarizer, diarization_available
 from bot.pipeline.engine import SpeechEngine
 from bot.pipeline.usage import UsageMeter
 from bot.recording import CaptionRecorder, SessionRecorder
 from bot.spool import FinalSpool
+from bot.track_recording import TrackRecordings
 from bot.transcription import RoomTranscription
 from core.errors import StorageError
 from core.logs import error_fields
@@ -75,6 +78,23 @@ class Worker:
         metrics.WORKER_READY.set(0)
         self._lease_for = timedelta(seconds=settings.job_lease_s)
         self._recovering = asyncio.Lock()
+        # after-meeting diarization: diarized tracks' audio kept, relabelled after the meeting
+        self.recordings: TrackRecordings | None = None
+        self.final_diarization: FinalDiarization | None = None
+        if settings.final_diarization and diarization_available():
+            self.recordings = TrackRecordings(
+                repo,
+                settings.recordings_dir,
+                worker_id=settings.worker_id,
+                fsync_s=settings.recording_fsync_s,
+            )
+            self.final_diarization = FinalDiarization(
+                repo,
+                settings.recordings_dir,
+                OfflineDiarizer,
+                stale_s=settings.final_diarization_stale_s,
+            )
+        self._pass_wake = asyncio.Event()
 
     @property
     def ready(self) -> bool:
@@ -90,6 +110,23 @@ class Worker:
     # -- main loop ------------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         await self._recover_orphans()
+        passes = None
+        diarization = self.final_diarization
+        if diarization is not None:
+            passes = asyncio.get_running_loop().create_task(
+                diarization.run(stop, self._pass_wake, self.settings.final_diarization_poll_s),
+                name="final-diarization",
+            )
+        try:
+            await self._run(stop)
+        finally:
+            if diarization is not None and passes is not None:
+                passes.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await passes
+                diarization.close()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         backoff = 1.0
         while not stop.is_set():
             try:
@@ -190,6 +227,7 @@ class Worker:
         if left:
             # after the room's slot is free: waiting for the spool holds no room or lease
             await self._report_finals_stored(handle)
+            self._pass_wake.set()  # its recordings may be ready for the after-meeting pass
 
     def _export_tracks(self) -> None:
         """``transcriber_active_tracks``: the tracks of every room of this worker (each room's
@@ -222,6 +260,7 @@ class Worker:
             CaptionRecorder(self.spool, session, model),
             meter,
             dump_dir=self.settings.audio_dump_dir,
+            recordings=self.recordings,
         )
         room = RoomAgent(
             transcription,

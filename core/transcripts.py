@@ -35,9 +35,21 @@ class ExportFormat(enum.StrEnum):
     JSON = "json"
 
 
+def speaker_display(participant: str, label: str | None, name: str | None) -> str:
+    """What a transcript shows as a segment's speaker: the name the host app gave the in-track
+    ``label`` when it has one, else ``"<participant> · <label>"`` for a diarized track (the
+    bot's live caption label), else the participant."""
+    if name:
+        return name
+    if label:
+        return f"{participant} · {label}" if participant else label
+    return participant
+
+
 @dataclass(frozen=True, slots=True)
 class ExportSegment:
-    """One final caption as exported: times from the session start, speaker display name."""
+    """One final caption as exported: times from the session start, speaker display name (see
+    :func:`speaker_display`) and in-track label (``None``: the track was not diarized)."""
 
     start_ms: int
     end_ms: int
@@ -45,15 +57,18 @@ class ExportSegment:
     text: str
     speaker_identity: str = ""
     language: str | None = None
+    speaker_label: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ExportHeader:
-    """What an export says about its session."""
+    """What an export says about its session (``transcript_version``: which speaker labels it
+    carries, ``live`` or ``final``; None: no versions, e.g. a file transcribed offline)."""
 
     slug: str
     title: str
     space_id: str
+    transcript_version: str | None = None
 
 
 def _one_line(text: str) -> str:
@@ -125,6 +140,7 @@ def segment_dict(segment: ExportSegment) -> dict[str, Any]:
         "end_ms": segment.end_ms,
         "speaker": segment.speaker,
         "speaker_identity": segment.speaker_identity,
+        "speaker_label": segment.speaker_label,
         "language": segment.language,
         "text": segment.text,
     }
@@ -134,7 +150,13 @@ JSON_SUFFIX = "]}\n"
 
 
 def json_prefix(header: ExportHeader) -> str:
-    session = {"slug": header.slug, "title": header.title, "space_id": header.space_id}
+    session: dict[str, str] = {
+        "slug": header.slug,
+        "title": header.title,
+        "space_id": header.space_id,
+    }
+    if header.transcript_version is not None:
+        session["transcript_version"] = header.transcript_version
     return '{"session": ' + json.dumps(session, ensure_ascii=False) + ', "segments": ['
 
 

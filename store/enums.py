@@ -37,6 +37,19 @@ class TranscriptVersion(StrEnum):
     FINAL = "final"
 
 
+class RecordingStatus(StrEnum):
+    """Where a kept track recording stands in the after-meeting pass: ``recording`` (the bot
+    is writing it), ``ready`` (the stream ended: waiting for the pass), ``diarizing`` (a worker
+    claimed it), ``diarized`` (its segments relabelled) or ``failed`` (too short, silent, or the
+    diarizer failed: the segments keep their live labels)."""
+
+    RECORDING = "recording"
+    READY = "ready"
+    DIARIZING = "diarizing"
+    DIARIZED = "diarized"
+    FAILED = "failed"
+
+
 class DiarizationMode(StrEnum):
     """Whether the bot splits one microphone's speech by speaker: ``off`` labels every segment
     with the participant (what the bot does today for every mode), ``on`` always diarizes,

@@ -43,6 +43,7 @@ from store.enums import (
     DiarizationMode,
     JobStatus,
     ParticipantRole,
+    RecordingStatus,
     SessionStatus,
     TranscriptVersion,
 )
@@ -56,6 +57,8 @@ __all__ = [
     "SpaceQuota",
     "SpaceRetention",
     "SpaceSettings",
+    "SpeakerName",
+    "TrackRecording",
     "TrackUsage",
     "TranscriptionJob",
     "WebhookAttempt",
@@ -115,6 +118,7 @@ def _enum(
         | DiarizationMode
         | DeliveryStatus
         | TranscriptVersion
+        | RecordingStatus
     ],
     name: str,
 ) -> Enum:
@@ -421,10 +425,47 @@ class SpaceRetention(Base):
 
     space_id: Mapped[str] = mapped_column(String(SPACE_ID_LEN), primary_key=True)
     transcript_days: Mapped[int | None] = mapped_column(Integer)
+    # how long track recordings are kept (NULL: deleted once the after-meeting pass is done)
+    recording_days: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
     __table_args__ = (
         CheckConstraint("transcript_days IS NULL OR transcript_days >= 1", name="days"),
+        CheckConstraint("recording_days IS NULL OR recording_days >= 1", name="recording_days"),
+    )
+
+
+class TrackRecording(Base):
+    """The audio of one diarized track stream, kept on the bot's disk (16 kHz mono int16 PCM at
+    ``path``) for the after-meeting diarization (``store.recordings``). ``offset_ms``: where its
+    first sample lies on the session timeline (the segments' clock)."""
+
+    __tablename__ = "track_recordings"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    participant_identity: Mapped[str] = mapped_column(String(IDENTITY_LEN))
+    track_sid: Mapped[str] = mapped_column(String(TRACK_SID_LEN))
+    worker_id: Mapped[str] = mapped_column(String(128))
+    path: Mapped[str] = mapped_column(Text)
+    offset_ms: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[RecordingStatus] = mapped_column(
+        _enum(RecordingStatus, "status"), server_default=RecordingStatus.RECORDING.value
+    )
+    bytes: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    claimed_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    audio_deleted_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        Index("ix_track_recordings_session_id", "session_id"),
+        Index(
+            "ix_track_recordings_pending",
+            "status",
+            "created_at",
+            postgresql_where=text("status IN ('recording', 'ready', 'diarizing')"),
+        ),
     )
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "SessionRecord",
     "SessionUsage",
     "SpaceSettingsRecord",
+    "SpeakerRecord",
     "SweepResult",
     "TranscriptPage",
     "TranscriptionLimits",
@@ -193,6 +194,21 @@ class SegmentRecord:
     # in-track speaker labels of a diarized track: live and after-meeting (None: not diarized)
     speaker: str | None = None
     final_speaker: str | None = None
+    # the names the host app gave those labels (speaker_names), None when not renamed
+    speaker_name: str | None = None
+    final_speaker_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerRecord:
+    """An in-track speaker label of a participant's diarized track, with how many segments
+    carry it (in the transcript version counted) and the name the host app gave it."""
+
+    participant_identity: str
+    participant_name: str | None
+    speaker: str
+    segments: int
+    name: str | None
 
 
 MAX_BIGINT: Final = 2**63 - 1
@@ -242,6 +258,12 @@ class SearchHit:
     rank: float
     # ts_headline's snippet, matches between store.transcripts.HIGHLIGHT_START and _STOP
     headline: str
+    # the in-track labels and their names, as on SegmentRecord, and the session's version
+    speaker: str | None = None
+    final_speaker: str | None = None
+    speaker_name: str | None = None
+    final_speaker_name: str | None = None
+    transcript_version: TranscriptVersion = TranscriptVersion.LIVE
 
 
 @dataclass(frozen=True, slots=True)

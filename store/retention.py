@@ -13,8 +13,11 @@ has expired in small transactions, so a purge never holds long locks or a long t
    dropped (``TranscriptStore.upsert_final_segments``).
 
 What billing needs stays in ``track_usage`` (no text there: seconds, counts, prices, identities).
-The product keeps no audio recordings on disk (the bot's spool holds finals only until they are
-written), so there is no recording retention to enforce.
+
+Audio: the bot keeps the audio of diarized tracks for the after-meeting pass
+(``store.recordings``); ``recording_days`` keeps it that many days after it was recorded (NULL:
+deleted as soon as the pass is done). The files are on the bots' disks, so the bots enforce it
+(``bot.final_diarization``): expired rows -> files deleted -> rows removed.
 """
 
 from __future__ import annotations
@@ -73,13 +76,31 @@ class RetentionStore(StoreBase):
             ).first()
         return None if row is None else row.transcript_days
 
+    async def recording_policy(self, space_id: str) -> int | None:
+        """The space's ``recording_days`` (None: audio deleted right after the pass)."""
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(SpaceRetention.recording_days).where(SpaceRetention.space_id == space_id)
+                )
+            ).first()
+        return None if row is None else row.recording_days
+
     async def set_policy(
-        self, space_id: str, transcript_days: int | None, *, now: datetime | None = None
+        self,
+        space_id: str,
+        transcript_days: int | None,
+        *,
+        recording_days: int | None = None,
+        now: datetime | None = None,
     ) -> None:
-        """Keep the space's transcripts ``transcript_days`` after a session ends (None: forever)."""
-        if transcript_days is not None and transcript_days < 1:
-            raise ValueError("transcript_days must be at least 1")
-        stmt = upsert_space_row(SpaceRetention, space_id, {"transcript_days": transcript_days}, now)
+        """Keep the space's transcripts ``transcript_days`` after a session ends (None: forever)
+        and its track recordings ``recording_days`` (None: only until the after-meeting pass)."""
+        for days in (transcript_days, recording_days):
+            if days is not None and days < 1:
+                raise ValueError("retention days must be at least 1")
+        values = {"transcript_days": transcript_days, "recording_days": recording_days}
+        stmt = upsert_space_row(SpaceRetention, space_id, values, now)
         async with self._tx() as s:
             await s.execute(stmt)
 

@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store.jobs import JobStore
 from store.livekit_events import LiveKitEventStore
+from store.recordings import RecordingStore
 from store.retention import RetentionStore
 from store.sessions import SessionStore
 from store.transcripts import TranscriptStore
@@ -24,6 +25,7 @@ class Store:
     * ``usage``: track usage, reports, quotas, limits (:mod:`store.usage`);
     * ``jobs``: transcription jobs and their notifications (:mod:`store.jobs`);
     * ``retention``: per-space retention policies and the purge (:mod:`store.retention`).
+    * ``recordings``: kept track audio and the after-meeting pass's queue (:mod:`store.recordings`).
     * ``livekit_events``: LiveKit webhook event ids already handled (:mod:`store.livekit_events`).
     * ``webhooks``: outbound webhook endpoints, the delivery outbox and log (:mod:`store.webhooks`).
     """
@@ -31,6 +33,7 @@ class Store:
     __slots__ = (
         "jobs",
         "livekit_events",
+        "recordings",
         "retention",
         "sessions",
         "transcripts",
@@ -44,5 +47,6 @@ class Store:
         self.usage = UsageStore(sessionmaker)
         self.jobs = JobStore(sessionmaker)
         self.retention = RetentionStore(sessionmaker)
+        self.recordings = RecordingStore(sessionmaker)
         self.livekit_events = LiveKitEventStore(sessionmaker)
         self.webhooks = WebhookStore(sessionmaker)

@@ -42,6 +42,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    delete,
     func,
     literal,
     literal_column,
@@ -56,7 +57,15 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.base import AnySelect, RowMapper, StoreBase, labelled, sql_time, touch_sessions
-from store.models import SEARCH_CONFIGS, Participant, Segment, Session, search_config
+from store.enums import TranscriptVersion
+from store.models import (
+    SEARCH_CONFIGS,
+    Participant,
+    Segment,
+    Session,
+    SpeakerName,
+    search_config,
+)
 from store.records import (
     FinalSegment,
     SearchHit,
@@ -64,6 +73,7 @@ from store.records import (
     SegmentCursor,
     SegmentRecord,
     SessionRecord,
+    SpeakerRecord,
     TranscriptPage,
     UpsertOutcome,
     WordTiming,
@@ -95,6 +105,16 @@ def _regconfig(config: str) -> ColumnElement[Any]:
     return literal_column(f"'{config}'::regconfig")
 
 
+def _renamed(label: Any) -> Any:
+    """The name the host app gave the segment's in-track ``label`` (a primary-key lookup in
+    ``speaker_names``), NULL when not renamed."""
+    return (
+        select(SpeakerName.name)
+        .where(SpeakerName.participant_id == Segment.participant_id, SpeakerName.speaker == label)
+        .scalar_subquery()
+    )
+
+
 # a segment's columns (with its participant's), as SegmentRecord's fields
 _SEGMENT_FIELDS: Final[dict[str, Any]] = {
     "id": Segment.id,
@@ -118,6 +138,8 @@ _SEGMENT_FIELDS: Final[dict[str, Any]] = {
     "corrected_at": Segment.corrected_at,
     "speaker": Segment.speaker,
     "final_speaker": Segment.final_speaker,
+    "speaker_name": _renamed(Segment.speaker),
+    "final_speaker_name": _renamed(Segment.final_speaker),
 }
 _SEGMENT_COLUMNS: Final = labelled(_SEGMENT_FIELDS)
 _segment_of = RowMapper(SegmentRecord)
@@ -495,10 +517,128 @@ class TranscriptStore(StoreBase):
                 participant_name=r.participant_name,
                 rank=float(r.rank),
                 headline=r.headline,
+                speaker=r.speaker,
+                final_speaker=r.final_speaker,
+                speaker_name=r.speaker_name,
+                final_speaker_name=r.final_speaker_name,
+                transcript_version=TranscriptVersion(r.transcript_version),
             )
             for r in rows[:limit]
         ]
         return SearchPage(items=items, has_more=len(rows) > limit)
+
+    async def speakers(self, session_id: int, *, version: TranscriptVersion) -> list[SpeakerRecord]:
+        """Each participant's in-track labels in ``version`` (``final``: the after-meeting label,
+        else the live one) with their segment counts and names, by participant then label."""
+        label = _version_label(version)
+        rows = await self._list_speakers(
+            (Segment.session_id == session_id, Segment.participant_id.is_not(None)), label
+        )
+        return [_speaker(r) for r in rows]
+
+    async def _list_speakers(
+        self, where: Sequence[ColumnElement[bool]], label: Any
+    ) -> Sequence[Row[Any]]:
+        counted = (
+            select(
+                Segment.participant_id.label("participant_id"),
+                label.label("speaker"),
+                func.count().label("segments"),
+            )
+            .where(*where, label.is_not(None))
+            .group_by(Segment.participant_id, label)
+            .subquery("counted")
+        )
+        stmt = (
+            select(
+                Participant.identity.label("participant_identity"),
+                Participant.name.label("participant_name"),
+                counted.c.speaker,
+                counted.c.segments,
+                SpeakerName.name,
+            )
+            .select_from(counted)
+            .join(Participant, Participant.id == counted.c.participant_id)
+            .outerjoin(
+                SpeakerName,
+                and_(
+                    SpeakerName.participant_id == counted.c.participant_id,
+                    SpeakerName.speaker == counted.c.speaker,
+                ),
+            )
+            .order_by(Participant.identity, counted.c.speaker)
+        )
+        async with self._read() as conn:
+            return (await conn.execute(stmt)).all()
+
+    async def name_speaker(
+        self,
+        session_id: int,
+        participant_identity: str,
+        speaker: str,
+        name: str | None,
+        *,
+        version: TranscriptVersion,
+    ) -> SpeakerRecord | None:
+        """Give the in-track label ``speaker`` of a participant a ``name`` (None or blank:
+        remove the name); it applies to both versions (the after-meeting labels are mapped onto
+        the live names). None when the session has no such participant or no segment of its
+        carries that label (live or final). Returns the label as :meth:`speakers` lists it."""
+        name = (name or "").strip() or None
+        async with self._tx() as s:
+            participant_id = (
+                await s.execute(
+                    select(Participant.id).where(
+                        Participant.session_id == session_id,
+                        Participant.identity == participant_identity,
+                    )
+                )
+            ).scalar_one_or_none()
+            if participant_id is None:
+                return None
+            used = (
+                await s.execute(
+                    select(Segment.id)
+                    .where(
+                        Segment.session_id == session_id,
+                        Segment.participant_id == participant_id,
+                        or_(Segment.speaker == speaker, Segment.final_speaker == speaker),
+                    )
+                    .limit(1)
+                )
+            ).first()
+            if used is None:
+                return None
+            key = (SpeakerName.participant_id == participant_id, SpeakerName.speaker == speaker)
+            if name is None:
+                await s.execute(delete(SpeakerName).where(*key))
+            else:
+                await s.execute(
+                    pg_insert(SpeakerName)
+                    .values(
+                        participant_id=participant_id,
+                        speaker=speaker,
+                        session_id=session_id,
+                        name=name,
+                    )
+                    .on_conflict_do_update(
+                        index_elements=[SpeakerName.participant_id, SpeakerName.speaker],
+                        set_={"name": name, "updated_at": func.now()},
+                    )
+                )
+        label = _version_label(version)
+        rows = await self._list_speakers(
+            (
+                Segment.session_id == session_id,
+                Segment.participant_id == participant_id,
+                label == speaker,
+            ),
+            label,
+        )
+        if rows:
+            return _speaker(rows[0])
+        # the label is only in the other version: listed with no segments in this one
+        return SpeakerRecord(participant_identity, None, speaker, 0, name)
 
     @staticmethod
     def _segment_select(session_id: int, *, q: str | None, include_words: bool) -> AnySelect:
@@ -515,6 +655,24 @@ class TranscriptStore(StoreBase):
         if condition is not None:
             stmt = stmt.where(condition)
         return stmt
+
+
+def _version_label(version: TranscriptVersion) -> Any:
+    """A segment's in-track label in ``version``: the after-meeting label where the pass set
+    one (a track it did not relabel keeps its live labels), else the live label."""
+    if version is TranscriptVersion.FINAL:
+        return func.coalesce(Segment.final_speaker, Segment.speaker)
+    return Segment.speaker
+
+
+def _speaker(row: Row[Any]) -> SpeakerRecord:
+    return SpeakerRecord(
+        participant_identity=row.participant_identity,
+        participant_name=row.participant_name,
+        speaker=row.speaker,
+        segments=int(row.segments),
+        name=row.name,
+    )
 
 
 def search_statement(
@@ -558,6 +716,11 @@ def search_statement(
             Segment.speaker_label,
             Participant.identity.label("participant_identity"),
             Participant.name.label("participant_name"),
+            Segment.speaker,
+            Segment.final_speaker,
+            _renamed(Segment.speaker).label("speaker_name"),
+            _renamed(Segment.final_speaker).label("final_speaker_name"),
+            Session.transcript_version,
             page.c.rank,
             func.ts_headline(Segment.search_config, clean, query, literal(_HEADLINE_OPTIONS)).label(
                 "headline"

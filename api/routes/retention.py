@@ -1,4 +1,5 @@
-"""The space's retention policy (admins): how long transcripts are kept after a session ends.
+"""The space's retention policy (admins): how long transcripts are kept after a session ends,
+and track recordings (the audio kept for the after-meeting diarization) after they are made.
 
 The purge itself runs in the sweeper (``api.sweeper.purge_once``, ``store.retention``).
 """
@@ -18,8 +19,12 @@ async def get_retention(request: web.Request) -> web.Response:
     who = principal(request)
     who.require(Role.ADMIN)
     space_id = who.require_space()
-    days = await context(request).store.retention.policy(space_id)
-    return json_model(RetentionOut(space_id=space_id, transcript_days=days))
+    store = context(request).store.retention
+    days = await store.policy(space_id)
+    recording_days = await store.recording_policy(space_id)
+    return json_model(
+        RetentionOut(space_id=space_id, transcript_days=days, recording_days=recording_days)
+    )
 
 
 async def put_retention(request: web.Request) -> web.Response:
@@ -28,8 +33,14 @@ async def put_retention(request: web.Request) -> web.Response:
     space_id = who.require_space()
     body = await parse_body(request, RetentionUpdate)
     store = context(request).store.retention
-    await store.set_policy(space_id, body.transcript_days)
-    return json_model(RetentionOut(space_id=space_id, transcript_days=body.transcript_days))
+    await store.set_policy(space_id, body.transcript_days, recording_days=body.recording_days)
+    return json_model(
+        RetentionOut(
+            space_id=space_id,
+            transcript_days=body.transcript_days,
+            recording_days=body.recording_days,
+        )
+    )
 
 
 OPERATIONS = [
@@ -40,7 +51,7 @@ OPERATIONS = [
     ),
     Operation(
         "PUT", "/api/retention", put_retention, "setRetention",
-        "Set how long the space keeps transcripts after a session ends (admins)", "retention",
+        "Set how long the space keeps transcripts and track recordings (admins)", "retention",
         replies=(Reply(200, "The policy", RetentionOut),), body=RetentionUpdate,
     ),
 ]  # fmt: skip

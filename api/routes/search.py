@@ -19,7 +19,9 @@ from api.errors import NotFound
 from api.http import json_model, parse_query
 from api.openapi import Operation, Reply
 from api.ratelimit import enforce
+from api.routes.transcripts import in_track_label
 from api.schemas import MAX_SEARCH_OFFSET, SearchHitOut, SearchQuery, SearchResults
+from core.transcripts import speaker_display
 from store.records import SearchHit, SegmentCursor
 from store.transcripts import HIGHLIGHT_START, HIGHLIGHT_STOP
 
@@ -39,6 +41,19 @@ def transcript_url(hit: SearchHit) -> str:
     return f"/api/sessions/{quote(hit.session_slug)}/transcript?cursor={cursor}"
 
 
+def hit_speaker(hit: SearchHit) -> str:
+    """The hit's speaker as its transcript shows it (session's version, given names)."""
+    label, name = in_track_label(
+        hit.transcript_version,
+        (hit.speaker, hit.speaker_name),
+        (hit.final_speaker, hit.final_speaker_name),
+    )
+    if label is None:
+        return hit.participant_name or hit.speaker_label or hit.participant_identity or ""
+    participant = hit.participant_name or hit.participant_identity or ""
+    return speaker_display(participant, label, name)
+
+
 def _hit_out(hit: SearchHit) -> SearchHitOut:
     return SearchHitOut(
         session_slug=hit.session_slug,
@@ -46,7 +61,7 @@ def _hit_out(hit: SearchHit) -> SearchHitOut:
         segment_id=hit.segment_id,
         start_ms=hit.start_ms,
         end_ms=hit.end_ms,
-        speaker=hit.participant_name or hit.speaker_label or hit.participant_identity or "",
+        speaker=hit_speaker(hit),
         speaker_identity=hit.participant_identity,
         language=hit.language,
         text=hit.text,

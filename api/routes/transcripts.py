@@ -12,38 +12,66 @@ from aiohttp import web
 from api import exports
 from api.auth import SERVICE_USER, Role
 from api.context import ApiContext, context, principal
-from api.errors import ExportTooLarge, Forbidden, NotFound, ValidationFailed
+from api.errors import Conflict, ExportTooLarge, Forbidden, NotFound, ValidationFailed
 from api.http import json_model, parse_body, parse_query
 from api.openapi import Operation, Reply
 from api.ratelimit import enforce
-from api.routes.common import SLUG_RE, scoped_session
+from api.routes.common import SLUG_RE, Scoped, scoped_session
 from api.schemas import (
     SegmentCorrection,
     SegmentOut,
+    SpeakerList,
+    SpeakerNaming,
+    SpeakerOut,
     TranscriptExport,
     TranscriptPage,
     TranscriptQuery,
 )
 from core import transcripts as documents
 from core.transcripts import ExportFormat, ExportHeader, ExportSegment
-from store.records import SegmentCursor, SegmentRecord, SessionRecord
+from store.enums import TranscriptVersion
+from store.records import SegmentCursor, SegmentRecord, SessionRecord, SpeakerRecord
 from store.stores import Store
 
 # rows fetched per query while streaming an export
 EXPORT_BATCH = 2000
 
 
-def speaker_name(segment: SegmentRecord) -> str:
-    return segment.participant_name or segment.speaker_label or segment.participant_identity or ""
+def in_track_label(
+    version: TranscriptVersion,
+    live: tuple[str | None, str | None],
+    final: tuple[str | None, str | None],
+) -> tuple[str | None, str | None]:
+    """A segment's in-track (label, given name) in ``version``: the after-meeting label where
+    the pass set one (a track it did not relabel keeps its live labels), else the live one."""
+    if version is TranscriptVersion.FINAL and final[0] is not None:
+        return final
+    return live
 
 
-def _segment_out(segment: SegmentRecord) -> SegmentOut:
+def speaker_name(segment: SegmentRecord, version: TranscriptVersion) -> tuple[str, str | None]:
+    """The display speaker of a segment in ``version`` and its in-track label."""
+    label, name = in_track_label(
+        version,
+        (segment.speaker, segment.speaker_name),
+        (segment.final_speaker, segment.final_speaker_name),
+    )
+    if label is None:
+        shown = segment.participant_name or segment.speaker_label or segment.participant_identity
+        return shown or "", None
+    participant = segment.participant_name or segment.participant_identity or ""
+    return documents.speaker_display(participant, label, name), label
+
+
+def _segment_out(segment: SegmentRecord, version: TranscriptVersion) -> SegmentOut:
     # rows from the database already have the schema's types: skip validation (hot path)
+    shown, label = speaker_name(segment, version)
     return SegmentOut.model_construct(
         id=segment.id,
         utterance_id=segment.utterance_id,
-        speaker=speaker_name(segment),
+        speaker=shown,
         speaker_identity=segment.participant_identity,
+        speaker_label=label,
         text=segment.text,
         language=segment.language,
         start_ms=segment.start_ms,
@@ -55,22 +83,44 @@ def _segment_out(segment: SegmentRecord) -> SegmentOut:
     )
 
 
-def _export_segment(segment: SegmentRecord) -> ExportSegment:
+def _export_segment(segment: SegmentRecord, version: TranscriptVersion) -> ExportSegment:
+    shown, label = speaker_name(segment, version)
     return ExportSegment(
         start_ms=segment.start_ms,
         end_ms=segment.end_ms,
-        speaker=speaker_name(segment),
+        speaker=shown,
         text=segment.text,
         speaker_identity=segment.participant_identity or "",
         language=segment.language,
+        speaker_label=label,
     )
 
 
-async def _batches(repo: Store, session_id: int) -> AsyncIterator[list[ExportSegment]]:
+def read_version(session: SessionRecord, asked: TranscriptVersion | None) -> TranscriptVersion:
+    """The version a reader gets: the one asked for, else the session's. Asking for ``final``
+    before the after-meeting pass made one is a 409 (no silent fallback: a caller who wants the
+    final labels must not take live ones for them)."""
+    if asked is None:
+        return session.transcript_version
+    if asked is TranscriptVersion.FINAL and session.transcript_version is not asked:
+        raise Conflict(
+            "the session has no final transcript yet (the after-meeting diarization has not "
+            "run); read version=live",
+            code="transcript_not_final",
+        )
+    return asked
+
+
+VERSION_HEADER = "X-Transcript-Version"
+
+
+async def _batches(
+    repo: Store, session_id: int, version: TranscriptVersion
+) -> AsyncIterator[list[ExportSegment]]:
     cursor: SegmentCursor | None = None
     while True:
         page = await repo.transcripts.transcript_page(session_id, after=cursor, limit=EXPORT_BATCH)
-        yield [_export_segment(s) for s in page.items]
+        yield [_export_segment(s, version) for s in page.items]
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
@@ -83,7 +133,8 @@ async def transcript(request: web.Request) -> web.StreamResponse:
     if query.format is not None:
         enforce(request, "export")
         scoped = await scoped_session(request)
-        return await _download(request, ctx, scoped.session, query.format)
+        version = read_version(scoped.session, query.version)
+        return await _download(request, ctx, scoped.session, query.format, version)
     after = None
     if query.cursor:
         try:
@@ -93,6 +144,7 @@ async def transcript(request: web.Request) -> web.StreamResponse:
     if query.q is not None:
         enforce(request, "search")
         scoped = await scoped_session(request)
+        version = read_version(scoped.session, query.version)
         page = await ctx.store.transcripts.transcript_page(
             scoped.session.id, q=query.q, after=after, limit=query.limit
         )
@@ -104,16 +156,72 @@ async def transcript(request: web.Request) -> web.StreamResponse:
             found = await ctx.store.transcripts.session_page(slug, after=after, limit=query.limit)
         if found is None or not who.can_see_space(found[0].space_id):
             raise NotFound("no such session")
+        version = read_version(found[0], query.version)
         page = found[1]
-    return json_model(
+    response = json_model(
         TranscriptPage(
-            items=[_segment_out(s) for s in page.items],
+            transcript_version=version,
+            items=[_segment_out(s, version) for s in page.items],
             next_cursor=page.next_cursor.encode() if page.next_cursor else None,
         )
     )
+    response.headers[VERSION_HEADER] = version.value
+    return response
 
 
 _MAX_ID = 2**63 - 1
+
+
+async def _require_editor(repo: Store, scoped: Scoped) -> None:
+    """Who may edit a transcript (correct a segment, name a speaker): the session's creator,
+    its registered participants, or an admin."""
+    who = scoped.who
+    if who.user_id != scoped.session.created_by and who.role < Role.ADMIN:
+        joined = who.user_id is not None and (
+            await repo.sessions.get_participant(scoped.session.id, who.user_id) is not None
+        )
+        if not joined:
+            raise Forbidden("only the session's participants, its creator or an admin may do this")
+
+
+def _speaker_out(speaker: SpeakerRecord) -> SpeakerOut:
+    participant = speaker.participant_name or speaker.participant_identity
+    return SpeakerOut(
+        participant_identity=speaker.participant_identity,
+        participant_name=speaker.participant_name,
+        speaker=speaker.speaker,
+        segments=speaker.segments,
+        name=speaker.name,
+        display=documents.speaker_display(participant, speaker.speaker, speaker.name),
+    )
+
+
+async def list_speakers(request: web.Request) -> web.Response:
+    """Each participant's in-track speaker labels, counted in the session's version."""
+    scoped = await scoped_session(request)
+    version = scoped.session.transcript_version
+    found = await context(request).store.transcripts.speakers(scoped.session.id, version=version)
+    return json_model(
+        SpeakerList(transcript_version=version, items=[_speaker_out(s) for s in found])
+    )
+
+
+async def name_speaker(request: web.Request) -> web.Response:
+    """Name (or un-name) a participant's in-track speaker label."""
+    scoped = await scoped_session(request)
+    repo = context(request).store
+    await _require_editor(repo, scoped)
+    body = await parse_body(request, SpeakerNaming)
+    named = await repo.transcripts.name_speaker(
+        scoped.session.id,
+        body.participant_identity,
+        body.speaker,
+        body.name,
+        version=scoped.session.transcript_version,
+    )
+    if named is None:
+        raise NotFound("no such speaker label of that participant in this session")
+    return json_model(_speaker_out(named))
 
 
 async def correct_segment(request: web.Request) -> web.Response:
@@ -125,19 +233,14 @@ async def correct_segment(request: web.Request) -> web.Response:
         raise NotFound("no such segment")
     who = scoped.who
     repo = context(request).store
-    if who.user_id != scoped.session.created_by and who.role < Role.ADMIN:
-        joined = who.user_id is not None and (
-            await repo.sessions.get_participant(scoped.session.id, who.user_id) is not None
-        )
-        if not joined:
-            raise Forbidden("only the session's participants, its creator or an admin may do this")
+    await _require_editor(repo, scoped)
     body = await parse_body(request, SegmentCorrection)
     corrected = await repo.transcripts.correct_segment(
         scoped.session.id, segment_id, body.text, corrected_by=who.user_id or SERVICE_USER
     )
     if corrected is None:
         raise NotFound("no such segment")
-    return json_model(_segment_out(corrected))
+    return json_model(_segment_out(corrected, scoped.session.transcript_version))
 
 
 # nginx's "client closed request": the status recorded when the client left mid-export
@@ -150,22 +253,32 @@ def _client_gone(request: web.Request) -> bool:
 
 
 async def _download(
-    request: web.Request, ctx: ApiContext, session: SessionRecord, fmt: ExportFormat
+    request: web.Request,
+    ctx: ApiContext,
+    session: SessionRecord,
+    fmt: ExportFormat,
+    version: TranscriptVersion,
 ) -> web.StreamResponse:
     """The whole transcript as a file. Text formats stream batch by batch (memory bounded by a
     batch); DOCX is built in memory, so it is capped (``API_EXPORT_DOCX_MAX_SEGMENTS``, else 422
     ``export_too_large``) and built on the app's one render thread, off the event loop. Either
     stops reading rows and rendering when the client disconnects."""
-    header = ExportHeader(slug=session.slug, title=session.title, space_id=session.space_id)
+    header = ExportHeader(
+        slug=session.slug,
+        title=session.title,
+        space_id=session.space_id,
+        transcript_version=version.value,
+    )
     headers = {
         "Content-Type": exports.CONTENT_TYPES[fmt],
         "Content-Disposition": exports.content_disposition(session.slug, fmt),
+        VERSION_HEADER: version.value,
     }
     exported = ctx.metrics.exports
     if fmt is ExportFormat.DOCX:
         cap = ctx.settings.api_export_docx_max_segments
         segments: list[ExportSegment] = []
-        async for batch in _batches(ctx.store, session.id):
+        async for batch in _batches(ctx.store, session.id, version):
             if _client_gone(request):
                 exported.labels(fmt.value, "cancelled").inc()
                 return web.Response(status=CLIENT_GONE)
@@ -196,7 +309,7 @@ async def _download(
     first = True
     index = 1
     try:
-        async for batch in _batches(ctx.store, session.id):
+        async for batch in _batches(ctx.store, session.id, version):
             if not first and _client_gone(request):
                 raise ConnectionResetError("client disconnected")
             if fmt is ExportFormat.SRT:
@@ -254,11 +367,30 @@ OPERATIONS = [
                 TranscriptPage,
                 alternatives=(TranscriptExport,),
                 media=_FILE_MEDIA,
-                headers=("Content-Disposition",),
+                headers=("Content-Disposition", VERSION_HEADER),
             ),
         ),
         query=TranscriptQuery,
-        errors=(429,),
+        errors=(409, 429),
+    ),
+    Operation(
+        "GET", "/api/sessions/{slug}/speakers", list_speakers, "listSpeakers",
+        "The in-track speaker labels of diarized tracks, with their names", "transcripts",
+        replies=(Reply(200, "Labels by participant, counted in the session's version",
+                       SpeakerList),),
+        description="Only diarized tracks have in-track labels ('Speaker 2'); a participant "
+        "whose track was not diarized is shown by name and is not listed.",
+    ),
+    Operation(
+        "PUT", "/api/sessions/{slug}/speakers", name_speaker, "nameSpeaker",
+        "Name a participant's in-track speaker label ('Speaker 2' -> 'Maria')", "transcripts",
+        replies=(Reply(200, "The label with its name", SpeakerOut),),
+        body=SpeakerNaming,
+        description="The session's creator, its registered participants or an admin. Pages, "
+        "search and every download then show the name instead of "
+        "'<participant> · <label>', in both transcript versions (the after-meeting labels "
+        "are mapped onto the live ones). A null or blank name removes it. 404 when the "
+        "participant has no segment with that label.",
     ),
     Operation(
         "PATCH", "/api/sessions/{slug}/transcript/segments/{segment_id}", correct_segment,

@@ -140,7 +140,12 @@ async def test_txt_docx_json_downloads(client: Client, session: SessionRecord) -
 
     body, _ = await _download(client, session, "json")
     data = json.loads(body)
-    assert data["session"] == {"slug": session.slug, "title": "Планёрка", "space_id": "space-a"}
+    assert data["session"] == {
+        "slug": session.slug,
+        "title": "Планёрка",
+        "space_id": "space-a",
+        "transcript_version": "live",
+    }
     assert [s["text"] for s in data["segments"]] == [line[4] for line in LINES]
 
 
@@ -170,7 +175,7 @@ async def test_empty_transcript_downloads(client: Client, repo: Store) -> None:
     page = await (
         await client.get(f"/api/sessions/{record.slug}/transcript", headers=user("x"))
     ).json()
-    assert page == {"items": [], "next_cursor": None}
+    assert page == {"transcript_version": "live", "items": [], "next_cursor": None}
 
 
 async def test_transcript_of_another_space_is_404(client: Client, session: SessionRecord) -> None:

@@ -6,12 +6,16 @@ import asyncio
 import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from bot.config import BotSettings
 from bot.pipeline.types import TrackSettings
 from bot.pipeline.usage import UsageMeter
 from bot.recording import SessionRecorder
+from bot.track_recording import TrackRecordings, read_pcm16
 from bot.transcription import RoomTranscription, track_settings
 from core.errors import LimitExceeded, StorageError
 from store.enums import DiarizationMode, SessionStatus
@@ -28,9 +32,12 @@ class FakeRepo:
     """The storage calls the recorder makes (the sessions and usage stores in one object);
     ``open_error`` fails opening a usage row."""
 
-    def __init__(self, open_error: Exception | None = None) -> None:
+    def __init__(
+        self, open_error: Exception | None = None, session: SessionRecord = SESSION
+    ) -> None:
         self.sessions = self.usage = self
         self.open_error = open_error
+        self.session = session
         self.opened: list[str] = []
         self.checkpoints: list[UsageCheckpoint] = []
 
@@ -38,7 +45,7 @@ class FakeRepo:
         return None
 
     async def get_session_by_id(self, session_id: int) -> SessionRecord:
-        return SESSION
+        return self.session
 
     async def open_track_usage(self, *, track_sid: str, **kwargs: Any) -> None:
         if self.open_error is not None:
@@ -115,3 +122,50 @@ def test_track_settings_come_from_the_session() -> None:
     english = dataclasses.replace(session, language="en")
     assert track_settings(english, engine()).language == "en"
     assert track_settings(SESSION, multilingual) == TrackSettings(model="fake")
+
+
+class FakeRecordings:
+    """The recording rows (``store.recordings``) the recorder writes."""
+
+    def __init__(self) -> None:
+        self.started: list[dict[str, Any]] = []
+        self.ended: list[tuple[int, int]] = []
+
+    async def start(self, **row: Any) -> int:
+        self.started.append(row)
+        return len(self.started)
+
+    async def stream_ended(self, recording_id: int, size_bytes: int) -> None:
+        self.ended.append((recording_id, size_bytes))
+
+
+async def test_a_diarized_tracks_audio_is_kept_and_an_undiarized_ones_is_not(
+    tmp_path: Path,
+) -> None:
+    for mode, kept in ((DiarizationMode.OFF, False), (DiarizationMode.AUTO, True)):
+        session = dataclasses.replace(SESSION, diarization=mode)
+        repo = FakeRepo(session=session)
+        rows = FakeRecordings()
+        repo.recordings = rows  # type: ignore[attr-defined]
+        meter = UsageMeter()
+        recorder = SessionRecorder(repo, session, BotSettings(), "fake", meter)  # type: ignore[arg-type]
+        folder = tmp_path / mode.value
+        recordings = TrackRecordings(repo, folder, worker_id="w")  # type: ignore[arg-type]
+        transcription = RoomTranscription(
+            engine(), recorder, ListSink(), meter, recordings=recordings
+        )
+        audio = speech()
+        await asyncio.wait_for(
+            transcription.transcribe(speaker("TR_1"), ArraySource(audio), ListSink()), 10
+        )
+        files = sorted(folder.glob("*/*.pcm"))
+        if not kept:
+            assert (files, rows.started) == ([], [])
+            continue
+        assert len(files) == 1 and files[0].parent.name == str(session.id)
+        assert np.allclose(read_pcm16(files[0]), audio, atol=1 / 32768)
+        assert [(r["track_sid"], r["participant_identity"], r["path"]) for r in rows.started] == [
+            ("TR_1", "p-TR_1", str(files[0]))
+        ]
+        assert rows.started[0]["offset_ms"] >= 0
+        assert rows.ended == [(1, 2 * len(audio))]
