@@ -53,3 +53,15 @@ COST_PER_MINUTE = Gauge(
 def publish_price(cost_per_minute: Decimal, currency: str) -> None:
     """Export the configured price (called once at start)."""
     COST_PER_MINUTE.labels(currency).set(float(cost_per_minute))
+
+
+# Live diarization (bot/pipeline/track_diarization.py): blocks the diarizer failed on (their
+# captions keep the participant's label), and blocks not diarized because the track's backlog
+# was full (the executor is behind: more diarized tracks than the worker's CPU allows).
+DIARIZATION_ERRORS = Counter(
+    "transcriber_diarization_errors_total", "Live diarization blocks that failed"
+)
+DIARIZATION_BLOCKS_SKIPPED = Counter(
+    "transcriber_diarization_blocks_skipped_total",
+    "Live diarization blocks skipped because the track's backlog was full",
+)
