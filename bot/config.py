@@ -62,7 +62,7 @@ class EngineSettings(ModelChoiceSettings):
     diarization_block_ms: int = Field(default=2000, ge=500, le=10_000)
     diarization_max_backlog_blocks: int = Field(default=4, ge=1, le=64)
     diarization_max_wait_ms: int = Field(default=2500, ge=0, le=30_000)
-    # ``auto``: in-track labels show once a second voice has spoken this many seconds
+    # ``auto``: in-track labels show once two voices have each spoken this many seconds
     diarization_auto_min_speech_s: float = Field(default=3.0, ge=0, le=600)
     diarization_threads: int = Field(default=1, ge=1, le=64)
 

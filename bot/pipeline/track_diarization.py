@@ -14,8 +14,8 @@ times go on past the gap. Nothing here queues without bound.
 
 Modes (the session's, overridden per participant by the ``transcriber.diarization`` attribute
 the host app sets on the LiveKit participant): ``off`` builds nothing and imports no torch;
-``on`` labels from the first turn; ``auto`` runs the diarizer but shows labels only once a
-second voice has spoken ``auto_min_speech_s`` (then for the rest of the track). Captions keep
+``on`` labels from the first turn; ``auto`` runs the diarizer but shows labels only once two
+voices have each spoken ``auto_min_speech_s`` (then for the rest of the track). Captions keep
 the participant's label when the ``diarization`` extra is missing (warned once per worker),
 when the track is too short or silent to have turns, and when the diarizer fails (each failure
 counted in ``transcriber_diarization_errors_total`` and logged without text; the captions go on).
@@ -77,7 +77,7 @@ class DiarizationOptions:
     max_backlog_blocks: int = 4
     # How long a final caption waits for the diarizer to cover its end.
     max_wait_ms: int = 2500
-    # ``auto``: seconds of speech the second voice needs before labels show.
+    # ``auto``: seconds of speech each of two voices needs before labels show.
     auto_min_speech_s: float = 3.0
     threads: int = 1
 
@@ -311,7 +311,7 @@ class TrackDiarizer:
 
     @property
     def labelling(self) -> bool:
-        """Whether captions show in-track labels now (``auto``: once a second voice spoke)."""
+        """Whether captions show in-track labels now (``auto``: once two voices spoke)."""
         return self._labels_on and not self._failed
 
     def attribute(self, caption: Caption) -> list[tuple[Caption, str | None]]:
