@@ -78,7 +78,7 @@ ModelField = Annotated[
 DIARIZATION_DOC = (
     "Splitting one microphone by speaker (needs the bot's `diarization` extra): off, on or "
     "auto. on: each caption and segment of a track carries an in-track label within its "
-    "participant (\"Room 4 · Speaker 2\"; segment `speaker`, caption attribute "
+    'participant ("Room 4 · Speaker 2"; segment `speaker`, caption attribute '
     "`transcriber.speaker`); auto: the same once a track is heard to carry two voices. A "
     "participant's LiveKit attribute `transcriber.diarization` (off|on|auto), set by the host "
     "app, overrides this for that participant's tracks"

@@ -73,6 +73,8 @@ async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
         async with running(spool):
             engines = build_engines(settings, engine)
             diarization = LiveDiarization(settings.diarization_options())
+            if settings.diarization_preload and (loading := diarization.preload()) is not None:
+                await asyncio.wrap_future(loading)
             worker = Worker(
                 settings, db.store, engine, spool, db.url, engines=engines, diarization=diarization
             )

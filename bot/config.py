@@ -65,6 +65,8 @@ class EngineSettings(ModelChoiceSettings):
     # ``auto``: in-track labels show once two voices have each spoken this many seconds
     diarization_auto_min_speech_s: float = Field(default=3.0, ge=0, le=600)
     diarization_threads: int = Field(default=1, ge=1, le=64)
+    # load the diarization models when the worker starts (else: when a diarized track starts)
+    diarization_preload: bool = False
 
     @field_validator("asr_language")
     @classmethod

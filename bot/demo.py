@@ -284,7 +284,9 @@ async def start_livekit(
 
 
 @contextlib.asynccontextmanager
-async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, str]]]:
+async def services(
+    logs: Path, *, diarization: bool = False
+) -> AsyncIterator[tuple[str, str, Api, dict[str, str]]]:
     """Database, LiveKit, API and bot; yields (livekit url, database url, api, env)."""
     from store.database import resolve_database_url
     from store.migrate import upgrade_url
@@ -338,6 +340,8 @@ async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, s
             "ROOM_EMPTY_TIMEOUT_S": "5",
             "JOB_POLL_S": "1",
         }
+        if diarization:  # the models load before the bot says it is ready
+            bot_env["DIARIZATION_PRELOAD"] = "true"
         await assemble_model(os.environ.get("ASR_MODEL", "base"))
         bot = await start("bot", ["-m", "bot"], bot_env, logs)
         procs.append(bot)
@@ -359,7 +363,7 @@ async def demo(*, diarization: bool = False) -> None:
     logs.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
     kept = "" if chosen else "; kept only if something fails"
     _say(f"livekit-transcriber demo (service logs in {logs}{kept})")
-    async with services(logs) as (livekit_url, _, api, _env):
+    async with services(logs, diarization=diarization) as (livekit_url, _, api, _env):
         await meeting(livekit_url, api, diarization=diarization)
     if not chosen:  # a clean run leaves nothing behind (logs, the bot's spool)
         shutil.rmtree(logs, ignore_errors=True)

@@ -65,3 +65,7 @@ DIARIZATION_BLOCKS_SKIPPED = Counter(
     "transcriber_diarization_blocks_skipped_total",
     "Live diarization blocks skipped because the track's backlog was full",
 )
+DIARIZATION_LATE_FINALS = Counter(
+    "transcriber_diarization_late_finals_total",
+    "Diarized finals that waited DIARIZATION_MAX_WAIT_MS in vain (participant label kept)",
+)

@@ -27,7 +27,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -99,6 +99,7 @@ class LiveDiarization:
         self._available: bool | None = True if factory is not None else None
         self._executor: ThreadPoolExecutor | None = None
         self._models: object | None = None
+        self._loading: Future[None] | None = None
         self._warned = False
 
     @property
@@ -116,10 +117,30 @@ class LiveDiarization:
         if not self.available:
             self.unavailable("the 'diarization' extra is not installed")
             return None
+        self.preload()
+        assert self._executor is not None
+        return TrackDiarizer(self, self._executor, mode, track_sid)
+
+    def preload(self) -> Future[None] | None:
+        """Start loading the models now (on the executor), not at a track's first block: they
+        take ~10 s (20 s on a busy 2-core machine), and a track's blocks wait behind them.
+        ``DIARIZATION_PRELOAD`` calls it when the worker starts (and waits for it before it
+        says it is ready); else the first diarized track does. None: nothing to load."""
         if self._executor is None:
             # one thread: the torch models are shared, and one track's blocks run in order
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize")
-        return TrackDiarizer(self, self._executor, mode, track_sid)
+        if self._loading is None and self._factory == self._live_diarizer and self.available:
+            self._loading = self._executor.submit(self._load_models)
+        return self._loading
+
+    def _load_models(self) -> None:  # on the executor thread
+        from bot.pipeline.diarize import LiveModels
+
+        try:
+            if self._models is None:
+                self._models = LiveModels(threads=self.options.threads)
+        except ModelUnavailableError:
+            pass  # the first block meets it again and turns diarization off
 
     def unavailable(self, reason: str) -> None:
         """Turn diarization off for this worker (the models cannot load); warn once."""
@@ -193,6 +214,7 @@ class TrackDiarizer:
         self._diarizer: BlockDiarizer | None = None
         self._failed = False
         self._ended = False
+        self._skip_logged = False
         self._changed = asyncio.Event()
         self._labels_on = mode == "on"
         self.turns: list[SpeakerTurn] = []
@@ -229,6 +251,12 @@ class TrackDiarizer:
         if self._pending >= self._max_backlog:
             self.stats.skipped_blocks += 1
             metrics.DIARIZATION_BLOCKS_SKIPPED.inc()
+            if not self._skip_logged:  # once per track; the counter has the rest
+                self._skip_logged = True
+                logger.warning(
+                    "live diarization behind; blocks skipped",
+                    extra={"track_sid": self._track_sid, "backlog_blocks": self._pending},
+                )
             self._gap += len(block)
             self._blocks.append(_Block(start, submitted=False))
             return
@@ -300,12 +328,13 @@ class TrackDiarizer:
             if self._failed or (self._ended and not self._pending):
                 return False
             remaining = deadline - loop.time()
-            if remaining <= 0:
-                return False
             self._changed.clear()
             try:
+                if remaining <= 0:
+                    raise TimeoutError
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except TimeoutError:
+                metrics.DIARIZATION_LATE_FINALS.inc()
                 return False
         return True
 
