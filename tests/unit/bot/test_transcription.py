@@ -115,3 +115,11 @@ def test_track_settings_come_from_the_session() -> None:
     english = dataclasses.replace(session, language="en")
     assert track_settings(english, engine()).language == "en"
     assert track_settings(SESSION, multilingual) == TrackSettings(model="fake")
+
+
+def test_the_participants_diarization_mode_overrides_the_sessions() -> None:
+    on = dataclasses.replace(SESSION, diarization=DiarizationMode.ON)
+    assert track_settings(on, engine()).diarization == "on"
+    assert track_settings(on, engine(), "off").diarization == "off"
+    assert track_settings(SESSION, engine(), "auto").diarization == "auto"
+    assert track_settings(on, engine(), "unknown").diarization == "on"
