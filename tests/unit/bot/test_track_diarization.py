@@ -259,3 +259,47 @@ def test_the_in_track_label_goes_out_on_the_wire() -> None:
     packet = json.loads(json_packet(diarized))
     assert (packet["speakerInTrack"], packet["speakerLabel"]) == ("Speaker 2", "P · Speaker 2")
     assert json.loads(json_packet(plain))["speakerInTrack"] is None
+
+
+async def test_a_partial_carries_the_latest_known_speaker() -> None:
+    live = service(ScriptedDiarizer(TWO_VOICES))
+    diarizer = live.open_track("on", "TR_1")
+    assert diarizer is not None
+    partial = Caption("u1", "hello there", False, 0, 1000, "en", 0.9)
+    assert diarizer.partial_speaker(partial) is None  # nothing heard yet
+    diarizer.push_audio(np.zeros(16_000, dtype=np.float32))
+    assert await diarizer.wait_covered(1000, timeout_s=10)
+    live.close()
+    assert diarizer.partial_speaker(partial) == "Speaker 2"  # most of 0-1 s
+    # a partial past the diarized audio: the speaker of the nearest turn
+    later = Caption("u2", "so", False, 1500, 1900, "en", 0.9)
+    assert diarizer.partial_speaker(later) == "Speaker 2"
+
+
+def test_without_the_extra_a_track_keeps_its_participant_label_and_one_warning() -> None:
+    """A fresh interpreter where torch cannot be found (as without the extra)."""
+    script = """
+import asyncio, logging, sys
+sys.modules["torch"] = None  # find_spec("torch") is None: the extra is not installed
+from bot.pipeline.track_diarization import LiveDiarization
+from tests.unit.bot.test_track_diarization import finals, run_track
+
+class Count(logging.Handler):
+    warnings = 0
+    def emit(self, record):
+        Count.warnings += record.levelno == logging.WARNING
+
+logging.getLogger("bot.pipeline").addHandler(Count())
+live = LiveDiarization()
+assert not live.available
+record, _ = asyncio.run(run_track(live, "on"))
+assert finals(record) == [("0", "hello there", "P", None)], finals(record)
+assert live.open_track("auto", "TR_2") is None
+assert Count.warnings == 1, Count.warnings
+print("ok")
+"""
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
