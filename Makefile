@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 DIARIZATION_STAMP := $(VENV)/.diarization
 
-.PHONY: setup setup-diarization livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-browser bench-devserver bench-api bench-search bench-diarization demo clean
+.PHONY: setup setup-diarization livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-browser bench-devserver bench-api bench-search bench-diarization demo demo-diarization clean
 
 setup: $(STAMP)
 
@@ -95,6 +95,11 @@ bench-browser: setup livekit-server test-deps
 
 demo: setup
 	$(PY) -m bot.demo
+
+# The demo's shared microphone: two people on one participant, labelled live (installs the
+# diarization extra first: see the README's "Speaker diarization" for what it costs).
+demo-diarization: setup setup-diarization
+	$(PY) -m bot.demo --diarization
 
 clean:
 	rm -rf $(VENV) .data .cache .mypy_cache .ruff_cache .pytest_cache

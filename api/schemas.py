@@ -91,8 +91,12 @@ ModelField = Annotated[
     ),
 ]
 DIARIZATION_DOC = (
-    "Splitting one microphone by speaker: off, on or auto. Stored and passed to the bot's "
-    "track settings; today every mode labels each segment with its participant (off)"
+    "Splitting one microphone by speaker (needs the bot's `diarization` extra): off, on or "
+    "auto. on: each caption and segment of a track carries an in-track label within its "
+    'participant ("Room 4 · Speaker 2"; segment `speaker`, caption attribute '
+    "`transcriber.speaker`); auto: the same once a track is heard to carry two voices. A "
+    "participant's LiveKit attribute `transcriber.diarization` (off|on|auto), set by the host "
+    "app, overrides this for that participant's tracks"
 )
 
 

@@ -58,6 +58,7 @@ def health_app(worker: object, metrics_token: str | None = None) -> web.Applicat
 
 async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
     from bot.config import build_engine, build_engines
+    from bot.pipeline.track_diarization import LiveDiarization
     from bot.spool import FinalSpool, running
     from bot.worker import Worker
     from store.database import open_database
@@ -71,7 +72,12 @@ async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
         spool = FinalSpool(db.store.transcripts, settings.spool_dir, settings.worker_id)
         async with running(spool):
             engines = build_engines(settings, engine)
-            worker = Worker(settings, db.store, engine, spool, db.url, engines=engines)
+            diarization = LiveDiarization(settings.diarization_options())
+            if settings.diarization_preload and (loading := diarization.preload()) is not None:
+                await asyncio.wrap_future(loading)
+            worker = Worker(
+                settings, db.store, engine, spool, db.url, engines=engines, diarization=diarization
+            )
             token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
             runner = web.AppRunner(health_app(worker, token), access_log=None)
             await runner.setup()
@@ -86,6 +92,7 @@ async def serve(settings: BotSettings, stop: asyncio.Event) -> None:
             finally:
                 await runner.cleanup()
                 await engines.aclose()
+                diarization.close()
     logger.info("worker stopped")
 
 

@@ -12,6 +12,7 @@ from pydantic_settings import SettingsConfigDict
 
 from bot.pipeline.asr import AsrOptions
 from bot.pipeline.engine import SpeechEngine, StreamOptions
+from bot.pipeline.track_diarization import DiarizationOptions
 from bot.pipeline.vad import SegmenterOptions, SileroVad
 from core.speech import ModelChoiceSettings
 from store.settings import UsageSettings
@@ -55,6 +56,18 @@ class EngineSettings(ModelChoiceSettings):
     phrase_finals: bool = True
     phrase_min_pause_ms: int = Field(default=192, ge=32, le=5000)
 
+    # Live speaker diarization of tracks with diarization on/auto (the ``diarization`` extra):
+    # audio cut into blocks for the worker's one diarization thread; a track's blocks beyond
+    # the backlog are skipped (counted); a final caption waits this long for its speaker.
+    diarization_block_ms: int = Field(default=2000, ge=500, le=10_000)
+    diarization_max_backlog_blocks: int = Field(default=4, ge=1, le=64)
+    diarization_max_wait_ms: int = Field(default=2500, ge=0, le=30_000)
+    # ``auto``: in-track labels show once two voices have each spoken this many seconds
+    diarization_auto_min_speech_s: float = Field(default=3.0, ge=0, le=600)
+    diarization_threads: int = Field(default=1, ge=1, le=64)
+    # load the diarization models when the worker starts (else: when a diarized track starts)
+    diarization_preload: bool = False
+
     @field_validator("asr_language")
     @classmethod
     def _language(cls, value: str) -> str:
@@ -78,6 +91,15 @@ class EngineSettings(ModelChoiceSettings):
             condition_on_previous=self.asr_condition_on_previous,
             initial_prompt=self.asr_initial_prompt,
             hotwords=self.asr_hotwords,
+        )
+
+    def diarization_options(self) -> DiarizationOptions:
+        return DiarizationOptions(
+            block_ms=self.diarization_block_ms,
+            max_backlog_blocks=self.diarization_max_backlog_blocks,
+            max_wait_ms=self.diarization_max_wait_ms,
+            auto_min_speech_s=self.diarization_auto_min_speech_s,
+            threads=self.diarization_threads,
         )
 
     def stream_options(self, *, emit_partials: bool = True) -> StreamOptions:

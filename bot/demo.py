@@ -7,6 +7,11 @@ API-issued tokens and speak real recordings (clips from ``assets/eval``, whose R
 one's source and license); a third participant shows the captions live as a meeting client would
 (stock ``lk.transcription`` text streams); then the stored transcript and the usage/cost report
 are fetched from the API, and everything is shut down.
+
+``make demo-diarization`` (``--diarization``, needs the ``diarization`` extra): one meeting-room
+participant ("Room 4") whose one microphone carries two people (the two-speaker pyannote sample)
+in a session with ``diarization: on``; its captions show "Room 4 · Speaker 1" and "Room 4 ·
+Speaker 2" live (the ``transcriber.speaker`` attribute of each caption) and in the transcript.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -40,6 +46,8 @@ SCRIPT = [
     ("alice", "Alice", [("en_ljspeech_LJ050-0131", 1.0), ("en_librispeech_1272-128104-0000", 9.0)]),
     ("bob", "Bob", [("en_jfk_inaugural", 10.0)]),
 ]
+# --diarization: a meeting room's one microphone, two people talking (assets/eval/README.md)
+SHARED_MIC_SCRIPT = [("room-4", "Room 4", [("multi_pyannote_sample", 1.0)])]
 
 
 async def _speak(url: str, token: str, identity: str, clips: list[tuple[str, float]]) -> float:
@@ -151,17 +159,28 @@ class LiveCaptions:
         self.live: dict[str, str] = {}  # identity -> partial text, in order of speaking
         self._drawn = 0  # live lines on screen below the finals
 
-    def _line(self, identity: str, text: str, final: bool) -> str:
-        who = self.names.get(identity, identity)
-        return f"  {who:>6}{':' if final else '…'} {text}"
+        self.in_track: dict[str, str] = {}  # identity -> its latest in-track speaker
 
-    def show(self, identity: str, text: str, final: bool) -> None:
+    def _who(self, identity: str) -> str:
+        name = self.names.get(identity, identity)
+        speaker = self.in_track.get(identity)
+        return f"{name} · {speaker}" if speaker else name
+
+    def _line(self, identity: str, text: str, final: bool) -> str:
+        return f"  {self._who(identity):>6}{':' if final else '…'} {text}"
+
+    def show(self, identity: str, text: str, final: bool, speaker: str | None = None) -> None:
+        """One caption; ``speaker``: its in-track label on a diarized track."""
+        if speaker:
+            self.in_track[identity] = speaker
+        else:
+            self.in_track.pop(identity, None)
         if final:
             self.live.pop(identity, None)
             if not text:
                 self._redraw([])
                 return
-            self.finals.append(f"{self.names.get(identity, identity)}: {text}")
+            self.finals.append(f"{self._who(identity)}: {text}")
             self._redraw([self._line(identity, text, True)])
         else:
             self.partials += 1
@@ -265,7 +284,9 @@ async def start_livekit(
 
 
 @contextlib.asynccontextmanager
-async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, str]]]:
+async def services(
+    logs: Path, *, diarization: bool = False
+) -> AsyncIterator[tuple[str, str, Api, dict[str, str]]]:
     """Database, LiveKit, API and bot; yields (livekit url, database url, api, env)."""
     from store.database import resolve_database_url
     from store.migrate import upgrade_url
@@ -319,6 +340,8 @@ async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, s
             "ROOM_EMPTY_TIMEOUT_S": "5",
             "JOB_POLL_S": "1",
         }
+        if diarization:  # the models load before the bot says it is ready
+            bot_env["DIARIZATION_PRELOAD"] = "true"
         await assemble_model(os.environ.get("ASR_MODEL", "base"))
         bot = await start("bot", ["-m", "bot"], bot_env, logs)
         procs.append(bot)
@@ -334,23 +357,27 @@ async def services(logs: Path) -> AsyncIterator[tuple[str, str, Api, dict[str, s
         _say("• everything stopped")
 
 
-async def demo() -> None:
+async def demo(*, diarization: bool = False) -> None:
     chosen = os.environ.get("DEMO_LOG_DIR")
     logs = Path(chosen or tempfile.mkdtemp(prefix="transcriber-demo-"))
     logs.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before anything runs
     kept = "" if chosen else "; kept only if something fails"
     _say(f"livekit-transcriber demo (service logs in {logs}{kept})")
-    async with services(logs) as (livekit_url, _, api, _env):
-        await meeting(livekit_url, api)
+    async with services(logs, diarization=diarization) as (livekit_url, _, api, _env):
+        await meeting(livekit_url, api, diarization=diarization)
     if not chosen:  # a clean run leaves nothing behind (logs, the bot's spool)
         shutil.rmtree(logs, ignore_errors=True)
 
 
-async def meeting(livekit_url: str, api: Api) -> None:
+async def meeting(livekit_url: str, api: Api, *, diarization: bool = False) -> None:
     """The meeting itself: participants speak, a viewer shows captions, then the reports."""
     from livekit import rtc
 
-    session = await api.call("POST", "/api/sessions", body={"title": "Demo meeting"})
+    script = SHARED_MIC_SCRIPT if diarization else SCRIPT
+    body = {"title": "Demo meeting"}
+    if diarization:
+        body["diarization"] = "on"
+    session = await api.call("POST", "/api/sessions", body=body)
     slug = session["slug"]
     _say(f"• session {slug} created; participants joining\n")
 
@@ -359,10 +386,12 @@ async def meeting(livekit_url: str, api: Api) -> None:
     readers: set[asyncio.Future[None]] = set()
 
     def on_text(reader: rtc.TextStreamReader, identity: str) -> None:
-        final = (reader.info.attributes or {}).get("lk.transcription_final") == "true"
+        attributes = reader.info.attributes or {}
+        final = attributes.get("lk.transcription_final") == "true"
+        speaker = attributes.get("transcriber.speaker")
 
         async def read() -> None:
-            view.show(identity, await reader.read_all(), final)
+            view.show(identity, await reader.read_all(), final, speaker)
 
         task = asyncio.ensure_future(read())
         readers.add(task)
@@ -376,11 +405,10 @@ async def meeting(livekit_url: str, api: Api) -> None:
     await viewer.connect(livekit_url, viewer_token)
 
     speakers = []
-    for identity, name, clips in SCRIPT:
+    for identity, name, clips in script:
         view.names[identity] = name
-        token = (await api.call("GET", f"/api/sessions/{slug}/token?name={name}", user=identity))[
-            "token"
-        ]
+        path = f"/api/sessions/{slug}/token?name={quote(name)}"
+        token = (await api.call("GET", path, user=identity))["token"]
         await api.call(
             "POST",
             f"/api/sessions/{slug}/participants/join",
@@ -388,7 +416,7 @@ async def meeting(livekit_url: str, api: Api) -> None:
             body={"name": name},
         )
         speakers.append(_speak(livekit_url, token, identity, clips))
-    sent = dict(zip([i for i, _, _ in SCRIPT], await asyncio.gather(*speakers), strict=True))
+    sent = dict(zip([i for i, _, _ in script], await asyncio.gather(*speakers), strict=True))
     await asyncio.sleep(2.0)
     await viewer.disconnect()
     view.close()
@@ -415,13 +443,27 @@ async def meeting(livekit_url: str, api: Api) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bot.demo", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--diarization",
+        action="store_true",
+        help="a shared-microphone participant with live speaker labels (the diarization extra)",
+    )
+    args = parser.parse_args(argv)
+    if args.diarization:
+        from bot.pipeline.diarize import EXTRA_HINT, diarization_available
+
+        if not diarization_available():
+            raise SystemExit(f"demo: {EXTRA_HINT}")
 
     from core import logs
 
     # The demo shows captions; its own log lines are errors only, in the services' format.
     logs.configure("ERROR")
     try:
-        asyncio.run(demo())
+        asyncio.run(demo(diarization=args.diarization))
     except KeyboardInterrupt:
         return 130
     return 0

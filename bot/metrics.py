@@ -68,3 +68,17 @@ FINAL_DIARIZATIONS = Counter(
 RECORDINGS_DELETED = Counter(
     "transcriber_recordings_deleted_total", "Track recording files deleted", ["reason"]
 )
+# Live diarization (bot/pipeline/track_diarization.py): blocks the diarizer failed on (their
+# captions keep the participant's label), and blocks not diarized because the track's backlog
+# was full (the executor is behind: more diarized tracks than the worker's CPU allows).
+DIARIZATION_ERRORS = Counter(
+    "transcriber_diarization_errors_total", "Live diarization blocks that failed"
+)
+DIARIZATION_BLOCKS_SKIPPED = Counter(
+    "transcriber_diarization_blocks_skipped_total",
+    "Live diarization blocks skipped because the track's backlog was full",
+)
+DIARIZATION_LATE_FINALS = Counter(
+    "transcriber_diarization_late_finals_total",
+    "Diarized finals that waited DIARIZATION_MAX_WAIT_MS in vain (participant label kept)",
+)

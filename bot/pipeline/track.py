@@ -1,6 +1,8 @@
 """One track's pipeline: audio frames in, captions out to the sinks, usage to the meter.
 
     AudioSource.frames() -> SpeechStream (VAD + streaming ASR) -> captions
+        + TrackDiarizer (optional: in-track speakers, off the event loop)
+        -> speaker of each caption (a final waits for the diarizer, and splits at a change)
         -> record sink (persistence: awaited first, a final the room has seen must survive)
         -> CaptionOutbox (bounded) -> publish sink (the room: slow links coalesce partials)
 
@@ -22,6 +24,7 @@ from typing import Protocol
 from bot import metrics
 from bot.pipeline.engine import StreamStats
 from bot.pipeline.outbox import CaptionOutbox
+from bot.pipeline.track_diarization import TrackDiarizer
 from bot.pipeline.types import Caption, Speaker, SpokenCaption, TrackSettings
 from bot.pipeline.usage import UsageMeter
 from bot.pipeline.vad import Float32Array
@@ -75,6 +78,8 @@ class TrackPipeline:
         meter: UsageMeter,
         stream_id: int,
         settings: TrackSettings | None = None,
+        diarizer: TrackDiarizer | None = None,
+        diarization_wait_s: float = 2.5,
     ) -> None:
         self.speaker = speaker
         # the speech settings the stream was opened with (read by later stages: diarization)
@@ -85,6 +90,8 @@ class TrackPipeline:
         self._publish_sink = publish
         self._meter = meter
         self._stream_id = stream_id
+        self._diarizer = diarizer
+        self._diarization_wait_s = diarization_wait_s
 
     async def run(self) -> None:
         """Until the source ends and the captions are out; a failure ends only this track."""
@@ -110,9 +117,16 @@ class TrackPipeline:
         self._meter.record(self.speaker.track_sid, self._stream_id, self._stream.stats)
 
     async def _feed(self) -> None:
-        async for samples in self._source.frames():
-            await self._stream.push_audio(samples)
-            self._meter_usage()
+        diarizer = self._diarizer
+        try:
+            async for samples in self._source.frames():
+                if diarizer is not None:
+                    diarizer.push_audio(samples)
+                await self._stream.push_audio(samples)
+                self._meter_usage()
+        finally:
+            if diarizer is not None:
+                diarizer.end_input()
         await self._stream.end_input()
 
     async def _emit(self, outbox: CaptionOutbox) -> None:
@@ -120,14 +134,27 @@ class TrackPipeline:
         try:
             async for caption in self._stream.captions():
                 model = self.settings.model if self.settings is not None else ""
-                item = SpokenCaption(caption, self.speaker, started_at, model)
-                # Persistence first (a local write-ahead append): a final the room has seen
-                # must survive a crash right after publishing.
-                await self._record.publish(item)
-                self._meter_usage()
-                await outbox.put(item)
+                for piece, speaker in await self._attribute(caption):
+                    item = SpokenCaption(piece, speaker, started_at, model)
+                    # Persistence first (a local write-ahead append): a final the room has
+                    # seen must survive a crash right after publishing.
+                    await self._record.publish(item)
+                    self._meter_usage()
+                    await outbox.put(item)
         finally:
             outbox.close()
+
+    async def _attribute(self, caption: Caption) -> list[tuple[Caption, Speaker]]:
+        """Who said the caption: the participant, or on a diarized track the in-track speaker
+        (a final waits for the diarizer to cover its end, and splits where the speaker
+        changes; a partial takes the latest known speaker)."""
+        diarizer = self._diarizer
+        if diarizer is None:
+            return [(caption, self.speaker)]
+        if not caption.is_final:
+            return [(caption, self.speaker.within(diarizer.partial_speaker(caption)))]
+        await diarizer.wait_covered(caption.end_ms, self._diarization_wait_s)
+        return [(piece, self.speaker.within(who)) for piece, who in diarizer.attribute(caption)]
 
     async def _publish(self, outbox: CaptionOutbox) -> None:
         while (item := await outbox.get()) is not None:

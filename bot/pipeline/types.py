@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal
 
@@ -54,6 +54,16 @@ class Speaker:
     label: str  # what to show: the name, or a diarization label when one mic has several people
     # the in-track speaker of a diarized track ("Speaker 2"); None when not diarized
     in_track: str | None = None
+    # the participant's own diarization mode (its ``transcriber.diarization`` attribute:
+    # "off", "on" or "auto"), overriding the session's; None: the session's
+    diarization: str | None = None
+
+    def within(self, in_track: str | None) -> Speaker:
+        """This participant as the in-track speaker ``in_track`` ("Room 4 · Speaker 2");
+        None: the participant itself."""
+        if in_track is None:
+            return self if self.in_track is None else replace(self, in_track=None, label=self.name)
+        return replace(self, in_track=in_track, label=f"{self.name} · {in_track}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,9 +83,8 @@ class TrackSettings:
 
     ``language`` is a Whisper language code (None: detected per utterance); ``hotwords`` and
     ``initial_prompt`` prompt the decoder (None: the worker's configured ones); ``model`` names
-    the Whisper model that decodes the track. ``diarization`` is the session's mode, carried for
-    the diarization stage: today every mode means ``off``, i.e. each segment is labelled with
-    its participant (``Speaker.label``).
+    the Whisper model that decodes the track. ``diarization`` is the track's live diarization
+    mode (the session's, or the participant's own: see ``bot/pipeline/track_diarization.py``).
     """
 
     model: str

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.pipeline.diarize import diarization_available
 from tests.support.db import create_database, drop_database, start_test_server, unique_database_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,4 +56,42 @@ def test_demo_runs_the_whole_product(tmp_path: Path, choice: str, says: str) -> 
     transcript = out.split("Stored transcript")[1].split("Usage and cost")[0]
     assert "Alice:" in transcript and "Bob:" in transcript and "gospel" in transcript
     assert "total: 2 min = 0.020000 USD" in out
+    assert out.rstrip().endswith("everything stopped")
+
+
+@pytest.mark.skipif(
+    not diarization_available(),
+    reason="the 'diarization' extra is not installed",
+)
+def test_demo_diarization_shows_two_labels_on_a_shared_microphone(tmp_path: Path) -> None:
+    server = start_test_server()
+    name = unique_database_name()
+    try:
+        url = asyncio.run(create_database(server.admin_url, name))
+        env = {
+            **os.environ,
+            "ASR_MODEL": "tiny.en",
+            "DATABASE_URL": url,
+            "DEMO_LOG_DIR": str(tmp_path),
+            "DEMO_LIVEKIT": "official",
+            # labels, not latency, are checked: a final waits for its speaker on a busy machine
+            "DIARIZATION_MAX_WAIT_MS": "30000",
+        }
+        env.pop("LIVEKIT_URL", None)
+        result = subprocess.run(
+            [sys.executable, "-m", "bot.demo", "--diarization"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+    finally:
+        asyncio.run(drop_database(server.admin_url, name))
+        server.close()
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    live = out.split("meeting over")[0]
+    assert "  Room 4 · Speaker 1: " in live and "  Room 4 · Speaker 2: " in live, live[-3000:]
+    assert "jersey" in live.lower()
     assert out.rstrip().endswith("everything stopped")

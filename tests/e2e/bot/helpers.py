@@ -104,6 +104,7 @@ class Received:
     track_id: str
     final: bool
     text: str
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -131,6 +132,7 @@ class CaptionListener:
                         attrs.get("lk.transcribed_track_id", ""),
                         attrs.get("lk.transcription_final") == "true",
                         text,
+                        attrs,
                     )
                 )
                 self._changed.set()

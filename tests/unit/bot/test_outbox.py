@@ -79,6 +79,7 @@ def test_json_packet_fields() -> None:
         "speakerId": "alice",
         "speakerName": "Alice",
         "speakerLabel": "Alice",
+        "speakerInTrack": None,
         "trackSid": "TR_1",
         "utteranceId": "u9",
         "text": "Привет",

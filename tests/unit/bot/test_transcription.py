@@ -169,3 +169,11 @@ async def test_a_diarized_tracks_audio_is_kept_and_an_undiarized_ones_is_not(
         ]
         assert rows.started[0]["offset_ms"] >= 0
         assert rows.ended == [(1, 2 * len(audio))]
+
+
+def test_the_participants_diarization_mode_overrides_the_sessions() -> None:
+    on = dataclasses.replace(SESSION, diarization=DiarizationMode.ON)
+    assert track_settings(on, engine()).diarization == "on"
+    assert track_settings(on, engine(), "off").diarization == "off"
+    assert track_settings(SESSION, engine(), "auto").diarization == "auto"
+    assert track_settings(on, engine(), "unknown").diarization == "on"
