@@ -1,7 +1,8 @@
 """Live speaker labels end to end: the official LiveKit server, a worker process with the
 ``diarization`` extra, a meeting-room participant whose one microphone carries two people (the
 two-speaker pyannote sample, spoken in real time through the SDK), and an ordinary participant
-reading captions the way stock clients do.
+reading captions the way stock clients do. When the room empties, the worker's after-meeting
+pass relabels the stored segments from the track audio it kept: the transcript's final version.
 
 The session's mode is ``off`` and the room participant's token sets the attribute
 ``transcriber.diarization=on``, as a host app does for a room system: this proves the attribute
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from livekit import api
@@ -20,7 +22,7 @@ from livekit import api
 from bot.pipeline.diarize import diarization_available
 from bot.simulate import SimulatedSpeaker, Turn
 from lkserver import LiveKitServer
-from store.enums import JobStatus
+from store.enums import JobStatus, TranscriptVersion
 from store.stores import Store
 from tests.e2e.bot.helpers import EVAL, CaptionListener, WorkerProcess
 from tests.e2e.bot.test_bot import new_session, wait_job
@@ -58,13 +60,22 @@ def room_token(identity: str, room: str) -> str:
     )
 
 
-async def test_a_shared_microphone_shows_two_speaker_labels_live(
-    repo: Store, livekit: LiveKitServer, start_worker: Callable[..., WorkerProcess]
+async def test_a_shared_microphone_shows_two_speaker_labels_live_then_a_final_version(
+    repo: Store,
+    livekit: LiveKitServer,
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
 ) -> None:
     session = await new_session(repo)
+    recordings = tmp_path / "recordings"
     # a final waits for its speaker however loaded the machine (labels, not latency, are the
     # point here; the bound itself is tested in tests/unit/bot/test_track_diarization.py)
-    worker = start_worker("w1", DIARIZATION_PRELOAD="true", DIARIZATION_MAX_WAIT_MS="30000")
+    worker = start_worker(
+        "w1",
+        DIARIZATION_PRELOAD="true",
+        DIARIZATION_MAX_WAIT_MS="30000",
+        RECORDINGS_DIR=str(recordings),
+    )
     await worker.wait_ready(timeout_s=180)  # the diarization models load first
     listener = CaptionListener()
     await listener.join(livekit.url, session.slug)
@@ -97,3 +108,20 @@ async def test_a_shared_microphone_shows_two_speaker_labels_live(
     stored = {s.utterance_id: s.speaker for s in page.items}
     assert stored == {c.segment_id: c.attributes.get("transcriber.speaker") for c in finals}
     await listener.leave()
+
+    # the room is empty: the worker leaves, and its after-meeting pass relabels the stored
+    # segments from the kept audio, onto the live names; the audio is deleted afterwards
+    async with asyncio.timeout(240):
+        while True:
+            found = await repo.sessions.get_session_by_id(session.id)
+            assert found is not None
+            if found.transcript_version is TranscriptVersion.FINAL:
+                break
+            await asyncio.sleep(0.5)
+    page = await repo.transcripts.transcript_page(session.id, limit=500)
+    final = [s.final_speaker for s in page.items]
+    assert set(final) == {"Speaker 1", "Speaker 2"}, final
+    # mapped onto the live labels: most segments keep the name they were captioned with
+    same = sum(s.final_speaker == s.speaker for s in page.items)
+    assert same >= 0.7 * len(page.items), [(s.speaker, s.final_speaker) for s in page.items]
+    assert list(recordings.rglob("*.pcm")) == []
