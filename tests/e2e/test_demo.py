@@ -19,11 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-@pytest.mark.parametrize(
-    ("choice", "says"),
-    [("official", "official LiveKit server v"), ("dev", "LiveKit dev server at")],
-)
-def test_demo_runs_the_whole_product(tmp_path: Path, choice: str, says: str) -> None:
+def run_demo(tmp_path: Path, choice: str, *args: str, **env_extra: str) -> str:
+    """``python -m bot.demo ARGS`` on a fresh database (tiny.en); its output, once it exited 0."""
     server = start_test_server()  # DATABASE_URL's server when set, else an embedded one
     name = unique_database_name()
     try:
@@ -34,10 +31,11 @@ def test_demo_runs_the_whole_product(tmp_path: Path, choice: str, says: str) -> 
             "DATABASE_URL": url,
             "DEMO_LOG_DIR": str(tmp_path),
             "DEMO_LIVEKIT": choice,
+            **env_extra,
         }
         env.pop("LIVEKIT_URL", None)
         result = subprocess.run(
-            [sys.executable, "-m", "bot.demo"],
+            [sys.executable, "-m", "bot.demo", *args],
             cwd=REPO,
             env=env,
             capture_output=True,
@@ -49,6 +47,16 @@ def test_demo_runs_the_whole_product(tmp_path: Path, choice: str, says: str) -> 
         server.close()
     out = result.stdout
     assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    assert out.rstrip().endswith("everything stopped")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("choice", "says"),
+    [("official", "official LiveKit server v"), ("dev", "LiveKit dev server at")],
+)
+def test_demo_runs_the_whole_product(tmp_path: Path, choice: str, says: str) -> None:
+    out = run_demo(tmp_path, choice)
     assert says in out.split("session ")[0], "the demo says which LiveKit server it runs"
     live = out.split("meeting over")[0]
     assert "Alice… " in live and "Bob… " in live, "partials are shown live"
@@ -56,7 +64,6 @@ def test_demo_runs_the_whole_product(tmp_path: Path, choice: str, says: str) -> 
     transcript = out.split("Stored transcript")[1].split("Usage and cost")[0]
     assert "Alice:" in transcript and "Bob:" in transcript and "gospel" in transcript
     assert "total: 2 min = 0.020000 USD" in out
-    assert out.rstrip().endswith("everything stopped")
 
 
 @pytest.mark.skipif(
@@ -64,34 +71,8 @@ def test_demo_runs_the_whole_product(tmp_path: Path, choice: str, says: str) -> 
     reason="the 'diarization' extra is not installed",
 )
 def test_demo_diarization_shows_two_labels_on_a_shared_microphone(tmp_path: Path) -> None:
-    server = start_test_server()
-    name = unique_database_name()
-    try:
-        url = asyncio.run(create_database(server.admin_url, name))
-        env = {
-            **os.environ,
-            "ASR_MODEL": "tiny.en",
-            "DATABASE_URL": url,
-            "DEMO_LOG_DIR": str(tmp_path),
-            "DEMO_LIVEKIT": "official",
-            # labels, not latency, are checked: a final waits for its speaker on a busy machine
-            "DIARIZATION_MAX_WAIT_MS": "30000",
-        }
-        env.pop("LIVEKIT_URL", None)
-        result = subprocess.run(
-            [sys.executable, "-m", "bot.demo", "--diarization"],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=400,
-        )
-    finally:
-        asyncio.run(drop_database(server.admin_url, name))
-        server.close()
-    out = result.stdout
-    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    # labels, not latency, are checked: a final waits for its speaker on a busy machine
+    out = run_demo(tmp_path, "official", "--diarization", DIARIZATION_MAX_WAIT_MS="30000")
     live = out.split("meeting over")[0]
     assert "  Room 4 · Speaker 1: " in live and "  Room 4 · Speaker 2: " in live, live[-3000:]
     assert "jersey" in live.lower()
-    assert out.rstrip().endswith("everything stopped")
