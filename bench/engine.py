@@ -210,7 +210,12 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             settings.stream_options(emit_partials=partials), speculative_finals=speculative
         )
         return SpeechEngine(
-            recognizer, vad, stream_options=options, max_batch=settings.asr_max_batch
+            recognizer,
+            vad,
+            stream_options=options,
+            max_batch=settings.asr_max_batch,
+            max_partial_batch=settings.asr_max_partial_batch,
+            decode_workers=settings.asr_decode_workers,
         )
 
     audio = {item: read_file_audio(EVAL / f"{item}.wav") for item in WER_ITEMS}

@@ -39,6 +39,8 @@ class EngineSettings(ModelChoiceSettings):
     asr_compression_ratio_threshold: float = Field(default=2.4, gt=0)
     asr_allow_download: bool = False
     asr_max_batch: int = Field(default=4, ge=1, le=32)
+    asr_max_partial_batch: int = Field(default=1, ge=1, le=32)
+    asr_decode_workers: int = Field(default=1, ge=1, le=16)
     asr_max_pending_finals: int = Field(default=32, ge=1)
     model_cache_dir: Path | None = None
 
@@ -68,6 +70,7 @@ class EngineSettings(ModelChoiceSettings):
             device=self.asr_device,
             compute_type=self.asr_compute_type,
             cpu_threads=self.asr_cpu_threads,
+            decode_workers=self.asr_decode_workers,
             language=None if self.asr_language == "auto" else self.asr_language,
             beam_size=self.asr_beam_size,
             encoder_window=self.asr_encoder_window,
@@ -174,6 +177,8 @@ def build_engine(settings: EngineSettings, *, emit_partials: bool = True) -> Spe
         stream_options=settings.stream_options(emit_partials=emit_partials),
         max_pending_finals=settings.asr_max_pending_finals,
         max_batch=settings.asr_max_batch,
+        max_partial_batch=settings.asr_max_partial_batch,
+        decode_workers=settings.asr_decode_workers,
     )
 
 

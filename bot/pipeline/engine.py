@@ -154,12 +154,18 @@ class SpeechEngine:
         stream_options: StreamOptions | None = None,
         max_pending_finals: int = 32,
         max_batch: int = 4,
+        max_partial_batch: int = 1,
+        decode_workers: int = 1,
     ) -> None:
         self.recognizer = recognizer
         self.vad = vad
         self.stream_options = stream_options or StreamOptions()
         self.scheduler = DecodeScheduler(
-            recognizer, max_pending_finals=max_pending_finals, max_batch=max_batch
+            recognizer,
+            max_pending_finals=max_pending_finals,
+            max_batch=max_batch,
+            max_partial_batch=max_partial_batch,
+            workers=decode_workers,
         )
         # The streams inside an utterance right now (VAD says speech), by stream key.
         self._speaking: set[str] = set()
