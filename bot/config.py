@@ -54,6 +54,7 @@ class EngineSettings(ModelChoiceSettings):
 
     partial_interval_ms: int = Field(default=600, ge=100, le=5000)
     speculative_finals: bool = True
+    early_final_ms: int = Field(default=0, ge=0, le=5000)
     phrase_finals: bool = True
     phrase_min_pause_ms: int = Field(default=192, ge=32, le=5000)
 
@@ -97,6 +98,7 @@ class EngineSettings(ModelChoiceSettings):
             emit_partials=emit_partials,
             partial_interval_ms=self.partial_interval_ms,
             speculative_finals=self.speculative_finals,
+            early_final_ms=self.early_final_ms,
             phrase_finals=self.phrase_finals,
             phrase_min_pause_ms=self.phrase_min_pause_ms,
         )
