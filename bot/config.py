@@ -53,6 +53,7 @@ class EngineSettings(ModelChoiceSettings):
     vad_short_min_silence_ms: int = Field(default=1500, ge=32, le=5000)
 
     partial_interval_ms: int = Field(default=600, ge=100, le=5000)
+    partial_min_audio_ms: int = Field(default=800, ge=100, le=5000)
     speculative_finals: bool = True
     early_final_ms: int = Field(default=0, ge=0, le=5000)
     phrase_finals: bool = True
@@ -97,6 +98,7 @@ class EngineSettings(ModelChoiceSettings):
             ),
             emit_partials=emit_partials,
             partial_interval_ms=self.partial_interval_ms,
+            min_partial_audio_ms=self.partial_min_audio_ms,
             speculative_finals=self.speculative_finals,
             early_final_ms=self.early_final_ms,
             phrase_finals=self.phrase_finals,
