@@ -179,19 +179,40 @@ async def test_two_workers_decode_two_finals_at_once() -> None:
     await sched.aclose()
 
 
+class _Permits(ScriptedRecognizer):
+    """Records each decode as it starts, then waits for a permit to finish it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.permits = threading.Semaphore(0)
+        self.started: list[list[float]] = []
+
+    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        self.started.append(tags(list(requests)))
+        if not self.permits.acquire(timeout=10):
+            raise AsrError("no permit")
+        return super().decode_batch(requests)
+
+
+async def _started(rec: _Permits, n: int) -> None:
+    for _ in range(1000):
+        if len(rec.started) >= n:
+            return
+        await asyncio.sleep(0.01)
+
+
 async def test_with_two_workers_finals_still_go_before_queued_partials() -> None:
-    gate = threading.Event()
-    rec = ScriptedRecognizer(gate=gate)
+    rec = _Permits()
     sched = DecodeScheduler(rec, max_batch=1, workers=2)
     busy = [sched.submit_partial(f"b{i}", req(i, final=False)) for i in (0, 1)]
-    await asyncio.sleep(0.05)  # both workers took one and wait at the gate
+    await _started(rec, 2)  # both workers are decoding
     partials = [sched.submit_partial(f"p{i}", req(10 + i, final=False)) for i in (1, 2)]
     final = await sched.submit_final("f", req(20, final=True))
-    gate.set()
+    rec.permits.release()  # one worker is free again: what does it take?
+    await _started(rec, 3)
+    assert rec.started[2] == [20], "the final must be the next decode started"
+    rec.permits.release(4)  # the other busy decode, the final, the two partials
     await asyncio.gather(*busy, *partials, final)
-    order = [t for b in rec.batches for t in tags(b)]
-    assert sorted(order[:2]) == [0, 1]
-    assert order[2] == 20, "the final must be the next decode started"
     await sched.aclose()
 
 
