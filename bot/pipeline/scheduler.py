@@ -16,8 +16,10 @@
   splits ``cpu_threads`` between them). Each worker takes the next batch in the order above, so
   finals still go first; with one worker the order is exact. One worker with two intra-op
   threads kept only ~1.2 of 2 cores busy under load (the Python around each decode, feature
-  extraction and word alignment run on one core): see ``bench/engine.py``'s capacity section
-  for what two workers give.
+  extraction and word alignment run on one core). Whether two workers pay is not settled: on
+  the shared 2-core machine at load 7-9 (the process got ~0.5 core) they did worse than one;
+  re-measure on a quiet machine with ``python -m bench.engine --sections capacity --variant
+  ASR_DECODE_WORKERS=2``. The default stays one.
 """
 
 from __future__ import annotations
