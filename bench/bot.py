@@ -237,6 +237,7 @@ async def measure_server(
             rounds = args.single_rounds if n == 1 else args.rounds
             firsts, finals = await measure_turns(server.url, room, listener, n, rounds, times)
             c1, wall = proc.cpu_times(), time.monotonic() - t0
+            cores = (c1.user + c1.system - c0.user - c0.system) / wall
             row = {
                 "speakers": n,
                 "turns": len(finals),
@@ -244,7 +245,10 @@ async def measure_server(
                 "first_partial_p95_s": round(pct(firsts, 95), 3),
                 "final_p50_s": round(pct(finals, 50), 3),
                 "final_p95_s": round(pct(finals, 95), 3),
-                "worker_cores_busy": round((c1.user + c1.system - c0.user - c0.system) / wall, 2),
+                "worker_cores_busy": round(cores, 2),
+                # speakers talk ~80% of a round (clip, then 2.5 s of pause): an upper bound
+                "worker_cpu_per_speaker_pct": round(cores / n * 100, 1),
+                "load_avg_1m": os.getloadavg()[0],
             }
             rows.append(row)
             print(f"  [{kind}] {row}", file=sys.stderr)
@@ -327,8 +331,13 @@ def print_report(report: dict[str, Any]) -> None:
             p95 = key.replace("p50", "p95")
             line(f"{n} speaker(s): {title}", [f"{r[key]} / {r[p95]}" if r else "-" for r in rows])
         line(
-            f"{n} speaker(s): turns, worker cores",
-            [f"{r['turns']}, {r['worker_cores_busy']}" if r else "-" for r in rows],
+            f"{n} speaker(s): turns, cores, % per speaker",
+            [
+                f"{r['turns']}, {r['worker_cores_busy']}, {r.get('worker_cpu_per_speaker_pct')}"
+                if r
+                else "-"
+                for r in rows
+            ],
         )
     line(
         "sustained speakers (final p95 <= 2 s)",

@@ -197,20 +197,48 @@ def words_emitted(run: StreamRun) -> int:
     return sum(len(c.text.split()) for _, c in run.captions)
 
 
+def parse_variant(text: str) -> dict[str, str]:
+    """``ASR_DECODE_WORKERS=2+ASR_MAX_PARTIAL_BATCH=4`` -> engine settings overrides."""
+    pairs = [item.split("=", 1) for item in text.split("+") if item]
+    if any(len(p) != 2 for p in pairs):
+        raise argparse.ArgumentTypeError("a variant is NAME=VALUE[+NAME=VALUE...]")
+    fields = {name.upper() for name in EngineSettings.model_fields}
+    unknown = [name for name, _ in pairs if name.upper() not in fields]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown engine setting(s): {unknown}")
+    return {name.lower(): value for name, value in pairs}
+
+
+def variant_label(overrides: dict[str, str]) -> str:
+    return "+".join(f"{k.upper()}={v}" for k, v in overrides.items()) or "defaults"
+
+
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     settings = EngineSettings(asr_model=args.model)
     resolved = resolve_model(settings.asr_model, cache_dir=settings.model_cache_dir)
-    recognizer = WhisperRecognizer(resolved, settings.asr_options())
+    recognizers: dict[Any, WhisperRecognizer] = {}
     vad = SileroVad()
 
     def engine(
-        partials: bool = True, speculative: bool = settings.speculative_finals
+        partials: bool = True,
+        speculative: bool | None = None,
+        overrides: dict[str, str] | None = None,
     ) -> SpeechEngine:
-        options = replace(
-            settings.stream_options(emit_partials=partials), speculative_finals=speculative
-        )
+        """An engine with the default settings, or these ``overrides`` (a variant's)."""
+        s = EngineSettings.model_validate({"asr_model": args.model, **(overrides or {})})
+        options = s.stream_options(emit_partials=partials)
+        if speculative is not None:
+            options = replace(options, speculative_finals=speculative)
+        asr = s.asr_options()
+        if asr not in recognizers:  # one model load per distinct recognizer setting
+            recognizers[asr] = WhisperRecognizer(resolved, asr)
         return SpeechEngine(
-            recognizer, vad, stream_options=options, max_batch=settings.asr_max_batch
+            recognizers[asr],
+            vad,
+            stream_options=options,
+            max_batch=s.asr_max_batch,
+            max_partial_batch=s.asr_max_partial_batch,
+            decode_workers=s.asr_decode_workers,
         )
 
     audio = {item: read_file_audio(EVAL / f"{item}.wav") for item in WER_ITEMS}
@@ -236,12 +264,18 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     if "hard" in args.sections:
         report["hard_cases"] = await hard_cases(engine, audio)
     if "latency" in args.sections:
-        report.update(await latency_one_stream(engine, audio, words))
+        report.update(await latency_one_stream(engine, audio, words, args.variant))
     if "phrase" in args.sections:
         report["phrase_finals"] = await phrase_finals(engine, audio, words, args.phrase_runs)
     if "capacity" in args.sections:
         report["capacity"] = await capacity(
-            engine, audio, words, args.capacity_max, args.capacity_seconds
+            engine,
+            audio,
+            words,
+            args.capacity_max,
+            args.capacity_seconds,
+            [{}, *args.variant],
+            args.capacity_streams,
         )
     return report
 
@@ -332,34 +366,42 @@ async def hard_cases(engine: Engine, audio: dict[str, np.ndarray]) -> list[dict[
 
 
 async def latency_one_stream(
-    engine: Engine, audio: dict[str, np.ndarray], words: dict[str, list[tuple[float, float]]]
+    engine: Engine,
+    audio: dict[str, np.ndarray],
+    words: dict[str, list[tuple[float, float]]],
+    variants: list[dict[str, str]],
 ) -> dict[str, dict[str, Any]]:
-    """One real-time stream per item, with and without speculative finals in turn (so the
-    machine's load hits both alike)."""
+    """One real-time stream per item: the defaults, without speculative finals, and each
+    variant's settings, in turn per item (so the machine's load hits all alike)."""
     proc = psutil.Process()
-    runs: dict[bool, list[tuple[StreamRun, str]]] = {True: [], False: []}
+    configs: dict[str, dict[str, Any]] = {
+        "latency_one_stream": {},
+        "latency_without_speculation": {"speculative": False},
+    }
+    for overrides in variants:
+        configs[f"latency_one_stream {variant_label(overrides)}"] = {"overrides": overrides}
+    runs: dict[str, list[tuple[StreamRun, str]]] = {key: [] for key in configs}
     cpu_s = dict.fromkeys(runs, 0.0)
     wall_s = dict.fromkeys(runs, 0.0)
     pad = np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)
     for item in LATENCY_ITEMS:
-        for speculative in runs:
-            eng = engine(partials=True, speculative=speculative)
+        for key, kwargs in configs.items():
+            eng = engine(partials=True, **kwargs)
             cpu0, t0 = proc.cpu_times(), time.monotonic()
             run = await feed_stream(eng, np.concatenate([pad, audio[item], pad]), realtime=True)
-            wall_s[speculative] += time.monotonic() - t0
+            wall_s[key] += time.monotonic() - t0
             cpu1 = proc.cpu_times()
-            cpu_s[speculative] += cpu1.user + cpu1.system - cpu0.user - cpu0.system
+            cpu_s[key] += cpu1.user + cpu1.system - cpu0.user - cpu0.system
             await eng.aclose()
-            runs[speculative].append((run, item))
+            runs[key].append((run, item))
     out: dict[str, dict[str, Any]] = {}
-    for speculative, item_runs in runs.items():
+    for key, item_runs in runs.items():
         first_all: list[float] = []
         final_all: list[float] = []
         for run, item in item_runs:
             first, final = latencies(run, words[item], offset_s=1.0)
             first_all += first
             final_all += final
-        key = "latency_one_stream" if speculative else "latency_without_speculation"
         out[key] = {
             "utterances": len(final_all),
             "first_partial_p50_s": round(pct(first_all, 50), 3),
@@ -368,7 +410,8 @@ async def latency_one_stream(
             "final_p95_s": round(pct(final_all, 95), 3),
             "speculative_finals": sum(r.stats.speculative_finals for r, _ in item_runs),
             "speculative_finals_used": sum(r.stats.speculative_finals_used for r, _ in item_runs),
-            "cores_busy_realtime": round(cpu_s[speculative] / wall_s[speculative], 2),
+            "cores_busy_realtime": round(cpu_s[key] / wall_s[key], 2),
+            "load_avg_1m": psutil.getloadavg()[0],
         }
         print(f"  {key}: {out[key]}", file=sys.stderr)
     return out
@@ -426,45 +469,80 @@ async def capacity(
     words: dict[str, list[tuple[float, float]]],
     max_streams: int,
     seconds: int,
+    variants: list[dict[str, str]],
+    counts: list[int] | None,
 ) -> dict[str, Any]:
-    """Concurrent real-time streams sustained before final p95 exceeds 2 s."""
-    proc = psutil.Process()
+    """Concurrent real-time streams sustained before final p95 exceeds 2 s, per variant of the
+    settings (``{}``: the defaults). Without ``counts``, 1, 2, ... streams until p95 exceeds 2 s;
+    with them, exactly those counts, the variants in turn per count (so the machine's load hits
+    all alike). CPU per speaking track is the process's CPU time over the wall time and the
+    stream count (every stream speaks throughout: a stretch of a continuous reading)."""
     long_audio = audio[CAPACITY_ITEM]
-    rows = []
-    sustained = 0
-    for n in range(1, max_streams + 1):
-        eng = engine(partials=True)
-        starts = [int((k * 157 / max(n, 1)) % 100 * SAMPLE_RATE_HZ) for k in range(n)]
-        clips = [long_audio[s : s + seconds * SAMPLE_RATE_HZ] for s in starts]
-        cpu0, t0 = proc.cpu_times(), time.monotonic()
-        runs = await asyncio.gather(
-            *(feed_stream(eng, clip, realtime=True, name=f"s{k}") for k, clip in enumerate(clips))
-        )
-        wall = time.monotonic() - t0
-        cpu1 = proc.cpu_times()
-        stats = eng.scheduler.stats
-        await eng.aclose()
-        lats = [
-            latencies(r, words[CAPACITY_ITEM], offset_s=-s / SAMPLE_RATE_HZ)
-            for r, s in zip(runs, starts, strict=True)
-        ]
-        finals = [x for _, fin in lats for x in fin]
-        firsts = [x for fst, _ in lats for x in fst]
-        row = {
-            "streams": n,
-            "final_p50_s": round(pct(finals, 50), 3),
-            "final_p95_s": round(pct(finals, 95), 3),
-            "first_partial_p50_s": round(pct(firsts, 50), 3),
-            "partials_dropped": stats.partials_dropped,
-            "partials_decoded": stats.partials_decoded,
-            "cores_busy": round((cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall, 2),
-        }
-        rows.append(row)
-        print(f"  capacity {row}", file=sys.stderr)
-        if row["final_p95_s"] > 2.0:
+    rows: list[dict[str, Any]] = []
+    sustained: dict[str, int] = {}
+    stopped: set[str] = set()
+    for n in counts or range(1, max_streams + 1):
+        for overrides in variants:
+            label = variant_label(overrides)
+            if label in stopped:
+                continue
+            row = await capacity_row(engine, overrides, long_audio, words, n, seconds)
+            row["variant"] = label
+            rows.append(row)
+            print(f"  capacity {row}", file=sys.stderr)
+            if row["final_p95_s"] <= 2.0:
+                sustained[label] = max(sustained.get(label, 0), n)
+            elif not counts:
+                stopped.add(label)
+        if not counts and len(stopped) == len(variants):
             break
-        sustained = n
-    return {"rows": rows, "sustained_streams": sustained, "seconds_per_stream": seconds}
+    return {
+        "rows": rows,
+        "sustained_streams": {
+            variant_label(v): sustained.get(variant_label(v), 0) for v in variants
+        },
+        "seconds_per_stream": seconds,
+    }
+
+
+async def capacity_row(
+    engine: Engine,
+    overrides: dict[str, str],
+    long_audio: np.ndarray,
+    words: dict[str, list[tuple[float, float]]],
+    n: int,
+    seconds: int,
+) -> dict[str, Any]:
+    proc = psutil.Process()
+    eng = engine(partials=True, overrides=overrides)
+    starts = [int((k * 157 / max(n, 1)) % 100 * SAMPLE_RATE_HZ) for k in range(n)]
+    clips = [long_audio[s : s + seconds * SAMPLE_RATE_HZ] for s in starts]
+    cpu0, t0 = proc.cpu_times(), time.monotonic()
+    runs = await asyncio.gather(
+        *(feed_stream(eng, clip, realtime=True, name=f"s{k}") for k, clip in enumerate(clips))
+    )
+    wall = time.monotonic() - t0
+    cpu1 = proc.cpu_times()
+    stats = eng.scheduler.stats
+    await eng.aclose()
+    lats = [
+        latencies(r, words[CAPACITY_ITEM], offset_s=-s / SAMPLE_RATE_HZ)
+        for r, s in zip(runs, starts, strict=True)
+    ]
+    finals = [x for _, fin in lats for x in fin]
+    firsts = [x for fst, _ in lats for x in fst]
+    cores = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / wall
+    return {
+        "streams": n,
+        "final_p50_s": round(pct(finals, 50), 3),
+        "final_p95_s": round(pct(finals, 95), 3),
+        "first_partial_p50_s": round(pct(firsts, 50), 3),
+        "partials_dropped": stats.partials_dropped,
+        "partials_decoded": stats.partials_decoded,
+        "cores_busy": round(cores, 2),
+        "cpu_per_track_pct": round(cores / n * 100, 1),
+        "load_avg_1m": psutil.getloadavg()[0],
+    }
 
 
 def _row(cells: list[tuple[object, str]]) -> str:
@@ -479,23 +557,24 @@ def print_table(report: dict[str, Any]) -> None:
         print("\nHard cases:")
         for r in report["hard_cases"]:
             print("  " + ", ".join(f"{k}={v}" for k, v in r.items()))
-    for key, title in (
-        ("latency_one_stream", "speculative finals"),
-        ("latency_without_speculation", "finals decoded at the end"),
-    ):
-        if key in report:
-            lat = report[key]
-            print(f"\nOne real-time stream, {title}, {lat['utterances']} utterances:")
-            print(
-                f"  first partial p50 {lat['first_partial_p50_s']} s, "
-                f"p95 {lat['first_partial_p95_s']} s"
-            )
-            print(f"  final p50 {lat['final_p50_s']} s, p95 {lat['final_p95_s']} s")
-            print(
-                f"  speculative decodes {lat['speculative_finals']}, "
-                f"became finals {lat['speculative_finals_used']}; "
-                f"cores busy {lat['cores_busy_realtime']}"
-            )
+    titles = {
+        "latency_one_stream": "speculative finals",
+        "latency_without_speculation": "finals decoded at the end",
+    }
+    for key in [k for k in report if k.startswith("latency_")]:
+        title = titles.get(key, key.removeprefix("latency_one_stream "))
+        lat = report[key]
+        print(f"\nOne real-time stream, {title}, {lat['utterances']} utterances:")
+        print(
+            f"  first partial p50 {lat['first_partial_p50_s']} s, "
+            f"p95 {lat['first_partial_p95_s']} s"
+        )
+        print(f"  final p50 {lat['final_p50_s']} s, p95 {lat['final_p95_s']} s")
+        print(
+            f"  speculative decodes {lat['speculative_finals']}, "
+            f"became finals {lat['speculative_finals_used']}; "
+            f"cores busy {lat['cores_busy_realtime']}"
+        )
     if "capacity" in report:
         print_capacity(report["capacity"])
 
@@ -522,24 +601,19 @@ def print_wer(rows: list[dict[str, Any]]) -> None:
 
 
 def print_capacity(capacity: dict[str, Any]) -> None:
-    print("\nCapacity (concurrent real-time streams):")
-    head = [
-        "streams",
-        "final p50",
-        "final p95",
-        "first p50",
-        "partials dropped",
-        "decoded",
-        "cores",
-    ]
-    specs = [">7", ">9", ">9", ">9", ">16", ">8", ">6"]
+    print("\nCapacity (concurrent real-time streams; CPU per speaking track in % of a core):")
+    head = ["streams", "final p50", "final p95", "first p50", "dropped", "decoded", "cores"]
+    head += ["cpu/track", "load", "variant"]
+    specs = [">7", ">9", ">9", ">9", ">8", ">8", ">6", ">9", ">5", "<"]
     print("  " + _row(list(zip(head, specs, strict=True))))
     keys = ["streams", "final_p50_s", "final_p95_s", "first_partial_p50_s"]
-    keys += ["partials_dropped", "partials_decoded", "cores_busy"]
-    value_specs = ["7d", "9.3f", "9.3f", "9.3f", "16d", "8d", "6.2f"]
+    keys += ["partials_dropped", "partials_decoded", "cores_busy", "cpu_per_track_pct"]
+    keys += ["load_avg_1m", "variant"]
+    value_specs = ["7d", "9.3f", "9.3f", "9.3f", "8d", "8d", "6.2f", "9.1f", "5.1f", ""]
     for r in capacity["rows"]:
         print("  " + _row(list(zip([r[k] for k in keys], value_specs, strict=True))))
-    print(f"  sustained with final p95 <= 2 s: {capacity['sustained_streams']} streams")
+    for label, n in capacity["sustained_streams"].items():
+        print(f"  sustained with final p95 <= 2 s: {n} streams ({label})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -549,6 +623,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=EngineSettings().asr_model)
     parser.add_argument("--capacity-max", type=int, default=6)
     parser.add_argument("--capacity-seconds", type=int, default=45)
+    parser.add_argument(
+        "--capacity-streams",
+        type=lambda v: [int(x) for x in v.split(",")],
+        default=None,
+        help="comma-separated stream counts to run (e.g. 4,8); default: 1, 2, ... until p95 > 2 s",
+    )
+    parser.add_argument(
+        "--variant",
+        type=parse_variant,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE[+NAME=VALUE]",
+        help="engine settings to compare with the defaults in the latency and capacity sections, "
+        "e.g. ASR_DECODE_WORKERS=2+ASR_MAX_PARTIAL_BATCH=4 (repeatable)",
+    )
     parser.add_argument("--phrase-runs", type=int, default=1)
     parser.add_argument(
         "--sections",

@@ -40,6 +40,8 @@ class EngineSettings(ModelChoiceSettings):
     asr_compression_ratio_threshold: float = Field(default=2.4, gt=0)
     asr_allow_download: bool = False
     asr_max_batch: int = Field(default=4, ge=1, le=32)
+    asr_max_partial_batch: int = Field(default=1, ge=1, le=32)
+    asr_decode_workers: int = Field(default=1, ge=1, le=16)
     asr_max_pending_finals: int = Field(default=32, ge=1)
     model_cache_dir: Path | None = None
 
@@ -52,7 +54,9 @@ class EngineSettings(ModelChoiceSettings):
     vad_short_min_silence_ms: int = Field(default=1500, ge=32, le=5000)
 
     partial_interval_ms: int = Field(default=600, ge=100, le=5000)
+    partial_min_audio_ms: int = Field(default=800, ge=100, le=5000)
     speculative_finals: bool = True
+    early_final_ms: int = Field(default=0, ge=0, le=5000)
     phrase_finals: bool = True
     phrase_min_pause_ms: int = Field(default=192, ge=32, le=5000)
 
@@ -81,6 +85,7 @@ class EngineSettings(ModelChoiceSettings):
             device=self.asr_device,
             compute_type=self.asr_compute_type,
             cpu_threads=self.asr_cpu_threads,
+            decode_workers=self.asr_decode_workers,
             language=None if self.asr_language == "auto" else self.asr_language,
             beam_size=self.asr_beam_size,
             encoder_window=self.asr_encoder_window,
@@ -115,7 +120,9 @@ class EngineSettings(ModelChoiceSettings):
             ),
             emit_partials=emit_partials,
             partial_interval_ms=self.partial_interval_ms,
+            min_partial_audio_ms=self.partial_min_audio_ms,
             speculative_finals=self.speculative_finals,
+            early_final_ms=self.early_final_ms,
             phrase_finals=self.phrase_finals,
             phrase_min_pause_ms=self.phrase_min_pause_ms,
         )
@@ -205,6 +212,8 @@ def build_engine(settings: EngineSettings, *, emit_partials: bool = True) -> Spe
         stream_options=settings.stream_options(emit_partials=emit_partials),
         max_pending_finals=settings.asr_max_pending_finals,
         max_batch=settings.asr_max_batch,
+        max_partial_batch=settings.asr_max_partial_batch,
+        decode_workers=settings.asr_decode_workers,
     )
 
 

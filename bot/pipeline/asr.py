@@ -43,7 +43,10 @@ MAX_DECODE_S = 29.0
 class AsrOptions:
     device: str = "cpu"
     compute_type: str = "int8"
+    # Threads of all decodes together: each of ``decode_workers`` concurrent decodes (one
+    # CTranslate2 replica each) gets ``cpu_threads // decode_workers`` (at least one).
     cpu_threads: int = 2
+    decode_workers: int = 1
     language: str | None = None  # None = detect
     beam_size: int = 1
     encoder_window: Literal["trimmed", "full"] = "trimmed"
@@ -139,7 +142,12 @@ def compression_ratio(text: str) -> float:
 
 
 class WhisperRecognizer:
-    """One Whisper model, shared by every stream of the process."""
+    """One Whisper model, shared by every stream of the process.
+
+    ``decode_batch`` may be called from ``options.decode_workers`` threads at once (the
+    scheduler's workers): CTranslate2 runs each call on its own replica; the caches here are
+    plain dicts whose worst race is a tokenizer built twice.
+    """
 
     def __init__(self, model: ResolvedModel, options: AsrOptions | None = None) -> None:
         from faster_whisper import WhisperModel
@@ -151,8 +159,8 @@ class WhisperRecognizer:
                 model.path_or_hub_name,
                 device=self.options.device,
                 compute_type=self.options.compute_type,
-                cpu_threads=self.options.cpu_threads,
-                num_workers=1,
+                cpu_threads=max(1, self.options.cpu_threads // self.options.decode_workers),
+                num_workers=self.options.decode_workers,
                 local_files_only=model.is_local,
             )
         except Exception as exc:  # CTranslate2/HF raise a zoo of types: translate once here

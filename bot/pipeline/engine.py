@@ -42,7 +42,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot.pipeline.agreement import StablePrefix, word_key
 from bot.pipeline.asr import DecodeRequest, Hypothesis
@@ -80,6 +80,11 @@ class StreamOptions:
     pending_queue_size: int = 64
     # Start the final decode at the pause (see the module docstring); off: at the certain end.
     speculative_finals: bool = True
+    # Early finals: once a pause has lasted this long, the speculative decode is published as
+    # the utterance's final, before the VAD is sure the utterance ended (0: off). If speech
+    # resumes, the utterance's later final has the same id and replaces it (clients and the
+    # store key finals on it); if the pause does end it, nothing more is sent.
+    early_final_ms: int = 0
     # Commit finals at pauses inside long utterances (see the module docstring).
     phrase_finals: bool = True
     phrase_min_pause_ms: int = 192
@@ -108,6 +113,8 @@ class StreamStats:
     speculative_finals_used: int = 0
     # Finals committed at a pause inside an utterance (phrase finals).
     phrase_finals: int = 0
+    # Early finals published at a pause (a later final of the same utterance may replace one).
+    early_finals: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +127,8 @@ class _Speculation:
     future: asyncio.Future[Hypothesis | None]
     # Queued as a partial at the pause already (a short utterance waits long for its end).
     shown: bool = False
+    # Queued as an early final (``StreamOptions.early_final_ms``).
+    published: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +150,7 @@ class _Pending:
     future: asyncio.Future[Hypothesis | None]
     final: bool
     end_sample: int = 0
+    early: bool = False  # an early final: the utterance's final, unless a later one replaces it
 
 
 class SpeechEngine:
@@ -154,12 +164,18 @@ class SpeechEngine:
         stream_options: StreamOptions | None = None,
         max_pending_finals: int = 32,
         max_batch: int = 4,
+        max_partial_batch: int = 1,
+        decode_workers: int = 1,
     ) -> None:
         self.recognizer = recognizer
         self.vad = vad
         self.stream_options = stream_options or StreamOptions()
         self.scheduler = DecodeScheduler(
-            recognizer, max_pending_finals=max_pending_finals, max_batch=max_batch
+            recognizer,
+            max_pending_finals=max_pending_finals,
+            max_batch=max_batch,
+            max_partial_batch=max_partial_batch,
+            workers=decode_workers,
         )
         # The streams inside an utterance right now (VAD says speech), by stream key.
         self._speaking: set[str] = set()
@@ -227,6 +243,7 @@ class StreamTranscriber:
         for event in self._segmenter.push(samples):
             await self._on_event(event)
         await self._maybe_commit_phrase()
+        self._maybe_early_final()
         self._maybe_partial()
 
     async def end_input(self) -> None:
@@ -421,6 +438,21 @@ class StreamTranscriber:
         """Withdraw a speculative decode not yet started; False when it is already decoding."""
         return self._scheduler.withdraw(spec.future)
 
+    def _maybe_early_final(self) -> None:
+        """Publish the pause's speculative decode as the final once the pause is long enough."""
+        spec, ms = self._speculation, self.options.early_final_ms
+        if not ms or spec is None or spec.published or self._segmenter.pause_ms < ms:
+            return
+        if self._pending.full():
+            return  # the emitter is behind: the final comes at the utterance's end
+        self._speculation = replace(spec, published=True)
+        start = self._segmenter.utterance_start_sample
+        name = self._utterance_name(spec.index)
+        self._pending.put_nowait(
+            _Pending(name, start, spec.future, final=True, end_sample=spec.end_sample, early=True)
+        )
+        self.stats.early_finals += 1
+
     def _maybe_partial(self) -> None:
         if not self.options.emit_partials or self._partial_in_flight or self._pending.full():
             return
@@ -482,6 +514,7 @@ class StreamTranscriber:
         agreement_for = ""
         shown: dict[str, str] = {}  # utterance id -> last partial text on screen
         finalised: set[str] = set()
+        early: dict[str, Hypothesis | None] = {}  # utterance id -> its early final's decode
         try:
             while (item := await self._pending.get()) is not None:
                 try:
@@ -495,8 +528,16 @@ class StreamTranscriber:
                     self.stats.errors += 1
                     hyp = None
                 caption: Caption | None
-                if item.final:
+                if item.final and item.early:  # partials may follow: the speech may go on
+                    early[item.utterance_id] = hyp
+                    caption = _final_caption(item, hyp, had_partials=item.utterance_id in shown)
+                    if caption is not None:
+                        shown[item.utterance_id] = caption.text
+                elif item.final:
                     finalised.add(item.utterance_id)
+                    if item.utterance_id in early and early.pop(item.utterance_id) is hyp:
+                        shown.pop(item.utterance_id, None)
+                        continue  # the same decode went out as the early final
                     caption = _final_caption(item, hyp, had_partials=item.utterance_id in shown)
                     shown.pop(item.utterance_id, None)
                 else:

@@ -11,8 +11,15 @@
   Partials go ``max_partial_batch`` at a time (1 by default): a final that arrives meanwhile
   waits for the decode in flight, so a long partial batch would delay it.
 
-Decoding runs on one worker thread: the model already uses every core it is given, and one
-thread keeps the priority order exact.
+* **Workers.** ``workers`` decodes run at once, each on its own executor thread (the
+  recognizer must allow it: ``WhisperRecognizer`` loads that many CTranslate2 replicas and
+  splits ``cpu_threads`` between them). Each worker takes the next batch in the order above, so
+  finals still go first; with one worker the order is exact. One worker with two intra-op
+  threads kept only ~1.2 of 2 cores busy under load (the Python around each decode, feature
+  extraction and word alignment run on one core). Whether two workers pay is not settled: on
+  the shared 2-core machine at load 7-9 (the process got ~0.5 core) they did worse than one;
+  re-measure on a quiet machine with ``python -m bench.engine --sections capacity --variant
+  ASR_DECODE_WORKERS=2``. The default stays one.
 """
 
 from __future__ import annotations
@@ -68,9 +75,10 @@ class DecodeScheduler:
         max_pending_finals: int = 32,
         max_batch: int = 4,
         max_partial_batch: int = 1,
+        workers: int = 1,
     ) -> None:
-        if max_pending_finals < 1 or max_batch < 1 or max_partial_batch < 1:
-            raise ValueError("max_pending_finals and the batch sizes must be positive")
+        if min(max_pending_finals, max_batch, max_partial_batch, workers) < 1:
+            raise ValueError("max_pending_finals, the batch sizes and workers must be positive")
         self.recognizer = recognizer
         self.max_batch = max_batch
         self.max_partial_batch = max_partial_batch
@@ -79,22 +87,28 @@ class DecodeScheduler:
         self._partials: OrderedDict[str, _Job] = OrderedDict()
         self._final_slots = asyncio.Semaphore(max_pending_finals)
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asr")
-        self._task: asyncio.Task[None] | None = None
+        self.workers = workers
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr")
+        self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="asr-scheduler")
+        if not self._tasks:
+            loop = asyncio.get_running_loop()
+            self._tasks = [
+                loop.create_task(self._run(), name=f"asr-scheduler:{k}")
+                for k in range(self.workers)
+            ]
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
         for job in [*self._finals, *self._partials.values()]:
             if not job.future.done():
                 job.future.cancel()
@@ -156,7 +170,7 @@ class DecodeScheduler:
     def _check_open(self) -> None:
         if self._closed:
             raise AsrError("the decode scheduler is closed")
-        if self._task is None:
+        if not self._tasks:
             self.start()
 
     def _drop_partial(self, stream_key: str) -> None:
@@ -178,32 +192,36 @@ class DecodeScheduler:
         return batch
 
     async def _run(self) -> None:
+        """One worker: decode batches until none is queued, then sleep until a submission."""
         loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while batch := self._next_batch():
-                live = [j for j in batch if not j.future.done()]
-                if not live:
+            batch = self._next_batch()
+            if not batch:
+                # no await between the empty check and the clear: no submission is missed
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            live = [j for j in batch if not j.future.done()]
+            if not live:
+                continue
+            is_final = live[0].request.final
+            started = time.perf_counter()
+            try:
+                results = await self._decode(loop, live)
+            finally:
+                self.stats.busy_s += time.perf_counter() - started
+            self.stats.batches += 1
+            if is_final:
+                self.stats.finals_decoded += len(live)
+            else:
+                self.stats.partials_decoded += len(live)
+            for j, result in zip(live, results, strict=True):
+                if j.future.done():
                     continue
-                is_final = live[0].request.final
-                started = time.perf_counter()
-                try:
-                    results = await self._decode(loop, live)
-                finally:
-                    self.stats.busy_s += time.perf_counter() - started
-                self.stats.batches += 1
-                if is_final:
-                    self.stats.finals_decoded += len(live)
+                if isinstance(result, AsrError):
+                    j.future.set_exception(result)
                 else:
-                    self.stats.partials_decoded += len(live)
-                for j, result in zip(live, results, strict=True):
-                    if j.future.done():
-                        continue
-                    if isinstance(result, AsrError):
-                        j.future.set_exception(result)
-                    else:
-                        j.future.set_result(result)
+                    j.future.set_result(result)
 
     async def _decode(
         self, loop: asyncio.AbstractEventLoop, jobs: list[_Job]

@@ -246,6 +246,11 @@ class Segmenter:
         return self._in_speech and self._silence_windows > 0
 
     @property
+    def pause_ms(self) -> int:
+        """How long the open utterance's current pause has lasted (its silent windows)."""
+        return self._silence_windows * WINDOW_MS if self._in_speech else 0
+
+    @property
     def awaits_long_pause(self) -> bool:
         """The open utterance is short: only ``short_min_silence_ms`` of silence ends it."""
         return (

@@ -45,12 +45,18 @@ def load(eval_dir: Path, item: str) -> tuple[np.ndarray, str]:
 
 
 def stream_captions(
-    recognizer: WhisperRecognizer, vad: SileroVad, audio: np.ndarray, *, partials: bool = False
+    recognizer: WhisperRecognizer,
+    vad: SileroVad,
+    audio: np.ndarray,
+    *,
+    partials: bool = False,
+    settings: EngineSettings | None = None,
+    realtime: bool = False,
 ) -> list[Caption]:
-    """Run audio through a fresh engine (fed in 20 ms frames, as fast as it goes)."""
+    """Run audio through a fresh engine (fed in 20 ms frames, as fast as it goes unless
+    ``realtime``)."""
 
-    async def run() -> list[Caption]:
-        settings = EngineSettings()
+    async def run(settings: EngineSettings) -> list[Caption]:
         engine = SpeechEngine(
             recognizer, vad, stream_options=settings.stream_options(emit_partials=partials)
         )
@@ -64,15 +70,23 @@ def stream_captions(
         task = asyncio.create_task(consume())
         for i in range(0, len(audio), 320):
             await stream.push_audio(audio[i : i + 320])
-            if partials:
+            if realtime:
+                await asyncio.sleep(0.02)
+            elif partials:
                 await asyncio.sleep(0.001)
         await stream.end_input()
         await asyncio.wait_for(task, 300)
         await engine.aclose()
         return out
 
-    return asyncio.run(run())
+    return asyncio.run(run(settings or EngineSettings()))
 
 
 def final_text(captions: list[Caption]) -> str:
     return " ".join(c.text for c in captions if c.is_final and c.text)
+
+
+def stored_text(captions: list[Caption]) -> str:
+    """The finals as the store keeps them: the last final of each utterance id wins."""
+    last = {c.utterance_id: c for c in captions if c.is_final}
+    return " ".join(c.text for c in last.values() if c.text)

@@ -9,6 +9,10 @@ segmentation: the pause ended a 2.3 s utterance and made "ask not" a 1.5 s utter
 and Whisper, decoding each alone, wrote "america" and "S NOT" / "is not." (tiny.en / base) in
 6 to 7 of 8 such recordings. Short utterances now end only after a longer pause, so the phrase
 is decoded with its neighbour, as the offline decode of the file does.
+
+Early finals (``EARLY_FINAL_MS``) publish "... america" at the pause before that rule has merged
+the phrases; the merged final has the same utterance id and replaces it, so what is stored (the
+last final of each id) keeps every word.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from bot.config import EngineSettings
 from bot.evaluation import normalize
 from bot.pipeline.asr import WhisperRecognizer
 from bot.pipeline.audio import read_file_audio
 from bot.pipeline.vad import SileroVad
-from tests.integration.engine.conftest import final_text, stream_captions
+from tests.integration.engine.conftest import final_text, stored_text, stream_captions
 
 pytestmark = pytest.mark.slow
 
@@ -51,3 +56,19 @@ def test_room_audio_keeps_every_word_base(
 ) -> None:
     audio = read_file_audio(ROOM / recording)
     assert_no_word_lost(final_text(stream_captions(base, vad, audio)))
+
+
+@pytest.mark.parametrize("early_final_ms", [96, 400])
+@pytest.mark.parametrize("recording", RECORDINGS)
+def test_room_audio_keeps_every_word_with_early_finals(
+    base: WhisperRecognizer, vad: SileroVad, recording: str, early_final_ms: int
+) -> None:
+    audio = read_file_audio(ROOM / recording)
+    settings = EngineSettings(early_final_ms=early_final_ms)
+    captions = stream_captions(base, vad, audio, partials=True, settings=settings, realtime=True)
+    finals_per_id = dict.fromkeys((c.utterance_id for c in captions), 0)
+    for c in captions:
+        finals_per_id[c.utterance_id] += c.is_final
+    # "... america" went out early at the first pause; the merged final replaced it
+    assert max(finals_per_id.values()) >= 2
+    assert_no_word_lost(stored_text(captions))

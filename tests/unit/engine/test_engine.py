@@ -357,3 +357,54 @@ async def test_a_blip_too_short_for_speech_leaves_no_stream_speaking() -> None:
     await stream.end_input()
     await asyncio.wait_for(consumer, 10)
     await engine.aclose()
+
+
+async def _until_final(got: list[Caption]) -> None:
+    """Wait (up to 10 s) for a final among the captions gathered so far."""
+    for _ in range(1000):
+        if any(c.is_final for c in got):
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_an_early_final_goes_out_in_the_pause_and_the_certain_end_adds_nothing() -> None:
+    rec = ScriptedRecognizer(length_text)
+    engine = short_rule_engine(rec, early_final_ms=400)
+    stream = engine.open_stream("t")
+    got, task = collect(stream)
+    # a short utterance: only 1.5 s of silence ends it; 0.6 s was fed
+    await _push(stream, np.concatenate([tone(1.0), silence(0.6)]))
+    await _until_final(got)
+    decoded = [r for b in rec.batches for r in b]
+    text = f"final {len(decoded[0].audio)}"
+    assert [(c.is_final, c.text) for c in got] == [(False, text), (True, text)]
+    await _push(stream, silence(1.2))  # now the end is certain
+    await stream.end_input()
+    await asyncio.wait_for(task, 10)
+    await engine.aclose()
+    assert [(c.is_final, c.text) for c in got] == [(False, text), (True, text)]
+    assert len([r for b in rec.batches for r in b]) == 1, "one decode"
+    assert (stream.stats.early_finals, stream.stats.finals) == (1, 1)
+
+
+async def test_an_early_final_is_replaced_by_the_utterances_final_when_speech_resumes() -> None:
+    rec = ScriptedRecognizer(length_text)
+    engine = short_rule_engine(rec, early_final_ms=400)
+    stream = engine.open_stream("t")
+    got, task = collect(stream)
+    await _push(stream, np.concatenate([tone(1.0), silence(0.8)]))
+    await _until_final(got)  # the early final of the first phrase is out
+    await _push(stream, np.concatenate([tone(1.0), silence(2.0)]))
+    await stream.end_input()
+    await asyncio.wait_for(task, 10)
+    await engine.aclose()
+    finals = [r for b in rec.batches for r in b if r.final]
+    first, both = (f"final {len(f.audio)}" for f in finals)
+    assert [(c.is_final, c.text) for c in got] == [
+        (False, first),
+        (True, first),  # early: the pause was not the end
+        (False, both),
+        (True, both),  # the same utterance id: it replaces the early one
+    ]
+    assert len({c.utterance_id for c in got}) == 1
+    assert both != first

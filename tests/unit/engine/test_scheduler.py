@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
 
-from bot.pipeline.asr import DecodeRequest
+from bot.pipeline.asr import DecodeRequest, Hypothesis
 from bot.pipeline.scheduler import DecodeScheduler
 from core.errors import AsrError
 from tests.unit.engine.fakes import ScriptedRecognizer
@@ -149,4 +150,80 @@ async def test_a_queued_decode_can_be_withdrawn_a_running_one_cannot() -> None:
     await asyncio.gather(running, ahead, more)
     assert [t for b in rec.batches for t in tags(b)] == [1, 2, 4]
     assert sched.withdraw(running) is False  # done
+    await sched.aclose()
+
+
+class _Rendezvous(ScriptedRecognizer):
+    """Each decode waits until ``parties`` decodes are running at once (a broken rendezvous,
+    after 10 s alone, fails the decode)."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        try:
+            self.barrier.wait()
+        except threading.BrokenBarrierError as exc:
+            raise AsrError("decoded alone") from exc
+        return super().decode_batch(requests)
+
+
+async def test_two_workers_decode_two_finals_at_once() -> None:
+    rec = _Rendezvous(2)
+    sched = DecodeScheduler(rec, max_batch=1, workers=2)
+    finals = [await sched.submit_final(f"s{i}", req(i, final=True)) for i in (1, 2)]
+    results = await asyncio.gather(*finals)
+    assert all(r is not None and r.accepted for r in results)
+    assert sorted(t for b in rec.batches for t in tags(b)) == [1, 2]
+    await sched.aclose()
+
+
+class _Permits(ScriptedRecognizer):
+    """Records each decode as it starts, then waits for a permit to finish it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.permits = threading.Semaphore(0)
+        self.started: list[list[float]] = []
+
+    def decode_batch(self, requests: Sequence[DecodeRequest]) -> list[Hypothesis]:
+        self.started.append(tags(list(requests)))
+        if not self.permits.acquire(timeout=10):
+            raise AsrError("no permit")
+        return super().decode_batch(requests)
+
+
+async def _started(rec: _Permits, n: int) -> None:
+    for _ in range(1000):
+        if len(rec.started) >= n:
+            return
+        await asyncio.sleep(0.01)
+
+
+async def test_with_two_workers_finals_still_go_before_queued_partials() -> None:
+    rec = _Permits()
+    sched = DecodeScheduler(rec, max_batch=1, workers=2)
+    busy = [sched.submit_partial(f"b{i}", req(i, final=False)) for i in (0, 1)]
+    await _started(rec, 2)  # both workers are decoding
+    partials = [sched.submit_partial(f"p{i}", req(10 + i, final=False)) for i in (1, 2)]
+    final = await sched.submit_final("f", req(20, final=True))
+    rec.permits.release()  # one worker is free again: what does it take?
+    await _started(rec, 3)
+    assert rec.started[2] == [20], "the final must be the next decode started"
+    rec.permits.release(4)  # the other busy decode, the final, the two partials
+    await asyncio.gather(*busy, *partials, final)
+    await sched.aclose()
+
+
+async def test_partials_of_several_streams_batch_together_when_allowed() -> None:
+    gate = threading.Event()
+    rec = ScriptedRecognizer(gate=gate)
+    sched = DecodeScheduler(rec, max_partial_batch=3)
+    busy = sched.submit_partial("x", req(0, final=False))
+    await asyncio.sleep(0.05)
+    partials = [sched.submit_partial(f"p{i}", req(i, final=False)) for i in (1, 2, 3, 4)]
+    gate.set()
+    await asyncio.gather(busy, *partials)
+    assert [tags(b) for b in rec.batches] == [[0], [1, 2, 3], [4]]
     await sched.aclose()
