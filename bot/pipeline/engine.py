@@ -45,7 +45,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from bot.pipeline.agreement import StablePrefix, word_key
-from bot.pipeline.asr import DecodeRequest, Hypothesis
+from bot.pipeline.asr import DecodeRequest, Hypothesis, RecognizedWord, compression_ratio
 from bot.pipeline.scheduler import DecodeScheduler, Recognizer
 from bot.pipeline.types import SAMPLE_RATE_HZ, Caption, Word
 from bot.pipeline.vad import (
@@ -85,6 +85,8 @@ class StreamOptions:
     phrase_min_pause_ms: int = 192
     phrase_min_ms: int = 1000
     phrase_context_ms: int = 400
+    # Also commit at gaps between words that two consecutive partials agree on (0: off).
+    phrase_word_gap_ms: int = 200
     # A stream's own speech settings (a session's): the language every decode of the stream
     # uses (None: the recognizer's configured one, else detected per utterance), and its
     # vocabulary (None: the recognizer's configured hotwords / initial prompt).
@@ -106,8 +108,10 @@ class StreamStats:
     # Final decodes started at a pause, and how many of them became the utterance's final.
     speculative_finals: int = 0
     speculative_finals_used: int = 0
-    # Finals committed at a pause inside an utterance (phrase finals).
+    # Finals committed at a pause inside an utterance (phrase finals), and how many of them
+    # at a gap between agreed words rather than at a VAD pause.
     phrase_finals: int = 0
+    word_gap_finals: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,18 @@ class _Phrase:
     index: int
     end_sample: int
     future: asyncio.Future[Hypothesis | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _WordCut:
+    """Words of utterance ``index`` (which started at ``start_sample``) that two consecutive
+    partials agree on, followed by a gap (``lo_sample``..``hi_sample``) to cut in."""
+
+    index: int
+    start_sample: int
+    lo_sample: int
+    hi_sample: int
+    hypothesis: Hypothesis
 
 
 @dataclass(slots=True)
@@ -205,6 +221,10 @@ class StreamTranscriber:
         self._speculation: _Speculation | None = None
         self._phrases: list[_Phrase] = []  # candidates in the open utterance, oldest first
         self._confirmed: _Phrase | None = None  # a candidate to commit at the next push
+        # The latest partial's words (utterance index, start sample, words) and a cut at a gap
+        # between agreed words, to commit at the next push.
+        self._last_words: tuple[int, int, tuple[RecognizedWord, ...]] | None = None
+        self._word_cut: _WordCut | None = None
         self._last_partial_at = 0  # utterance samples when the last partial was requested
         self._utterance_id = ""
         self._utterance_language: str | None = None
@@ -213,6 +233,7 @@ class StreamTranscriber:
         self._min_partial = options.min_partial_audio_ms * SAMPLE_RATE_HZ // 1000
         self._phrase_min = options.phrase_min_ms * SAMPLE_RATE_HZ // 1000
         self._phrase_context = options.phrase_context_ms * SAMPLE_RATE_HZ // 1000
+        self._word_gaps = options.phrase_finals and options.phrase_word_gap_ms > 0
 
     def _utterance_name(self, index: int) -> str:
         return f"SG_{self._nonce}_{index}"
@@ -257,7 +278,7 @@ class StreamTranscriber:
             self._speculation = None
         for phrase in self._phrases:
             phrase.future.cancel()
-        self._phrases, self._confirmed = [], None
+        self._phrases, self._confirmed, self._word_cut = [], None, None
         if self._emitter is not None:
             self._emitter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -380,9 +401,12 @@ class StreamTranscriber:
     async def _maybe_commit_phrase(self) -> None:
         """Commit a confirmed phrase: its decode is the final of the utterance up to its pause;
         the speech after the pause goes on as a new utterance."""
-        phrase = self._confirmed
-        if phrase is None or self._speculation is not None:
+        if self._speculation is not None:
             return  # in a pause: it may end the whole utterance, whose final then covers it
+        if self._confirmed is None:
+            await self._maybe_commit_word_cut()
+            return
+        phrase = self._confirmed
         self._confirmed = None
         if phrase.index != self._segmenter.utterance_index:
             return
@@ -400,6 +424,82 @@ class StreamTranscriber:
                 self._utterance_name(ended.index),
                 ended.start_sample,
                 phrase.future,
+                final=True,
+                end_sample=ended.end_sample,
+            )
+        )
+        await self._on_event(started)
+
+    def _find_word_cut(self, index: int, start: int, end_sample: int, hyp: Hypothesis) -> None:
+        """A partial of utterance ``index`` (from ``start`` to ``end_sample``) with word times:
+        the last gap of ``phrase_word_gap_ms`` or more after a word that this partial and the
+        one before agree on (LocalAgreement-2), at least ``phrase_min_ms`` into the utterance
+        and ``phrase_context_ms`` before the decoded end, becomes the cut to commit."""
+        previous, self._last_words = self._last_words, (index, start, hyp.words)
+        if previous is None or previous[:2] != (index, start):
+            return
+        words = hyp.words
+        agreed = 0
+        for a, b in zip(previous[2], words, strict=False):
+            if word_key(a.text) != word_key(b.text):
+                break
+            agreed += 1
+        gap_s = self.options.phrase_word_gap_ms / 1000
+        latest_s = (end_sample - start - self._phrase_context) / SAMPLE_RATE_HZ
+        cut: int | None = None
+        for k in range(min(agreed, len(words) - 1)):
+            word, after = words[k], words[k + 1]
+            if word.end_s > latest_s:
+                break
+            if (
+                word.end_s * SAMPLE_RATE_HZ >= self._phrase_min
+                and after.start_s - word.end_s >= gap_s
+            ):
+                cut = k
+        if cut is None:
+            return
+        kept = words[: cut + 1]
+        text = " ".join(w.text for w in kept)
+        self._word_cut = _WordCut(
+            index,
+            start,
+            start + round(words[cut].end_s * SAMPLE_RATE_HZ),
+            start + round(words[cut + 1].start_s * SAMPLE_RATE_HZ),
+            Hypothesis(
+                text=text,
+                language=hyp.language,
+                language_probability=hyp.language_probability,
+                avg_logprob=hyp.avg_logprob,
+                no_speech_prob=hyp.no_speech_prob,
+                compression_ratio=compression_ratio(text),
+                words=kept,
+            ),
+        )
+
+    async def _maybe_commit_word_cut(self) -> None:
+        """Commit the agreed words before a gap as the final of the utterance up to the gap's
+        quietest window; the speech after it goes on as a new utterance."""
+        cut, self._word_cut = self._word_cut, None
+        seg = self._segmenter
+        if cut is None or (cut.index, cut.start_sample) != (
+            seg.utterance_index,
+            seg.utterance_start_sample,
+        ):
+            return
+        events = seg.split(seg.quietest_sample(cut.lo_sample, cut.hi_sample))
+        if len(events) != 2:
+            return
+        ended, started = events
+        if not isinstance(ended, UtteranceEnded):
+            return
+        self.stats.speech_s += len(ended.audio) / SAMPLE_RATE_HZ
+        self.stats.phrase_finals += 1
+        self.stats.word_gap_finals += 1
+        await self._enqueue(
+            _Pending(
+                self._utterance_name(ended.index),
+                ended.start_sample,
+                _resolved(cut.hypothesis),
                 final=True,
                 end_sample=ended.end_sample,
             )
@@ -435,6 +535,8 @@ class StreamTranscriber:
         request = DecodeRequest(
             audio=self._segmenter.utterance_audio(),
             language=self.options.language or self._utterance_language,
+            # word times for cuts at gaps (two partials must agree: from the one before)
+            want_words=self._word_gaps and n + self._interval >= self._phrase_min,
             final=False,
             hotwords=self.options.hotwords,
             initial_prompt=self.options.initial_prompt,
@@ -443,7 +545,7 @@ class StreamTranscriber:
         self._partial_in_flight = True
         start = self._segmenter.utterance_start_sample
         index = self._segmenter.utterance_index
-        future.add_done_callback(lambda f: self._partial_done(f, index, start + n))
+        future.add_done_callback(lambda f: self._partial_done(f, index, start, start + n))
         self._pending.put_nowait(
             _Pending(self._utterance_id, start, future, final=False, end_sample=start + n)
         )
@@ -460,7 +562,7 @@ class StreamTranscriber:
         )
 
     def _partial_done(
-        self, future: asyncio.Future[Hypothesis | None], index: int, end_sample: int
+        self, future: asyncio.Future[Hypothesis | None], index: int, start: int, end_sample: int
     ) -> None:
         self._partial_in_flight = False
         if not future.cancelled() and future.exception() is None:
@@ -469,6 +571,8 @@ class StreamTranscriber:
                 self._utterance_language = self._utterance_language or hyp.language
             if hyp is not None and hyp.accepted and self._phrases:
                 self._confirm_phrase(index, end_sample, hyp)
+            if hyp is not None and hyp.accepted and hyp.words and self._word_gaps:
+                self._find_word_cut(index, start, end_sample, hyp)
 
     # -- output ---------------------------------------------------------------------------------
     def _ensure_emitter(self) -> None:
