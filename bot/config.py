@@ -54,6 +54,7 @@ class EngineSettings(ModelChoiceSettings):
     speculative_finals: bool = True
     phrase_finals: bool = True
     phrase_min_pause_ms: int = Field(default=192, ge=32, le=5000)
+    phrase_word_cuts: bool = True
 
     @field_validator("asr_language")
     @classmethod
@@ -96,6 +97,7 @@ class EngineSettings(ModelChoiceSettings):
             speculative_finals=self.speculative_finals,
             phrase_finals=self.phrase_finals,
             phrase_min_pause_ms=self.phrase_min_pause_ms,
+            phrase_word_cuts=self.phrase_word_cuts,
         )
 
 

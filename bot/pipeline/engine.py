@@ -85,8 +85,10 @@ class StreamOptions:
     phrase_min_pause_ms: int = 192
     phrase_min_ms: int = 1000
     phrase_context_ms: int = 400
-    # Also commit at gaps between words that two consecutive partials agree on (0: off).
-    phrase_word_gap_ms: int = 200
+    # Also commit at punctuation that two consecutive partials agree on, where the VAD heard
+    # a dip under ``phrase_cut_max_prob`` (see the module docstring).
+    phrase_word_cuts: bool = True
+    phrase_cut_max_prob: float = 0.2
     # A stream's own speech settings (a session's): the language every decode of the stream
     # uses (None: the recognizer's configured one, else detected per utterance), and its
     # vocabulary (None: the recognizer's configured hotwords / initial prompt).
@@ -139,12 +141,11 @@ class _Phrase:
 @dataclass(frozen=True, slots=True)
 class _WordCut:
     """Words of utterance ``index`` (which started at ``start_sample``) that two consecutive
-    partials agree on, followed by a gap (``lo_sample``..``hi_sample``) to cut in."""
+    partials agree on, to commit as a final ending at ``cut_sample``."""
 
     index: int
     start_sample: int
-    lo_sample: int
-    hi_sample: int
+    cut_sample: int
     hypothesis: Hypothesis
 
 
@@ -233,7 +234,7 @@ class StreamTranscriber:
         self._min_partial = options.min_partial_audio_ms * SAMPLE_RATE_HZ // 1000
         self._phrase_min = options.phrase_min_ms * SAMPLE_RATE_HZ // 1000
         self._phrase_context = options.phrase_context_ms * SAMPLE_RATE_HZ // 1000
-        self._word_gaps = options.phrase_finals and options.phrase_word_gap_ms > 0
+        self._word_cuts = options.phrase_finals and options.phrase_word_cuts
 
     def _utterance_name(self, index: int) -> str:
         return f"SG_{self._nonce}_{index}"
@@ -432,11 +433,16 @@ class StreamTranscriber:
 
     def _find_word_cut(self, index: int, start: int, end_sample: int, hyp: Hypothesis) -> None:
         """A partial of utterance ``index`` (from ``start`` to ``end_sample``) with word times:
-        the last gap of ``phrase_word_gap_ms`` or more after a word that this partial and the
-        one before agree on (LocalAgreement-2), at least ``phrase_min_ms`` into the utterance
-        and ``phrase_context_ms`` before the decoded end, becomes the cut to commit."""
+        the last word that this partial and the one before agree on (LocalAgreement-2), that
+        ends a clause (punctuation), lies ``phrase_min_ms`` into the utterance and
+        ``phrase_context_ms`` before the decoded end, and after which the VAD heard a dip
+        (a window under ``phrase_cut_max_prob`` between its middle and the next word's),
+        becomes the cut to commit: its words, cut at that window."""
         previous, self._last_words = self._last_words, (index, start, hyp.words)
+        seg = self._segmenter
         if previous is None or previous[:2] != (index, start):
+            return
+        if (index, start) != (seg.utterance_index, seg.utterance_start_sample):
             return
         words = hyp.words
         agreed = 0
@@ -444,27 +450,28 @@ class StreamTranscriber:
             if word_key(a.text) != word_key(b.text):
                 break
             agreed += 1
-        gap_s = self.options.phrase_word_gap_ms / 1000
         latest_s = (end_sample - start - self._phrase_context) / SAMPLE_RATE_HZ
-        cut: int | None = None
+        found: tuple[int, int] | None = None  # (last word kept, cut sample)
         for k in range(min(agreed, len(words) - 1)):
             word, after = words[k], words[k + 1]
             if word.end_s > latest_s:
                 break
-            if (
-                word.end_s * SAMPLE_RATE_HZ >= self._phrase_min
-                and after.start_s - word.end_s >= gap_s
-            ):
-                cut = k
-        if cut is None:
+            if word.end_s * SAMPLE_RATE_HZ < self._phrase_min or not _ends_clause(word.text):
+                continue
+            cut, prob = seg.quietest_window(
+                start + round((word.start_s + word.end_s) / 2 * SAMPLE_RATE_HZ),
+                start + round((after.start_s + after.end_s) / 2 * SAMPLE_RATE_HZ),
+            )
+            if prob < self.options.phrase_cut_max_prob:
+                found = (k, cut)
+        if found is None:
             return
-        kept = words[: cut + 1]
+        kept = words[: found[0] + 1]
         text = " ".join(w.text for w in kept)
         self._word_cut = _WordCut(
             index,
             start,
-            start + round(words[cut].end_s * SAMPLE_RATE_HZ),
-            start + round(words[cut + 1].start_s * SAMPLE_RATE_HZ),
+            found[1],
             Hypothesis(
                 text=text,
                 language=hyp.language,
@@ -486,7 +493,7 @@ class StreamTranscriber:
             seg.utterance_start_sample,
         ):
             return
-        events = seg.split(seg.quietest_sample(cut.lo_sample, cut.hi_sample))
+        events = seg.split(cut.cut_sample)
         if len(events) != 2:
             return
         ended, started = events
@@ -536,7 +543,7 @@ class StreamTranscriber:
             audio=self._segmenter.utterance_audio(),
             language=self.options.language or self._utterance_language,
             # word times for cuts at gaps (two partials must agree: from the one before)
-            want_words=self._word_gaps and n + self._interval >= self._phrase_min,
+            want_words=self._word_cuts and n + self._interval >= self._phrase_min,
             final=False,
             hotwords=self.options.hotwords,
             initial_prompt=self.options.initial_prompt,
@@ -571,7 +578,7 @@ class StreamTranscriber:
                 self._utterance_language = self._utterance_language or hyp.language
             if hyp is not None and hyp.accepted and self._phrases:
                 self._confirm_phrase(index, end_sample, hyp)
-            if hyp is not None and hyp.accepted and hyp.words and self._word_gaps:
+            if hyp is not None and hyp.accepted and hyp.words and self._word_cuts:
                 self._find_word_cut(index, start, end_sample, hyp)
 
     # -- output ---------------------------------------------------------------------------------
@@ -674,6 +681,15 @@ def _final_caption(item: _Pending, hyp: Hypothesis | None, *, had_partials: bool
         stable_text=hyp.text,
         words=words,
     )
+
+
+_CLAUSE_END = frozenset(",.;:!?")
+
+
+def _ends_clause(word: str) -> bool:
+    """Whisper ends a clause with punctuation: a word such as ``die,`` or ``memory.``"""
+    text = word.rstrip("\"')”’»]")
+    return bool(text) and text[-1] in _CLAUSE_END
 
 
 def _ms(sample: int) -> int:
