@@ -113,7 +113,7 @@ class StreamStats:
     # Finals committed at a pause inside an utterance (phrase finals), and how many of them
     # at a gap between agreed words rather than at a VAD pause.
     phrase_finals: int = 0
-    word_gap_finals: int = 0
+    word_cut_finals: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,7 +501,7 @@ class StreamTranscriber:
             return
         self.stats.speech_s += len(ended.audio) / SAMPLE_RATE_HZ
         self.stats.phrase_finals += 1
-        self.stats.word_gap_finals += 1
+        self.stats.word_cut_finals += 1
         await self._enqueue(
             _Pending(
                 self._utterance_name(ended.index),
