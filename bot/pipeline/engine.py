@@ -57,7 +57,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot.pipeline.agreement import StablePrefix, word_key
 from bot.pipeline.asr import DecodeRequest, Hypothesis, RecognizedWord, compression_ratio
@@ -126,7 +126,7 @@ class StreamStats:
     speculative_finals: int = 0
     speculative_finals_used: int = 0
     # Finals committed at a pause inside an utterance (phrase finals), and how many of them
-    # at a gap between agreed words rather than at a VAD pause.
+    # at agreed words before a VAD dip (word cuts) rather than at a pause the VAD reported.
     phrase_finals: int = 0
     word_cut_finals: int = 0
 
@@ -237,8 +237,8 @@ class StreamTranscriber:
         self._speculation: _Speculation | None = None
         self._phrases: list[_Phrase] = []  # candidates in the open utterance, oldest first
         self._confirmed: _Phrase | None = None  # a candidate to commit at the next push
-        # The latest partial's words (utterance index, start sample, words) and a cut at a gap
-        # between agreed words, to commit at the next push.
+        # The latest partial's words (utterance index, start sample, words), and a word cut to
+        # commit at the next push.
         self._last_words: tuple[int, int, tuple[RecognizedWord, ...]] | None = None
         self._word_cut: _WordCut | None = None
         self._last_partial_at = 0  # utterance samples when the last partial was requested
@@ -481,12 +481,15 @@ class StreamTranscriber:
                 found = (k, cut)
         if found is None:
             return
-        kept = words[: found[0] + 1]
+        last, cut_sample = found
+        # the punctuated word lasts until the next one starts: it ends at the cut
+        cut_s = (cut_sample - start) / SAMPLE_RATE_HZ
+        kept = (*words[:last], replace(words[last], end_s=min(words[last].end_s, cut_s)))
         text = " ".join(w.text for w in kept)
         self._word_cut = _WordCut(
             index,
             start,
-            found[1],
+            cut_sample,
             Hypothesis(
                 text=text,
                 language=hyp.language,
@@ -499,8 +502,8 @@ class StreamTranscriber:
         )
 
     async def _maybe_commit_word_cut(self) -> None:
-        """Commit the agreed words before a gap as the final of the utterance up to the gap's
-        quietest window; the speech after it goes on as a new utterance."""
+        """Commit a word cut: its words are the final of the utterance up to the dip's quietest
+        window; the speech after it goes on as a new utterance."""
         cut, self._word_cut = self._word_cut, None
         seg = self._segmenter
         if cut is None or (cut.index, cut.start_sample) != (
@@ -557,7 +560,7 @@ class StreamTranscriber:
         request = DecodeRequest(
             audio=self._segmenter.utterance_audio(),
             language=self.options.language or self._utterance_language,
-            # word times for cuts at gaps (two partials must agree: from the one before)
+            # word times for word cuts (two partials must agree: from the one before)
             want_words=self._word_cuts and n + self._interval >= self._phrase_min,
             final=False,
             hotwords=self.options.hotwords,
