@@ -42,12 +42,16 @@ decode, the text was decoded in context. Gaps between word timestamps were tried
 aligner gives none (each word lasts until the next starts; a pause sits inside the punctuated
 word, "increase," 1.58-2.76 s), while at line ends of the sonnets the VAD dips to 0.01-0.2
 against 0.8-1.0 inside phrases. Measured (``python -m bench.engine --sections phrase``, the
-long sonnet items, a machine shared with other jobs at load 7-10 on 2 cores, so decodes
-queued): phrase final p50 / p95 with phrase finals off 3.9 / 7.6 s and 3.7 / 8.7 s; at
-VAD pauses only 2.9 / 10.4 s (4 committed); with word cuts 3.7 / 7.9 s (10 committed, 3 at
-words); WER of finals equal in all (0.185, 0.111). The p95 <= 2 s goal was not reached nor
-fairly measurable at that load. What still waits: first words that later partials keep
-revising (a cut mid-line: "Feed'st" / "Feeds" / "feats"), so no agreement forms.
+long sonnet items; phrase finals off and on alternate in one run, so each run has its own
+"off"; the machine was shared, 1-min load in brackets), final p50 / p95 in s, off -> on:
+today's VAD pauses only: 3.73 / 8.68 -> 2.89 / 10.36 (load 7.8, 4 committed) and 2.16 / 6.34
+-> 1.70 / 5.61 (load 4.5, 16); with word cuts: 3.91 / 7.58 -> 3.66 / 7.91 (load 9.6, 10 of
+them 3 at words), 3.35 / 7.64 -> 2.38 / 6.95 (load 8.4, 13 / 3), 1.72 / 5.98 -> 1.66 / 3.86
+(load 3.9, 23 / 7; max 4.25 s). The p95 <= 2 s goal is not reached. WER of finals (lockstep
+feed, deterministic; sonnet 1 / sonnets 1-3 vs the text): off 0.157 / 0.097, VAD pauses only
+0.130 / 0.111, word cuts too 0.139 / 0.114. What still waits: phrases whose first words later
+partials keep revising after a cut mid-line ("Feed'st" / "Feeds" / "feats"): no agreement
+forms, so the next cut waits for the VAD.
 """
 
 from __future__ import annotations
