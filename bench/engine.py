@@ -432,6 +432,7 @@ async def phrase_finals(
             on: ([], [], []) for on in (False, True)
         }
         counts = dict.fromkeys(got, 0)
+        cut_counts = dict.fromkeys(got, 0)
         for item in PHRASE_ITEMS:
             for on in got:
                 eng = engine(partials=True)
@@ -444,12 +445,14 @@ async def phrase_finals(
                 got[on][1].extend(final)
                 got[on][2].append(wer(reference_text(item), finals_text(run)))
                 counts[on] += run.stats.phrase_finals
+                cut_counts[on] += run.stats.word_cut_finals
         for on, (first, final, wers) in got.items():
             row = {
                 "run": k + 1,
                 "phrase_finals": on,
                 "phrases": len(final),
                 "phrase_finals_committed": counts[on],
+                "at_word_cuts": cut_counts[on],
                 "final_p50_s": round(pct(final, 50), 3),
                 "final_p95_s": round(pct(final, 95), 3),
                 "final_max_s": round(float(max(final, default=float("nan"))), 3),

@@ -59,6 +59,7 @@ class EngineSettings(ModelChoiceSettings):
     early_final_ms: int = Field(default=0, ge=0, le=5000)
     phrase_finals: bool = True
     phrase_min_pause_ms: int = Field(default=192, ge=32, le=5000)
+    phrase_word_cuts: bool = True
 
     # Live speaker diarization of tracks with diarization on/auto (the ``diarization`` extra):
     # audio cut into blocks for the worker's one diarization thread; a track's blocks beyond
@@ -125,6 +126,7 @@ class EngineSettings(ModelChoiceSettings):
             early_final_ms=self.early_final_ms,
             phrase_finals=self.phrase_finals,
             phrase_min_pause_ms=self.phrase_min_pause_ms,
+            phrase_word_cuts=self.phrase_word_cuts,
         )
 
 

@@ -29,10 +29,29 @@ exactly the candidate's words and goes on (LocalAgreement-2 of the phrase decode
 in context), the candidate is committed: it becomes the final of the utterance (its audio ends
 at the pause, so no word is cut) and the rest of the speech continues as a new utterance.
 A phrase whose words the following speech changes ("is not" alone, "ask not what" in context)
-is not committed, and waits for the utterance's end as before. Measured on the long sonnet
-items (``python -m bench.engine --sections phrase``, two runs, load 2-3.5 on 2 cores):
-phrase-level final p50 1.9 -> 1.6 s, p95 6.6 / 6.4 -> 5.7 / 4.4 s, WER unchanged within a
-word. What still waits: phrases whose pause holds under 192 ms of VAD silence (or none).
+is not committed, and waits for the utterance's end as before. Measured earlier (two runs,
+load 2-3.5): phrase-level final p50 1.9 -> 1.6 s, p95 6.6 / 6.4 -> 5.7 / 4.4 s.
+
+**Word cuts.** A pause under ``phrase_min_pause_ms`` of VAD silence (or none) made no candidate.
+So partials past ``phrase_min_ms`` also ask for word times, and when two consecutive partials
+agree on the words (LocalAgreement-2) up to one that ends a clause (Whisper's punctuation,
+``die,`` / ``memory.``), at least ``phrase_context_ms`` before the decoded end, and the VAD's
+speech probability dips under ``phrase_cut_max_prob`` between that word's middle and the next
+one's, those words are committed as a final, cut at the dip's quietest window: no extra
+decode, the text was decoded in context. Gaps between word timestamps were tried first: the
+aligner gives none (each word lasts until the next starts; a pause sits inside the punctuated
+word, "increase," 1.58-2.76 s), while at line ends of the sonnets the VAD dips to 0.01-0.2
+against 0.8-1.0 inside phrases. Measured (``python -m bench.engine --sections phrase``, the
+long sonnet items; phrase finals off and on alternate in one run, so each run has its own
+"off"; the machine was shared, 1-min load in brackets), final p50 / p95 in s, off -> on:
+today's VAD pauses only: 3.73 / 8.68 -> 2.89 / 10.36 (load 7.8, 4 committed) and 2.16 / 6.34
+-> 1.70 / 5.61 (load 4.5, 16); with word cuts: 3.91 / 7.58 -> 3.66 / 7.91 (load 9.6, 10 of
+them 3 at words), 3.35 / 7.64 -> 2.38 / 6.95 (load 8.4, 13 / 3), 1.72 / 5.98 -> 1.66 / 3.86
+(load 3.9, 23 / 7; max 4.25 s). The p95 <= 2 s goal is not reached. WER of finals (lockstep
+feed, deterministic; sonnet 1 / sonnets 1-3 vs the text): off 0.157 / 0.097, VAD pauses only
+0.130 / 0.111, word cuts too 0.139 / 0.114. What still waits: phrases whose first words later
+partials keep revising after a cut mid-line ("Feed'st" / "Feeds" / "feats"): no agreement
+forms, so the next cut waits for the VAD.
 """
 
 from __future__ import annotations
@@ -45,7 +64,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
 from bot.pipeline.agreement import StablePrefix, word_key
-from bot.pipeline.asr import DecodeRequest, Hypothesis
+from bot.pipeline.asr import DecodeRequest, Hypothesis, RecognizedWord, compression_ratio
 from bot.pipeline.scheduler import DecodeScheduler, Recognizer
 from bot.pipeline.types import SAMPLE_RATE_HZ, Caption, Word
 from bot.pipeline.vad import (
@@ -90,6 +109,10 @@ class StreamOptions:
     phrase_min_pause_ms: int = 192
     phrase_min_ms: int = 1000
     phrase_context_ms: int = 400
+    # Also commit at punctuation that two consecutive partials agree on, where the VAD heard
+    # a dip under ``phrase_cut_max_prob`` (see the module docstring).
+    phrase_word_cuts: bool = True
+    phrase_cut_max_prob: float = 0.2
     # A stream's own speech settings (a session's): the language every decode of the stream
     # uses (None: the recognizer's configured one, else detected per utterance), and its
     # vocabulary (None: the recognizer's configured hotwords / initial prompt).
@@ -111,8 +134,10 @@ class StreamStats:
     # Final decodes started at a pause, and how many of them became the utterance's final.
     speculative_finals: int = 0
     speculative_finals_used: int = 0
-    # Finals committed at a pause inside an utterance (phrase finals).
+    # Finals committed at a pause inside an utterance (phrase finals), and how many of them
+    # at agreed words before a VAD dip (word cuts) rather than at a pause the VAD reported.
     phrase_finals: int = 0
+    word_cut_finals: int = 0
     # Early finals published at a pause (a later final of the same utterance may replace one).
     early_finals: int = 0
 
@@ -139,6 +164,17 @@ class _Phrase:
     index: int
     end_sample: int
     future: asyncio.Future[Hypothesis | None]
+
+
+@dataclass(frozen=True, slots=True)
+class _WordCut:
+    """Words of utterance ``index`` (which started at ``start_sample``) that two consecutive
+    partials agree on, to commit as a final ending at ``cut_sample``."""
+
+    index: int
+    start_sample: int
+    cut_sample: int
+    hypothesis: Hypothesis
 
 
 @dataclass(slots=True)
@@ -221,6 +257,10 @@ class StreamTranscriber:
         self._speculation: _Speculation | None = None
         self._phrases: list[_Phrase] = []  # candidates in the open utterance, oldest first
         self._confirmed: _Phrase | None = None  # a candidate to commit at the next push
+        # The latest partial's words (utterance index, start sample, words), and a word cut to
+        # commit at the next push.
+        self._last_words: tuple[int, int, tuple[RecognizedWord, ...]] | None = None
+        self._word_cut: _WordCut | None = None
         self._last_partial_at = 0  # utterance samples when the last partial was requested
         self._utterance_id = ""
         self._utterance_language: str | None = None
@@ -229,6 +269,7 @@ class StreamTranscriber:
         self._min_partial = options.min_partial_audio_ms * SAMPLE_RATE_HZ // 1000
         self._phrase_min = options.phrase_min_ms * SAMPLE_RATE_HZ // 1000
         self._phrase_context = options.phrase_context_ms * SAMPLE_RATE_HZ // 1000
+        self._word_cuts = options.phrase_finals and options.phrase_word_cuts
 
     def _utterance_name(self, index: int) -> str:
         return f"SG_{self._nonce}_{index}"
@@ -274,7 +315,7 @@ class StreamTranscriber:
             self._speculation = None
         for phrase in self._phrases:
             phrase.future.cancel()
-        self._phrases, self._confirmed = [], None
+        self._phrases, self._confirmed, self._word_cut = [], None, None
         if self._emitter is not None:
             self._emitter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -397,9 +438,12 @@ class StreamTranscriber:
     async def _maybe_commit_phrase(self) -> None:
         """Commit a confirmed phrase: its decode is the final of the utterance up to its pause;
         the speech after the pause goes on as a new utterance."""
-        phrase = self._confirmed
-        if phrase is None or self._speculation is not None:
+        if self._speculation is not None:
             return  # in a pause: it may end the whole utterance, whose final then covers it
+        if self._confirmed is None:
+            await self._maybe_commit_word_cut()
+            return
+        phrase = self._confirmed
         self._confirmed = None
         if phrase.index != self._segmenter.utterance_index:
             return
@@ -417,6 +461,91 @@ class StreamTranscriber:
                 self._utterance_name(ended.index),
                 ended.start_sample,
                 phrase.future,
+                final=True,
+                end_sample=ended.end_sample,
+            )
+        )
+        await self._on_event(started)
+
+    def _find_word_cut(self, index: int, start: int, end_sample: int, hyp: Hypothesis) -> None:
+        """A partial of utterance ``index`` (from ``start`` to ``end_sample``) with word times:
+        the last word that this partial and the one before agree on (LocalAgreement-2), that
+        ends a clause (punctuation), lies ``phrase_min_ms`` into the utterance and
+        ``phrase_context_ms`` before the decoded end, and after which the VAD heard a dip
+        (a window under ``phrase_cut_max_prob`` between its middle and the next word's),
+        becomes the cut to commit: its words, cut at that window."""
+        previous, self._last_words = self._last_words, (index, start, hyp.words)
+        seg = self._segmenter
+        if previous is None or previous[:2] != (index, start):
+            return
+        if (index, start) != (seg.utterance_index, seg.utterance_start_sample):
+            return
+        words = hyp.words
+        agreed = 0
+        for a, b in zip(previous[2], words, strict=False):
+            if word_key(a.text) != word_key(b.text):
+                break
+            agreed += 1
+        latest_s = (end_sample - start - self._phrase_context) / SAMPLE_RATE_HZ
+        found: tuple[int, int] | None = None  # (last word kept, cut sample)
+        for k in range(min(agreed, len(words) - 1)):
+            word, after = words[k], words[k + 1]
+            if word.end_s > latest_s:
+                break
+            if word.end_s * SAMPLE_RATE_HZ < self._phrase_min or not _ends_clause(word.text):
+                continue
+            cut, prob = seg.quietest_window(
+                start + round((word.start_s + word.end_s) / 2 * SAMPLE_RATE_HZ),
+                start + round((after.start_s + after.end_s) / 2 * SAMPLE_RATE_HZ),
+            )
+            if prob < self.options.phrase_cut_max_prob:
+                found = (k, cut)
+        if found is None:
+            return
+        last, cut_sample = found
+        # the punctuated word lasts until the next one starts: it ends at the cut
+        cut_s = (cut_sample - start) / SAMPLE_RATE_HZ
+        kept = (*words[:last], replace(words[last], end_s=min(words[last].end_s, cut_s)))
+        text = " ".join(w.text for w in kept)
+        self._word_cut = _WordCut(
+            index,
+            start,
+            cut_sample,
+            Hypothesis(
+                text=text,
+                language=hyp.language,
+                language_probability=hyp.language_probability,
+                avg_logprob=hyp.avg_logprob,
+                no_speech_prob=hyp.no_speech_prob,
+                compression_ratio=compression_ratio(text),
+                words=kept,
+            ),
+        )
+
+    async def _maybe_commit_word_cut(self) -> None:
+        """Commit a word cut: its words are the final of the utterance up to the dip's quietest
+        window; the speech after it goes on as a new utterance."""
+        cut, self._word_cut = self._word_cut, None
+        seg = self._segmenter
+        if cut is None or (cut.index, cut.start_sample) != (
+            seg.utterance_index,
+            seg.utterance_start_sample,
+        ):
+            return
+        events = seg.split(cut.cut_sample)
+        if len(events) != 2:
+            return
+        ended, started = events
+        if not isinstance(ended, UtteranceEnded):
+            return
+        self.stats.speech_s += len(ended.audio) / SAMPLE_RATE_HZ
+        self.stats.phrase_finals += 1
+        self.stats.word_cut_finals += 1
+        await self._enqueue(
+            _Pending(
+                self._utterance_name(ended.index),
+                ended.start_sample,
+                _resolved(cut.hypothesis),
                 final=True,
                 end_sample=ended.end_sample,
             )
@@ -467,6 +596,8 @@ class StreamTranscriber:
         request = DecodeRequest(
             audio=self._segmenter.utterance_audio(),
             language=self.options.language or self._utterance_language,
+            # word times for word cuts (two partials must agree: from the one before)
+            want_words=self._word_cuts and n + self._interval >= self._phrase_min,
             final=False,
             hotwords=self.options.hotwords,
             initial_prompt=self.options.initial_prompt,
@@ -475,7 +606,7 @@ class StreamTranscriber:
         self._partial_in_flight = True
         start = self._segmenter.utterance_start_sample
         index = self._segmenter.utterance_index
-        future.add_done_callback(lambda f: self._partial_done(f, index, start + n))
+        future.add_done_callback(lambda f: self._partial_done(f, index, start, start + n))
         self._pending.put_nowait(
             _Pending(self._utterance_id, start, future, final=False, end_sample=start + n)
         )
@@ -492,7 +623,7 @@ class StreamTranscriber:
         )
 
     def _partial_done(
-        self, future: asyncio.Future[Hypothesis | None], index: int, end_sample: int
+        self, future: asyncio.Future[Hypothesis | None], index: int, start: int, end_sample: int
     ) -> None:
         self._partial_in_flight = False
         if not future.cancelled() and future.exception() is None:
@@ -501,6 +632,8 @@ class StreamTranscriber:
                 self._utterance_language = self._utterance_language or hyp.language
             if hyp is not None and hyp.accepted and self._phrases:
                 self._confirm_phrase(index, end_sample, hyp)
+            if hyp is not None and hyp.accepted and hyp.words and self._word_cuts:
+                self._find_word_cut(index, start, end_sample, hyp)
 
     # -- output ---------------------------------------------------------------------------------
     def _ensure_emitter(self) -> None:
@@ -611,6 +744,15 @@ def _final_caption(item: _Pending, hyp: Hypothesis | None, *, had_partials: bool
         stable_text=hyp.text,
         words=words,
     )
+
+
+_CLAUSE_END = frozenset(",.;:!?")
+
+
+def _ends_clause(word: str) -> bool:
+    """Whisper ends a clause with punctuation: a word such as ``die,`` or ``memory.``"""
+    text = word.rstrip("\"')”’»]")
+    return bool(text) and text[-1] in _CLAUSE_END
 
 
 def _ms(sample: int) -> int:

@@ -412,6 +412,20 @@ class Segmenter:
             return []
         return self._split(cut, cut, EndReason.PHRASE)
 
+    def quietest_window(self, lo_sample: int, hi_sample: int) -> tuple[int, float]:
+        """The middle sample and speech probability of the open utterance's least speech-like
+        window lying inside ``lo_sample``..``hi_sample``; ``(middle of the span, 1.0)`` when no
+        whole window lies there. Where a phrase cut inside speech clips least."""
+        n = len(self._probs)
+        end = self._start_sample + self.utterance_samples()  # the newest window ends here
+        best, best_prob = (lo_sample + hi_sample) // 2, 1.0
+        for i in range(n):
+            w_end = end - (n - 1 - i) * WINDOW_SAMPLES
+            w_start = w_end - WINDOW_SAMPLES
+            if w_start >= lo_sample and w_end <= hi_sample and self._probs[i] < best_prob:
+                best, best_prob = w_start + WINDOW_SAMPLES // 2, self._probs[i]
+        return best, best_prob
+
     def _cut_at_max_length(self) -> list[SegmentEvent]:
         """Close the utterance at the quietest recent window and carry the rest over."""
         probs = np.asarray(self._probs)

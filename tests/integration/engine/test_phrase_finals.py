@@ -22,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from faster_whisper import WhisperModel
 
 from bot.config import EngineSettings
 from bot.evaluation import wer
 from bot.pipeline.asr import DecodeRequest, Hypothesis, WhisperRecognizer
 from bot.pipeline.audio import read_file_audio
 from bot.pipeline.engine import SpeechEngine, StreamStats
+from bot.pipeline.models import resolve_model
 from bot.pipeline.types import Caption
 from bot.pipeline.vad import SileroVad
 from tests.integration.engine.conftest import final_text, load
@@ -91,13 +93,26 @@ def lockstep_captions(
     return asyncio.run(run())
 
 
-def test_a_continuous_reading_gets_several_phrase_finals_as_accurate_as_before(
+Reading = tuple[list[Caption], StreamStats]
+
+
+@pytest.fixture(scope="module")
+def reading(
     base: WhisperRecognizer, vad: SileroVad, eval_dir: Path
+) -> tuple[np.ndarray, Reading, Reading]:
+    """The sonnet's audio, and its captions with phrase finals off and on (lockstep)."""
+    audio, _ = load(eval_dir, ITEM)
+    before = lockstep_captions(base, vad, audio, phrase_finals=False)
+    after = lockstep_captions(base, vad, audio, phrase_finals=True)
+    return audio, before, after
+
+
+def test_a_continuous_reading_gets_several_phrase_finals_as_accurate_as_before(
+    reading: tuple[np.ndarray, Reading, Reading], eval_dir: Path
 ) -> None:
-    audio, reference = load(eval_dir, ITEM)
+    _, reference = load(eval_dir, ITEM)
     reference = reference.split("\n", 1)[1]  # the sonnet's number: the reader says "Sonnet 1"
-    before, before_stats = lockstep_captions(base, vad, audio, phrase_finals=False)
-    after, after_stats = lockstep_captions(base, vad, audio, phrase_finals=True)
+    _, (before, before_stats), (after, after_stats) = reading
     wer_before = wer(reference, final_text(before))
     wer_after = wer(reference, final_text(after))
     assert before_stats.phrase_finals == 0
@@ -110,6 +125,41 @@ def test_a_continuous_reading_gets_several_phrase_finals_as_accurate_as_before(
 
 PHRASE_FINALS_AT_LEAST = 4
 WER_CEILING = 0.19
+
+
+def test_finals_cut_at_words_join_up_to_the_offline_decode(
+    reading: tuple[np.ndarray, Reading, Reading], base_offline: WhisperModel
+) -> None:
+    """Cuts at a clause's punctuation with a VAD dip after it (no pause the VAD reports) add
+    finals inside the reading; joined, the finals still read like the offline decode of the
+    whole file (faster-whisper's ``transcribe``, beam 5, same weights), as closely as the
+    utterance-long finals of phrase finals off do, give or take two words in a hundred.
+
+    The bound is relative, not absolute: offline beam 5 is itself 0.08 from the reference, our
+    streaming beam 1 differs from it by ~0.13-0.15 on this old-English reading ("Feed'st thy
+    light's flame", "self-substantial") whatever the cuts. Measured on this machine (base,
+    lockstep, 2026-12-07): WER vs offline 0.148 off (10 finals), 0.130 with phrase finals at VAD
+    pauses only (15), 0.139 with word cuts too (17 finals, 2 at words): one word of ~108 from
+    the VAD-only policy, within the two-in-a-hundred allowed over the off value.
+    """
+    audio, (before, _), (after, after_stats) = reading
+    segments, _ = base_offline.transcribe(audio, beam_size=5, language="en")
+    offline = " ".join(s.text.strip() for s in segments)
+    assert after_stats.word_cut_finals >= 1
+    assert sum(1 for c in after if c.is_final and c.text) >= 10
+    wer_before = wer(offline, final_text(before))
+    wer_after = wer(offline, final_text(after))
+    assert wer_after <= wer_before + OFFLINE_WER_NOISE, (wer_before, wer_after)
+
+
+OFFLINE_WER_NOISE = 0.02  # two words in a hundred
+
+
+@pytest.fixture(scope="module")
+def base_offline(tmp_path_factory: pytest.TempPathFactory) -> WhisperModel:
+    tmp = tmp_path_factory.mktemp("offline")
+    resolved = resolve_model("base", cache_dir=tmp)
+    return WhisperModel(resolved.path_or_hub_name, device="cpu", compute_type="int8")
 
 
 @pytest.mark.parametrize("recording", RECORDINGS)
