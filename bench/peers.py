@@ -6,9 +6,10 @@ run, on the same machine, the same clips and the same local Whisper model folder
 ``.cache/peers`` (``bench/peers_setup.sh`` installs them), and is fed over its websocket by this
 process; ours runs in this process, like ``bench.engine``'s phrase section.
 
-Clips: the English items of ``assets/eval`` (including the long sonnet items), each with 1 s of
-silence before and ``TAIL_S`` after, at real-time pace, one session per clip. Measured per clip,
-then pooled:
+Audio: the English items of ``assets/eval`` (including the long sonnet items bench.engine's
+phrase section uses) joined into one stream, ``GAP_S`` of silence between clips, 1 s before and
+``TAIL_S`` after, fed at real-time pace as one session per system (a monologue with pauses: a
+system that commits a segment only when speech follows gets that speech). Measured:
 
 * phrase final latency (p50/p95): phrases split at the offline decode's pauses >= 0.5 s, like
   ``bench.engine``; a phrase's final latency is when committed text first covers its last word
@@ -18,7 +19,7 @@ then pooled:
 * word-stability time (p50/p95): for each word of the offline decode that the system's last
   transcript contains, when the displayed transcript up to and including that word last changed,
   from when the word's audio was fed (words compared normalised, as WER does);
-* WER of the committed text vs the reference (pooled over the clips), and of everything shown;
+* WER of the committed text vs the references (and per clip), and of everything shown;
 * CPU seconds per audio second: psutil on the peer's server process tree (ours: this process),
   from the first audio sent until the session ends.
 
@@ -72,10 +73,17 @@ ITEMS = [
 ]
 SYSTEMS = ("ours", "whisper-live", "whisperlivekit")
 LEAD_S = 1.0
+GAP_S = 2.0
 TAIL_S = 3.0
 PEER_CHUNK_MS = 100
-QUIET_S = 4.0  # a peer whose display has not changed this long after the audio ended is done
-DRAIN_MAX_S = 180.0  # ...or this long after the audio ended, whatever it still holds
+# After the audio, a peer is done when everything it shows is committed and nothing changed for
+# QUIET_S; or when nothing changed for SETTLE_MAX_S (WhisperLive completes a last segment only
+# after its text repeats 10 times); or DRAIN_MAX_S after the audio ended (a peer behind real
+# time). Then it gets its end of stream: WhisperLiveKit commits what it holds, WhisperLive drops
+# it.
+QUIET_S = 4.0
+SETTLE_MAX_S = 30.0
+DRAIN_MAX_S = 180.0
 START_TIMEOUT_S = 300.0
 
 METHODS: dict[str, dict[str, str]] = {
@@ -269,16 +277,30 @@ def ratios(ours: dict[str, Any], peer: dict[str, Any], keys: Iterable[str]) -> d
 
 
 @dataclass
-class Item:
+class Clip:
     name: str
-    audio: np.ndarray  # the clip with its lead and tail silence
-    words: list[TimedWord]
+    start_s: float  # where it starts in the stream
+    end_s: float
     reference: str
 
 
 @dataclass
+class Stream:
+    """The clips as one stream: audio, the offline decode's words and the clips' places, all in
+    stream time."""
+
+    audio: np.ndarray
+    words: list[TimedWord]
+    clips: list[Clip]
+
+    @property
+    def audio_s(self) -> float:
+        return len(self.audio) / SAMPLE_RATE_HZ
+
+
+@dataclass
 class Session:
-    """One clip through one system: display states over time, CPU spent, errors."""
+    """The stream through one system: display states over time, CPU spent, what went wrong."""
 
     states: list[tuple[float, State]] = field(default_factory=list)
     cpu_s: float = 0.0
@@ -291,26 +313,41 @@ def offline_timed_words(model: Any, audio: np.ndarray) -> list[TimedWord]:
     return [TimedWord(w.word, w.start, w.end) for s in segments for w in (s.words or [])]
 
 
-def load_items(model_path: str, names: Sequence[str]) -> list[Item]:
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(round(seconds * SAMPLE_RATE_HZ), dtype=np.float32)
+
+
+def load_stream(model_path: str, names: Sequence[str]) -> Stream:
+    """Join the clips; decode each offline (beam 5, word timings) with the same model."""
     from faster_whisper import WhisperModel
 
     from bot.pipeline.audio import read_file_audio
 
     offline = WhisperModel(model_path, device="cpu", compute_type="int8")
-    lead = np.zeros(int(LEAD_S * SAMPLE_RATE_HZ), dtype=np.float32)
-    tail = np.zeros(int(TAIL_S * SAMPLE_RATE_HZ), dtype=np.float32)
-    items = []
-    for name in names:
+    parts = [silence(LEAD_S)]
+    words: list[TimedWord] = []
+    clips: list[Clip] = []
+    at = LEAD_S
+    for i, name in enumerate(names):
         clip = read_file_audio(EVAL / f"{name}.wav")
-        items.append(
-            Item(
-                name,
-                np.concatenate([lead, clip, tail]),
-                offline_timed_words(offline, clip),
-                reference_text(name),
-            )
-        )
-    return items
+        words += [
+            TimedWord(w.text, w.start_s + at, w.end_s + at)
+            for w in offline_timed_words(offline, clip)
+        ]
+        length = len(clip) / SAMPLE_RATE_HZ
+        clips.append(Clip(name, at, at + length, reference_text(name)))
+        parts += [clip, silence(TAIL_S if i == len(names) - 1 else GAP_S)]
+        at += length + GAP_S
+    return Stream(np.concatenate(parts), words, clips)
+
+
+def clip_text(state: State, clip: Clip) -> str:
+    """The committed text of one clip: committed captions whose midpoint lies in it (or in the
+    gap after it)."""
+    lo, hi = clip.start_s - GAP_S / 2, clip.end_s + GAP_S / 2
+    return " ".join(
+        c.text for c in state if c.is_final and lo <= (c.start_ms + c.end_ms) / 2000 < hi
+    )
 
 
 def tree_cpu_s(proc: psutil.Process) -> float:
@@ -322,7 +359,7 @@ def tree_cpu_s(proc: psutil.Process) -> float:
     return total
 
 
-async def run_ours(model: str, items: Sequence[Item]) -> list[Session]:
+async def run_ours(model: str, stream: Stream) -> Session:
     from bot.config import EngineSettings
     from bot.pipeline.asr import WhisperRecognizer
     from bot.pipeline.engine import SpeechEngine
@@ -331,24 +368,18 @@ async def run_ours(model: str, items: Sequence[Item]) -> list[Session]:
 
     settings = EngineSettings(asr_model=model, asr_language="en")
     resolved = resolve_model(settings.asr_model, cache_dir=settings.model_cache_dir)
-    recognizer = WhisperRecognizer(resolved, settings.asr_options())
-    vad = SileroVad()
+    engine = SpeechEngine(
+        WhisperRecognizer(resolved, settings.asr_options()),
+        SileroVad(),
+        stream_options=settings.stream_options(),
+        max_batch=settings.asr_max_batch,
+    )
     proc = psutil.Process()
-    sessions = []
-    for item in items:
-        engine = SpeechEngine(
-            recognizer,
-            vad,
-            stream_options=settings.stream_options(),
-            max_batch=settings.asr_max_batch,
-        )
-        cpu0 = tree_cpu_s(proc)
-        run = await feed_stream(engine, item.audio, realtime=True, name=item.name)
-        await engine.aclose()
-        session = Session(engine_states(run.captions), tree_cpu_s(proc) - cpu0, run.audio_s)
-        sessions.append(session)
-        print(f"  ours {item.name}: {summarize_one(session, item)}", file=sys.stderr)
-    return sessions
+    cpu0 = tree_cpu_s(proc)
+    run = await feed_stream(engine, stream.audio, realtime=True, name="peers")
+    cpu_s = tree_cpu_s(proc) - cpu0
+    await engine.aclose()
+    return Session(engine_states(run.captions), cpu_s, run.audio_s)
 
 
 class PeerServer:
@@ -427,10 +458,10 @@ async def feed_peer(ws: Any, audio: np.ndarray, pcm: str, chunk_ms: int, t0: flo
             await asyncio.sleep(delay)
 
 
-async def peer_session(server: PeerServer, item: Item, chunk_ms: int) -> Session:
+async def peer_session(server: PeerServer, stream: Stream, chunk_ms: int) -> Session:
     import aiohttp
 
-    session = Session(audio_s=len(item.audio) / SAMPLE_RATE_HZ)
+    session = Session(audio_s=stream.audio_s)
     state: State = ()
     last_change = [time.monotonic()]
     ended = asyncio.Event()
@@ -441,7 +472,7 @@ async def peer_session(server: PeerServer, item: Item, chunk_ms: int) -> Session
         http.ws_connect(url, max_msg_size=0, heartbeat=None) as ws,
     ):
         if not wlk:
-            await ws.send_str(json.dumps(whisper_live_options(item.name)))
+            await ws.send_str(json.dumps(whisper_live_options("bench-peers")))
             while True:  # the server loads the model per connection, then says it is ready
                 msg = await asyncio.wait_for(ws.receive(), START_TIMEOUT_S)
                 if msg.type != aiohttp.WSMsgType.TEXT:
@@ -479,11 +510,15 @@ async def peer_session(server: PeerServer, item: Item, chunk_ms: int) -> Session
             ended.set()
 
         receiver = asyncio.create_task(receive(), name=f"receive:{server.name}")
-        await feed_peer(ws, item.audio, "s16le" if wlk else "f32le", chunk_ms, t0)
+        await feed_peer(ws, stream.audio, "s16le" if wlk else "f32le", chunk_ms, t0)
         audio_end = time.monotonic()
         while not ended.is_set():  # wait until the display settles
             now = time.monotonic()
-            if now - last_change[0] >= QUIET_S and now - audio_end >= QUIET_S:
+            quiet = min(now - last_change[0], now - audio_end)
+            if quiet >= QUIET_S and all(c.is_final for c in state):
+                break
+            if quiet >= SETTLE_MAX_S:
+                session.error = f"text shown but not committed {SETTLE_MAX_S:.0f} s after the end"
                 break
             if now - audio_end >= DRAIN_MAX_S:
                 session.error = f"still changing {DRAIN_MAX_S:.0f} s after the audio ended"
@@ -492,7 +527,8 @@ async def peer_session(server: PeerServer, item: Item, chunk_ms: int) -> Session
         with contextlib.suppress(Exception):
             await ws.send_bytes(b"" if wlk else b"END_OF_AUDIO")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ended.wait(), 30 if wlk else 5)
+            # WhisperLiveKit finishes what it holds, then says ready_to_stop; WhisperLive closes.
+            await asyncio.wait_for(ended.wait(), DRAIN_MAX_S if wlk else 10)
         receiver.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await receiver
@@ -546,68 +582,37 @@ def peer_argv(name: str, peers_dir: Path, model_dir: str, port: int) -> list[str
 
 
 async def run_peer(
-    name: str, peers_dir: Path, model_dir: str, items: Sequence[Item], chunk_ms: int
-) -> list[Session] | str:
+    name: str, peers_dir: Path, model_dir: str, stream: Stream, chunk_ms: int
+) -> Session | str:
     python = peers_dir / name / "bin" / "python"
     if not (peers_dir / name / ".stamp").is_file() or not python.exists():
         return f"not installed: run `make bench-peers` (or sh bench/peers_setup.sh); {python}"
     port = free_port()
-    sessions = []
     argv = peer_argv(name, peers_dir, model_dir, port)
     try:
         async with PeerServer(name, argv, peers_dir, port) as server:
-            for item in items:
-                s = await peer_session(server, item, chunk_ms)
-                sessions.append(s)
-                print(f"  {name} {item.name}: {summarize_one(s, item)}", file=sys.stderr)
+            return await peer_session(server, stream, chunk_ms)
     except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
-    return sessions
 
 
 # --- summarising -------------------------------------------------------------------------------
 
 
-def summarize_one(session: Session, item: Item) -> dict[str, Any]:
+def clip_wer(state: State, clip: Clip) -> float:
+    ref = normalize(clip.reference)
+    return word_errors(ref, normalize(clip_text(state, clip))) / max(1, len(ref))
+
+
+def summarize(session: Session, stream: Stream) -> dict[str, Any]:
+    run = StreamRun(captions=new_captions(session.states), audio_s=session.audio_s)
+    spans = [(w.start_s, w.end_s) for w in stream.words]
+    first, final = phrase_latencies(run, spans)
+    stability = word_stability(session.states, stream.words, 0.0)
     last = session.states[-1][1] if session.states else ()
+    ref = normalize(" ".join(c.reference for c in stream.clips))
     return {
-        "wer": round(
-            word_errors(normalize(item.reference), normalize(committed_text(last)))
-            / max(1, len(normalize(item.reference))),
-            4,
-        ),
-        "cpu_per_audio_s": round(session.cpu_s / max(session.audio_s, 1e-9), 3),
-        **({"error": session.error} if session.error else {}),
-    }
-
-
-def summarize(sessions: Sequence[Session], items: Sequence[Item]) -> dict[str, Any]:
-    first: list[float] = []
-    final: list[float] = []
-    stability: list[float] = []
-    n_phrases = 0
-    errors_committed = errors_shown = ref_words = 0
-    cpu_s = audio_s = 0.0
-    notes = []
-    for session, item in zip(sessions, items, strict=True):
-        run = StreamRun(captions=new_captions(session.states), audio_s=session.audio_s)
-        spans = [(w.start_s, w.end_s) for w in item.words]
-        f, fin = phrase_latencies(run, spans, offset_s=LEAD_S)
-        first += f
-        final += fin
-        n_phrases += len(phrases(spans))
-        stability += word_stability(session.states, item.words, LEAD_S)
-        last = session.states[-1][1] if session.states else ()
-        ref = normalize(item.reference)
-        ref_words += len(ref)
-        errors_committed += word_errors(ref, normalize(committed_text(last)))
-        errors_shown += word_errors(ref, display_words(last))
-        cpu_s += session.cpu_s
-        audio_s += session.audio_s
-        if session.error:
-            notes.append(f"{item.name}: {session.error}")
-    return {
-        "phrases": n_phrases,
+        "phrases": len(phrases(spans)),
         "phrases_committed": len(final),
         "final_p50_s": round(pct(final, 50), 3),
         "final_p95_s": round(pct(final, 95), 3),
@@ -615,12 +620,13 @@ def summarize(sessions: Sequence[Session], items: Sequence[Item]) -> dict[str, A
         "first_display_p50_s": round(pct(first, 50), 3),
         "stable_p50_s": round(pct(stability, 50), 3),
         "stable_p95_s": round(pct(stability, 95), 3),
-        "wer_committed": round(errors_committed / max(ref_words, 1), 4),
-        "wer_shown": round(errors_shown / max(ref_words, 1), 4),
-        "cpu_s_per_audio_s": round(cpu_s / max(audio_s, 1e-9), 3),
-        "audio_s": round(audio_s, 1),
+        "wer_committed": round(word_errors(ref, normalize(committed_text(last))) / len(ref), 4),
+        "wer_shown": round(word_errors(ref, display_words(last)) / len(ref), 4),
+        "wer_committed_per_clip": {c.name: round(clip_wer(last, c), 4) for c in stream.clips},
+        "cpu_s_per_audio_s": round(session.cpu_s / max(session.audio_s, 1e-9), 3),
+        "audio_s": round(session.audio_s, 1),
         "load_avg_1m": round(psutil.getloadavg()[0], 2),
-        **({"notes": notes} if notes else {}),
+        **({"note": session.error} if session.error else {}),
     }
 
 
@@ -663,7 +669,7 @@ def print_report(report: dict[str, Any]) -> None:
         for key, text in method.items():
             print(f"    {key}: {text}")
     print(
-        f"  all: same clips, {LEAD_S:.0f} s silence before and {TAIL_S:.0f} s after each, real "
+        f"  all: the clips as one stream, {GAP_S:.0f} s of silence between them, real "
         f"time; ours in 20 ms frames in this process, peers in {report['peer_chunk_ms']} ms "
         "chunks over their websockets; CPU of ours includes feeding it"
     )
@@ -704,28 +710,29 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     if not resolved.is_local:
         raise SystemExit(f"bench.peers needs a local model folder, got {resolved.path_or_hub_name}")
     model_dir = resolved.path_or_hub_name
-    items = load_items(model_dir, args.items)
+    stream = load_stream(model_dir, args.items)
     report: dict[str, Any] = {
         "model_dir": model_dir,
-        "items": [i.name for i in items],
-        "audio_s": round(sum(len(i.audio) for i in items) / SAMPLE_RATE_HZ, 1),
+        "items": args.items,
+        "audio_s": round(stream.audio_s, 1),
         "peer_chunk_ms": args.chunk_ms,
         "machine": {"cpus": psutil.cpu_count(), "load_avg_1m_at_start": psutil.getloadavg()[0]},
         "methods": METHODS,
         "systems": {},
     }
     for name in args.systems:
-        print(f"{name}: {len(items)} clips at real-time pace", file=sys.stderr)
+        print(f"{name}: {stream.audio_s:.0f} s at real-time pace", file=sys.stderr)
         if name == "ours":
-            result: list[Session] | str = await run_ours(args.model, items)
+            result: Session | str = await run_ours(args.model, stream)
         else:
-            result = await run_peer(name, args.peers_dir, model_dir, items, args.chunk_ms)
+            result = await run_peer(name, args.peers_dir, model_dir, stream, args.chunk_ms)
         if isinstance(result, str):
             report["systems"][name] = {"error": result}
             print(f"  {name} failed: {result}", file=sys.stderr)
         else:
-            report["systems"][name] = summarize(result, items)
-    ours = report["systems"].get("ours", {})
+            report["systems"][name] = summarize(result, stream)
+            print(f"  {name}: {report['systems'][name]}", file=sys.stderr)
+    ours = report["systems"].get("ours", {"error": "not run"})
     if "error" not in ours:
         report["ratios"] = {
             name: ratios(ours, row, [key for key, _, _ in COLUMNS])
