@@ -238,26 +238,50 @@ def stable_times(snapshots: Sequence[tuple[float, Sequence[str]]]) -> list[float
 
 
 def word_stability(
-    states: Sequence[tuple[float, State]], words: Sequence[TimedWord], offset_s: float
+    states: Sequence[tuple[float, State]],
+    words: Sequence[TimedWord],
+    offset_s: float,
+    groups: Sequence[tuple[float, float]] = (),
 ) -> list[float]:
     """Stability latency of each offline word the final transcript contains: when the display
-    up to it last changed, from when its audio was fed (its end, shifted by ``offset_s``)."""
+    up to it last changed, from when its audio was fed (its end, shifted by ``offset_s``).
+
+    Offline words map to the final transcript by a word alignment, one group at a time
+    (``groups``: time spans, the clips): a group's words against the final words of the
+    captions that overlap its span, after the previous group's last match. So the same text
+    twice in the stream (sonnet 1 opens both sonnet items) cannot map a word to its twin a
+    minute later.
+    """
     if not states:
         return []
     snapshots = [(t, display_words(state)) for t, state in states]
     stable = stable_times(snapshots)
     final = snapshots[-1][1]
-    ref: list[str] = []
-    fed: list[float] = []
-    for w in words:
-        for token in normalize(w.text):
-            ref.append(token)
-            fed.append(w.end_s + offset_s)
+    ranges: list[tuple[int, int, Caption]] = []  # each final caption's words in ``final``
+    at = 0
+    for c in states[-1][1]:
+        n = len(normalize(c.text))
+        ranges.append((at, at + n, c))
+        at += n
     out: list[float] = []
-    matcher = difflib.SequenceMatcher(a=ref, b=final, autojunk=False)
-    for block in matcher.get_matching_blocks():
-        for k in range(block.size):
-            out.append(stable[block.b + k] - fed[block.a + k])
+    cursor = 0
+    for lo, hi in list(groups) or [(-math.inf, math.inf)]:
+        ref: list[str] = []
+        fed: list[float] = []
+        for w in words:
+            if lo <= (w.start_s + w.end_s) / 2 < hi:
+                for token in normalize(w.text):
+                    ref.append(token)
+                    fed.append(w.end_s + offset_s)
+        inside = [(a, b) for a, b, c in ranges if c.start_ms / 1000 < hi and c.end_ms / 1000 >= lo]
+        if not inside:
+            continue
+        first = max(cursor, inside[0][0])
+        matcher = difflib.SequenceMatcher(a=ref, b=final[first : inside[-1][1]], autojunk=False)
+        for block in matcher.get_matching_blocks():
+            for k in range(block.size):
+                out.append(stable[first + block.b + k] - fed[block.a + k])
+                cursor = first + block.b + k + 1
     return out
 
 
@@ -608,7 +632,8 @@ def summarize(session: Session, stream: Stream) -> dict[str, Any]:
     run = StreamRun(captions=new_captions(session.states), audio_s=session.audio_s)
     spans = [(w.start_s, w.end_s) for w in stream.words]
     first, final = phrase_latencies(run, spans)
-    stability = word_stability(session.states, stream.words, 0.0)
+    groups = [(c.start_s - GAP_S / 2, c.end_s + GAP_S / 2) for c in stream.clips]
+    stability = word_stability(session.states, stream.words, 0.0, groups)
     last = session.states[-1][1] if session.states else ()
     ref = normalize(" ".join(c.reference for c in stream.clips))
     return {

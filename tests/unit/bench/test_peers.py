@@ -148,3 +148,31 @@ def test_clip_text_takes_the_committed_captions_inside_a_clip() -> None:
         cap("e", "next", True, 14.5, 15.0),
     )
     assert clip_text(state, clip) == "ask not for you"
+
+
+def test_word_stability_maps_each_clip_to_its_own_text_when_the_text_repeats() -> None:
+    """Sonnet 1 opens both sonnet items: the first reading's words must not map to the second
+    reading's, which settled a minute later."""
+    states = [
+        (3.0, (cap("a", "from fairest creatures", True, 0, 2),)),
+        (
+            63.0,
+            (
+                cap("a", "from fairest creatures", True, 0, 2),
+                cap("b", "from fairest creatures we desire", True, 60, 62),
+            ),
+        ),
+    ]
+    words = [
+        TimedWord(" From", 0.0, 0.5),
+        TimedWord(" fairest", 0.6, 1.0),
+        TimedWord(" creatures", 1.1, 2.0),
+        TimedWord(" we", 2.1, 2.5),  # the first reading lost "we"
+        TimedWord(" From", 60.0, 60.5),
+        TimedWord(" fairest", 60.6, 61.0),
+        TimedWord(" creatures", 61.1, 61.5),
+        TimedWord(" we", 61.6, 61.8),
+        TimedWord(" desire", 61.9, 62.0),
+    ]
+    got = word_stability(states, words, 0.0, groups=[(0, 30), (30, 90)])
+    assert got == pytest.approx([2.5, 2.0, 1.0, 2.5, 2.0, 1.5, 1.2, 1.0])
