@@ -26,6 +26,13 @@ system that commits a segment only when speech follows gets that speech). Measur
 Prints a table, the ratios ours / peer per column (below 1: we are ahead) and the method
 differences; writes ``bench/results/peers.json``. The machine is shared: the load average is
 recorded with each system's figures.
+
+Measured on 2026-12-07 (2-core machine shared with other jobs, load 7-9, two runs): ours final
+p50 3.06 / 3.00 s, p95 8.18 / 7.15 s, WER 0.095 / 0.101, 0.37 / 0.49 CPU s per audio s;
+WhisperLive final p50 16.7 / 14.7 s, WER 0.29 / 0.33, 0.44 / 0.48 CPU s/s (behind real time:
+its CPU share is what it got, not what it needs); WhisperLiveKit fell minutes behind (final p50
+~200 s, 13-14 of 53 phrases committed, WER 0.73). On a starved CPU the peers' figures say more
+about the load than about them: rerun on a quiet machine before quoting.
 """
 
 from __future__ import annotations
