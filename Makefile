@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 DIARIZATION_STAMP := $(VENV)/.diarization
 
-.PHONY: setup setup-diarization livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-browser bench-devserver bench-api bench-search bench-diarization demo demo-diarization clean
+.PHONY: setup setup-diarization livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-browser bench-devserver bench-api bench-search bench-diarization bench-peers demo demo-diarization clean
 
 setup: $(STAMP)
 
@@ -76,6 +76,14 @@ bench-engine: setup
 # DER, speaker count and CPU per audio second on the multi-speaker items of assets/eval.
 bench-diarization: setup-diarization
 	$(PY) -m bench.diarization
+
+# Side by side with WhisperLive 0.10.0 and WhisperLiveKit 0.2.26 (same clips, same local model,
+# real time, one system after another): each peer in its own venv under .cache/peers, set up once
+# by bench/peers_setup.sh (~1.6 GB on disk, about 2 minutes; torch is linked from .venv, hence
+# setup-diarization). About 18 minutes a run, so not part of `make bench`.
+bench-peers: setup setup-diarization
+	@sh bench/peers_setup.sh
+	$(PY) -m bench.peers
 
 bench-api: setup
 	$(PY) -m bench.api
