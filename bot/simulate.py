@@ -83,7 +83,9 @@ class SimulatedSpeaker:
         return str(self.publication.sid)
 
     async def join(self, url: str, token: str) -> None:
-        await self.room.connect(url, token)
+        # a microphone, not a listener: no remote track objects to outlive the room (the native
+        # side closes their handles with the room, and a late Python-side drop then fails)
+        await self.room.connect(url, token, rtc.RoomOptions(auto_subscribe=False))
         track = rtc.LocalAudioTrack.create_audio_track(f"{self.identity}-mic", self.source)
         self.publication = await self.room.local_participant.publish_track(
             track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE, dtx=self.dtx)

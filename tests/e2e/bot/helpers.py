@@ -156,7 +156,12 @@ class CaptionListener:
             if packet.topic == "transcript":
                 self.packets.append(json.loads(packet.data))
 
-        await self.room.connect(url, token(identity, room_name, name=identity.title()))
+        # captions need no audio: no remote track objects to outlive the room (see bot.simulate)
+        await self.room.connect(
+            url,
+            token(identity, room_name, name=identity.title()),
+            rtc.RoomOptions(auto_subscribe=False),
+        )
 
     def finals(self, sender: str | None = None) -> list[Received]:
         return [
