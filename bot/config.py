@@ -59,7 +59,10 @@ class EngineSettings(ModelChoiceSettings):
     early_final_ms: int = Field(default=0, ge=0, le=5000)
     phrase_finals: bool = True
     phrase_min_pause_ms: int = Field(default=192, ge=32, le=5000)
+    phrase_context_ms: int = Field(default=400, ge=0, le=5000)
     phrase_word_cuts: bool = True
+    phrase_cut_max_prob: float = Field(default=0.2, gt=0, le=1)
+    phrase_prompt: bool = False
 
     # Live speaker diarization of tracks with diarization on/auto (the ``diarization`` extra):
     # audio cut into blocks for the worker's one diarization thread; a track's blocks beyond
@@ -94,7 +97,6 @@ class EngineSettings(ModelChoiceSettings):
             log_prob_threshold=self.asr_log_prob_threshold,
             reject_log_prob=self.asr_reject_log_prob,
             compression_ratio_threshold=self.asr_compression_ratio_threshold,
-            condition_on_previous=self.asr_condition_on_previous,
             initial_prompt=self.asr_initial_prompt,
             hotwords=self.asr_hotwords,
         )
@@ -126,7 +128,11 @@ class EngineSettings(ModelChoiceSettings):
             early_final_ms=self.early_final_ms,
             phrase_finals=self.phrase_finals,
             phrase_min_pause_ms=self.phrase_min_pause_ms,
+            phrase_context_ms=self.phrase_context_ms,
             phrase_word_cuts=self.phrase_word_cuts,
+            phrase_cut_max_prob=self.phrase_cut_max_prob,
+            phrase_prompt=self.phrase_prompt,
+            condition_on_previous=self.asr_condition_on_previous,
         )
 
 

@@ -11,7 +11,9 @@ instead of ``WhisperModel.transcribe``, for two reasons:
 * **Guards against invented text**, applied to every hypothesis: a decode that Whisper itself
   marks as no-speech (``no_speech_prob`` above its threshold with a low ``avg_logprob``), that
   loops (gzip compression ratio too high) or that is too unlikely is rejected, and no text from
-  earlier utterances conditions the decoder unless ``condition_on_previous`` is set.
+  earlier utterances conditions the decoder unless the request carries it (``previous_text``:
+  the engine passes it only to speech that goes on after a phrase final, unless
+  ``ASR_CONDITION_ON_PREVIOUS`` is set).
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ class AsrOptions:
     # does not call it no-speech: such text is almost always invented.
     reject_log_prob: float = -1.5
     compression_ratio_threshold: float = 2.4
-    condition_on_previous: bool = False
     initial_prompt: str | None = None
     hotwords: str | None = None
     # Temperatures tried in turn when a *final* decode loops or is too unlikely.
@@ -107,6 +108,8 @@ class DecodeRequest:
     language: str | None = None  # None: the recognizer's configured language, else detect
     want_words: bool = False
     final: bool = False
+    # Text said just before this audio, as Whisper's previous-text prompt (after the stream's
+    # vocabulary); the engine decides when (``StreamOptions.phrase_prompt``).
     previous_text: str | None = None
     # The stream's vocabulary (a session's own); None: the recognizer's configured one.
     hotwords: str | None = None
@@ -313,7 +316,7 @@ class WhisperRecognizer:
             tok = self._tokenizer(languages[i][0])
             previous = list(self._prompt_tokens(requests[i]))
             prev_text = requests[i].previous_text
-            if o.condition_on_previous and prev_text:
+            if prev_text:
                 previous += tok.encode(" " + prev_text.strip())
             prompt: list[int] = []
             if previous:

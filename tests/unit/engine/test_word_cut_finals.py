@@ -166,3 +166,44 @@ def test_quietest_window_is_the_middle_of_the_least_speech_like_window_in_the_sp
     # a span holding no whole window: its middle, and no dip
     start = seg.utterance_start_sample
     assert seg.quietest_window(start + 1000, start + 1100) == (start + 1050, 1.0)
+
+
+async def test_the_speech_after_a_cut_is_decoded_with_the_committed_text_as_its_prompt() -> None:
+    rec = BurstRecognizer()
+    captions = await transcribe(
+        make_engine(rec, phrase_prompt=True), reading(), realtime_step_s=0.002
+    )
+    done = finals(captions)
+    assert len(done) >= 2
+    # what each utterance's decodes were prompted with: nothing before the first cut, then the
+    # text committed so far in this run of speech (each cut adds its words)
+    runs = [" ".join(c.text for c in done[:k]) for k in range(1, len(done))]
+    prompts = [r.previous_text for r in rec.requests]
+    assert prompts[0] is None
+    assert set(prompts) <= {None, *runs}
+    assert runs[0] in prompts
+    last_final = [r for r in rec.requests if r.final][-1]
+    assert last_final.previous_text == runs[-1]
+
+
+async def test_without_phrase_prompts_no_decode_carries_text() -> None:
+    rec = BurstRecognizer()  # the default: off
+    captions = await transcribe(make_engine(rec), reading(), realtime_step_s=0.002)
+    assert len(finals(captions)) >= 2
+    assert all(r.previous_text is None for r in rec.requests)
+
+
+async def test_an_utterance_after_a_real_pause_is_decoded_alone_unless_asked() -> None:
+    # two sentences, 1.5 s apart: the VAD ends the first; no cut joins them
+    audio = np.concatenate([reading(1), reading(1)])
+    for condition in (False, True):
+        rec = BurstRecognizer()
+        captions = await transcribe(
+            make_engine(rec, phrase_prompt=True, condition_on_previous=condition),
+            audio,
+            realtime_step_s=0.002,
+        )
+        done = finals(captions)
+        assert len(done) == 2
+        prompts = {r.previous_text for r in rec.requests}
+        assert prompts == ({None, done[0].text} if condition else {None})
