@@ -266,7 +266,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     if "latency" in args.sections:
         report.update(await latency_one_stream(engine, audio, words, args.variant))
     if "phrase" in args.sections:
-        report["phrase_finals"] = await phrase_finals(engine, audio, words, args.phrase_runs)
+        report["phrase_finals"] = await phrase_finals(
+            engine, audio, words, args.phrase_runs, args.variant
+        )
     if "capacity" in args.sections:
         report["capacity"] = await capacity(
             engine,
@@ -422,37 +424,39 @@ async def phrase_finals(
     audio: dict[str, np.ndarray],
     words: dict[str, list[tuple[float, float]]],
     runs: int,
+    variants: list[dict[str, str]],
 ) -> list[dict[str, Any]]:
-    """Phrase-level latency and WER on the long sonnet items, ``phrase_finals`` off and on in
-    turn per item (so the machine's load hits both alike), ``runs`` times."""
+    """Phrase-level latency and WER on the long sonnet items: ``phrase_finals`` off, the
+    defaults and each variant in turn per item (so the machine's load hits all alike),
+    ``runs`` times."""
     rows: list[dict[str, Any]] = []
     pad = np.zeros(SAMPLE_RATE_HZ, dtype=np.float32)
+    configs = {"PHRASE_FINALS=false": {"phrase_finals": "false"}, "defaults": {}}
+    configs.update({variant_label(v): v for v in variants})
     for k in range(runs):
-        got: dict[bool, tuple[list[float], list[float], list[float]]] = {
-            on: ([], [], []) for on in (False, True)
+        got: dict[str, tuple[list[float], list[float], list[float]]] = {
+            label: ([], [], []) for label in configs
         }
         counts = dict.fromkeys(got, 0)
         cut_counts = dict.fromkeys(got, 0)
         for item in PHRASE_ITEMS:
-            for on in got:
-                eng = engine(partials=True)
-                for_run = replace(eng.stream_options, phrase_finals=on)
-                eng.stream_options = for_run
+            for label, overrides in configs.items():
+                eng = engine(partials=True, overrides=overrides)
                 run = await feed_stream(eng, np.concatenate([pad, audio[item], pad]), realtime=True)
                 await eng.aclose()
                 first, final = phrase_latencies(run, words[item], offset_s=1.0)
-                got[on][0].extend(first)
-                got[on][1].extend(final)
-                got[on][2].append(wer(reference_text(item), finals_text(run)))
-                counts[on] += run.stats.phrase_finals
-                cut_counts[on] += run.stats.word_cut_finals
-        for on, (first, final, wers) in got.items():
+                got[label][0].extend(first)
+                got[label][1].extend(final)
+                got[label][2].append(wer(reference_text(item), finals_text(run)))
+                counts[label] += run.stats.phrase_finals
+                cut_counts[label] += run.stats.word_cut_finals
+        for label, (first, final, wers) in got.items():
             row = {
                 "run": k + 1,
-                "phrase_finals": on,
+                "variant": label,
                 "phrases": len(final),
-                "phrase_finals_committed": counts[on],
-                "at_word_cuts": cut_counts[on],
+                "phrase_finals_committed": counts[label],
+                "at_word_cuts": cut_counts[label],
                 "final_p50_s": round(pct(final, 50), 3),
                 "final_p95_s": round(pct(final, 95), 3),
                 "final_max_s": round(float(max(final, default=float("nan"))), 3),
@@ -578,8 +582,24 @@ def print_table(report: dict[str, Any]) -> None:
             f"became finals {lat['speculative_finals_used']}; "
             f"cores busy {lat['cores_busy_realtime']}"
         )
+    if "phrase_finals" in report:
+        print_phrases(report["phrase_finals"])
     if "capacity" in report:
         print_capacity(report["capacity"])
+
+
+def print_phrases(rows: list[dict[str, Any]]) -> None:
+    print("\nPhrase finals, long sonnet items (latency from a phrase's last word, in s):")
+    head = ["run", "final p50", "final p95", "max", "first p50", "phrases", "cuts", "WER"]
+    head += ["load", "variant"]
+    specs = [">3", ">9", ">9", ">6", ">9", ">7", ">4", ">13", ">5", "<"]
+    print("  " + _row(list(zip(head, specs, strict=True))))
+    for r in rows:
+        values = [r["run"], r["final_p50_s"], r["final_p95_s"], r["final_max_s"]]
+        values += [r["first_display_p50_s"], r["phrase_finals_committed"], r["at_word_cuts"]]
+        values += ["/".join(f"{w:.3f}" for w in r["wer"]), r["load_avg_1m"], r["variant"]]
+        value_specs = ["3d", "9.3f", "9.3f", "6.2f", "9.3f", "7d", "4d", "13", "5.1f", ""]
+        print("  " + _row(list(zip(values, value_specs, strict=True))))
 
 
 def print_wer(rows: list[dict[str, Any]]) -> None:
@@ -638,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=VALUE[+NAME=VALUE]",
-        help="engine settings to compare with the defaults in the latency and capacity sections, "
+        help="engine settings to compare with the defaults in the latency, phrase and capacity "
+        "sections, "
         "e.g. ASR_DECODE_WORKERS=2+ASR_MAX_PARTIAL_BATCH=4 (repeatable)",
     )
     parser.add_argument("--phrase-runs", type=int, default=1)
