@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 DIARIZATION_STAMP := $(VENV)/.diarization
 
-.PHONY: setup setup-diarization livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-browser bench-devserver bench-api bench-search bench-diarization bench-peers demo demo-diarization clean
+.PHONY: setup setup-diarization livekit-server test-deps test test-unit check fmt bench bench-engine bench-bot bench-browser bench-devserver bench-api bench-search bench-diarization bench-peers bench-room-accuracy demo demo-diarization clean
 
 setup: $(STAMP)
 
@@ -84,6 +84,12 @@ bench-diarization: setup-diarization
 bench-peers: setup setup-diarization
 	@sh bench/peers_setup.sh
 	$(PY) -m bench.peers
+
+# Live accuracy through the official server against offline decodes of the same files (stored
+# transcript after the meeting, every eval item, two meetings; --busy N for a loaded CPU). About
+# 12 minutes, so not part of `make bench`.
+bench-room-accuracy: setup livekit-server
+	$(PY) -m bench.room_accuracy
 
 bench-api: setup
 	$(PY) -m bench.api
