@@ -62,6 +62,7 @@ class EngineSettings(ModelChoiceSettings):
     phrase_context_ms: int = Field(default=400, ge=0, le=5000)
     phrase_word_cuts: bool = True
     phrase_cut_max_prob: float = Field(default=0.2, gt=0, le=1)
+    phrase_cut_tolerance: int = Field(default=0, ge=0, le=10)
     phrase_prompt: bool = False
 
     # Live speaker diarization of tracks with diarization on/auto (the ``diarization`` extra):
@@ -131,6 +132,7 @@ class EngineSettings(ModelChoiceSettings):
             phrase_context_ms=self.phrase_context_ms,
             phrase_word_cuts=self.phrase_word_cuts,
             phrase_cut_max_prob=self.phrase_cut_max_prob,
+            phrase_cut_tolerance=self.phrase_cut_tolerance,
             phrase_prompt=self.phrase_prompt,
             condition_on_previous=self.asr_condition_on_previous,
         )

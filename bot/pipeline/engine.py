@@ -122,6 +122,10 @@ class StreamOptions:
     # a dip under ``phrase_cut_max_prob`` (see the module docstring).
     phrase_word_cuts: bool = True
     phrase_cut_max_prob: float = 0.2
+    # Words of the agreed prefix the two partials may spell differently ("Feed'st" / "Feeds")
+    # before a word cut (the later partial's spelling is committed); the cut's own word must
+    # match. 0: LocalAgreement-2 exactly.
+    phrase_cut_tolerance: int = 0
     # Decode the speech that goes on after a phrase final with the committed text as Whisper's
     # previous-text prompt (see the module docstring): the same speech, so the same context.
     phrase_prompt: bool = False
@@ -502,10 +506,14 @@ class StreamTranscriber:
         if (index, start) != (seg.utterance_index, seg.utterance_start_sample):
             return
         words = hyp.words
-        agreed = 0
+        agreed, misses = 0, 0
+        same: list[bool] = []
         for a, b in zip(previous[2], words, strict=False):
-            if word_key(a.text) != word_key(b.text):
-                break
+            same.append(word_key(a.text) == word_key(b.text))
+            if not same[-1]:
+                misses += 1
+                if misses > self.options.phrase_cut_tolerance:
+                    break
             agreed += 1
         latest_s = (end_sample - start - self._phrase_context) / SAMPLE_RATE_HZ
         found: tuple[int, int] | None = None  # (last word kept, cut sample)
@@ -514,6 +522,8 @@ class StreamTranscriber:
             if word.end_s > latest_s:
                 break
             if word.end_s * SAMPLE_RATE_HZ < self._phrase_min or not _ends_clause(word.text):
+                continue
+            if not same[k]:
                 continue
             cut, prob = seg.quietest_window(
                 start + round((word.start_s + word.end_s) / 2 * SAMPLE_RATE_HZ),

@@ -207,3 +207,33 @@ async def test_an_utterance_after_a_real_pause_is_decoded_alone_unless_asked() -
         assert len(done) == 2
         prompts = {r.previous_text for r in rec.requests}
         assert prompts == ({None, done[0].text} if condition else {None})
+
+
+async def test_a_tolerance_lets_a_respelled_word_before_the_cut_pass() -> None:
+    # The second word of each utterance is spelled anew by every decode: exact agreement never
+    # reaches a clause's end, one tolerated difference does.
+    def name(k: int, r: DecodeRequest, end: bool) -> str:
+        word = f"w{k}x{len(r.audio) // 1600}" if k == 1 else f"w{k}"
+        return word + ("," if end else "")
+
+    for tolerance, cuts in ((0, False), (1, True)):
+        rec = BurstRecognizer(name)
+        captions = await transcribe(
+            make_engine(rec, phrase_cut_tolerance=tolerance), reading(), realtime_step_s=0.002
+        )
+        done = finals(captions)
+        assert (len(done) >= 2) is cuts, [c.text for c in done]
+        # every word once, whatever its spelling
+        assert sum(len(c.text.split()) for c in done) == 18
+
+
+async def test_the_cut_word_itself_must_match() -> None:
+    # Only clause ends are respelled: no tolerance commits a word the partials disagree on.
+    def name(k: int, r: DecodeRequest, end: bool) -> str:
+        return f"w{k}x{len(r.audio) // 1600}," if end else f"w{k}"
+
+    rec = BurstRecognizer(name)
+    captions = await transcribe(
+        make_engine(rec, phrase_cut_tolerance=3), reading(), realtime_step_s=0.002
+    )
+    assert len(finals(captions)) == 1
