@@ -73,6 +73,21 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def bench_worker_env(db_url: str, url: str, model: str, **settings: str) -> dict[str, str]:
+    """The environment of a benchmark's worker process: this database and server, the
+    model, a fast job poll, a spool under bench/results, then ``settings``."""
+    return {
+        "DATABASE_URL": db_url,
+        "LIVEKIT_URL": url,
+        "LIVEKIT_API_KEY": API_KEY,
+        "LIVEKIT_API_SECRET": API_SECRET,
+        "ASR_MODEL": model,
+        "JOB_POLL_S": "1",
+        "SPOOL_DIR": str(RESULTS / "spool"),
+        **settings,
+    }
+
+
 async def measure_turns(
     url: str,
     room: str,
@@ -199,17 +214,7 @@ async def measure_server(
     room = room_name("bench")
     session = await repo.sessions.create_session(space_id="bench", created_by="bench", slug=room)
     await repo.jobs.request_transcription(session.id)
-    env = {
-        "DATABASE_URL": db.url,
-        "LIVEKIT_URL": server.url,
-        "LIVEKIT_API_KEY": API_KEY,
-        "LIVEKIT_API_SECRET": API_SECRET,
-        "ASR_MODEL": args.model,
-        "JOB_POLL_S": "1",
-        "ROOM_EMPTY_TIMEOUT_S": "600",
-        "SPOOL_DIR": str(RESULTS / "spool"),
-        **worker_env,
-    }
+    env = bench_worker_env(db.url, server.url, args.model, ROOM_EMPTY_TIMEOUT_S="600", **worker_env)
     worker = WorkerProcess(f"bench-worker-{kind}", env, RESULTS)
     try:
         await worker.wait_ready(180)

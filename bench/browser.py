@@ -24,12 +24,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.bot import bench_worker_env
 from bot.evaluation import normalize, wer
 from store.enums import JobStatus
 from tests.e2e.bot.helpers import WorkerProcess
 from tests.e2e.devserver.helpers import room_name, token
 from tests.support.browser import microphone_wav, problems, run_browsers
-from tests.support.livekit import API_KEY, API_SECRET, start_server
+from tests.support.livekit import start_server
 from tests.support.netns import veth_namespace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,20 +116,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     ):
         server = start_server(args.server, ns, departure_timeout_s=2)
         async with open_database(DatabaseSettings()) as db:
-            env = {
-                "DATABASE_URL": db.url,
-                "LIVEKIT_URL": server.url,
-                "LIVEKIT_API_KEY": API_KEY,
-                "LIVEKIT_API_SECRET": API_SECRET,
-                "ASR_MODEL": args.model,
-                "JOB_POLL_S": "1",
-                # The empty-room timeouts stay at their defaults: the bot joins as soon as the
-                # job is claimed, before the two browsers are up, and a 3 s timeout made it leave
-                # the still-empty room (under load, browsers took > 3 s to join: the runs
-                # "without captions" of earlier versions of this bench, processing on or off).
-                # Each run stops its own transcription, so the bot leaves when a run ends.
-                "SPOOL_DIR": str(Path(tmp) / "spool"),
-            }
+            # The empty-room timeouts stay at their defaults: the bot joins as soon as the
+            # job is claimed, before the two browsers are up, and a 3 s timeout made it leave
+            # the still-empty room (under load, browsers took > 3 s to join: the runs
+            # "without captions" of earlier versions of this bench, processing on or off).
+            # Each run stops its own transcription, so the bot leaves when a run ends.
+            env = bench_worker_env(
+                db.url, server.url, args.model, SPOOL_DIR=str(Path(tmp) / "spool")
+            )
             # the worker's log stays beside the results (a run without captions is explained there)
             worker = WorkerProcess("bench-browser-worker", env, RESULTS)
             try:

@@ -29,12 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.bot import bench_worker_env
 from bench.engine import reference_text
 from bot.evaluation import wer
 from bot.simulate import SimulatedSpeaker, Turn
 from tests.e2e.bot.helpers import WorkerProcess
 from tests.e2e.devserver.helpers import room_name, token
-from tests.support.livekit import API_KEY, API_SECRET, start_server
+from tests.support.livekit import start_server
 from tests.support.netns import veth_namespace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -150,16 +151,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         server = start_server("official", ns, departure_timeout_s=30)
         try:
             async with open_database(DatabaseSettings()) as db:
-                env = {
-                    "DATABASE_URL": db.url,
-                    "LIVEKIT_URL": server.url,
-                    "LIVEKIT_API_KEY": API_KEY,
-                    "LIVEKIT_API_SECRET": API_SECRET,
-                    "ASR_MODEL": args.model,
-                    "JOB_POLL_S": "1",
-                    "SPOOL_DIR": str(RESULTS / "spool"),
-                    **dict(item.split("=", 1) for item in args.env),
-                }
+                settings = dict(item.split("=", 1) for item in args.env)
+                env = bench_worker_env(db.url, server.url, args.model, **settings)
                 worker = WorkerProcess("bench-accuracy-worker", env, RESULTS)
                 try:
                     await worker.wait_ready(180)
