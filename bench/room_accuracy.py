@@ -59,7 +59,7 @@ ITEMS = [
 ]
 
 
-def offline_texts(model: str) -> dict[str, dict[int, str]]:
+def offline_texts(model: str, items: list[str]) -> dict[str, dict[int, str]]:
     """Each item decoded offline by the same model: {item: {beam size: text}}."""
     from faster_whisper import WhisperModel
 
@@ -68,7 +68,7 @@ def offline_texts(model: str) -> dict[str, dict[int, str]]:
 
     whisper = WhisperModel(resolve_model(model).path_or_hub_name, device="cpu", compute_type="int8")
     out: dict[str, dict[int, str]] = {}
-    for item in ITEMS:
+    for item in items:
         audio = read_file_audio(EVAL / f"{item}.wav")
         out[item] = {}
         for beam in (1, 5):
@@ -90,7 +90,7 @@ async def stored_by_speaker(db: Any, session_id: int) -> dict[str, str]:
     return {who: " ".join(parts) for who, parts in texts.items()}
 
 
-async def meeting(url: str, db: Any, run: int, pause_s: float) -> dict[str, Any]:
+async def meeting(url: str, db: Any, run: int, pause_s: float, items: list[str]) -> dict[str, Any]:
     """One session: every item said by its own participant; the stored text of each."""
     repo = db.store
     room = room_name("acc")
@@ -102,7 +102,7 @@ async def meeting(url: str, db: Any, run: int, pause_s: float) -> dict[str, Any]
     load = [os.getloadavg()[0]]
     try:
         await asyncio.sleep(5.0)  # the bot claims the job and joins
-        for item in ITEMS:
+        for item in items:
             speaker = SimulatedSpeaker(f"{item}-{run}")
             await speaker.join(url, token(speaker.identity, room))
             await asyncio.sleep(2.0)  # subscribed
@@ -130,7 +130,7 @@ async def meeting(url: str, db: Any, run: int, pause_s: float) -> dict[str, Any]
         await repo.sessions.delete_session(session.id)
     return {
         "run": run,
-        "stored": {item: stored.get(f"{item}-{run}", "") for item in ITEMS},
+        "stored": {item: stored.get(f"{item}-{run}", "") for item in items},
         "load_avg_1m": [round(x, 2) for x in load],
     }
 
@@ -139,10 +139,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     from store.database import open_database
     from store.settings import DatabaseSettings
 
-    offline = offline_texts(args.model)
-    refs = {item: reference_text(item) for item in ITEMS}
+    offline = offline_texts(args.model, args.items)
+    refs = {item: reference_text(item) for item in args.items}
     report: dict[str, Any] = {
         "model": args.model,
+        "items": args.items,
         "busy_processes": args.busy,
         "worker_env": args.env,
         "offline": offline,
@@ -166,7 +167,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     for b in burners:
                         b.start()
                     for run in range(1, args.runs + 1):
-                        result = await meeting(server.url, db, run, args.pause_s)
+                        result = await meeting(server.url, db, run, args.pause_s, args.items)
                         result["live_wer"] = {
                             item: round(wer(refs[item], text), 4)
                             for item, text in result["stored"].items()
@@ -192,26 +193,28 @@ def print_report(report: dict[str, Any]) -> None:
     head = f"  {'item':<34}{'offline b1':>11}{'offline b5':>11}"
     head += "".join(f"{'live r' + str(r['run']):>9}" for r in runs) + f"{'live-b1 (pts)':>15}"
     print(head)
-    for item in ITEMS:
+    items = report["items"]
+    for item in items:
         off = report["offline_wer"][item]
         lives = [r["live_wer"][item] for r in runs]
         delta = ", ".join(f"{(w - off[1]) * 100:+.1f}" for w in lives)
         line = f"  {item:<34}{off[1]:>11.3f}{off[5]:>11.3f}"
         line += "".join(f"{w:>9.3f}" for w in lives) + f"{delta:>15}"
         print(line)
-    words = {item: len(reference_text(item).split()) for item in ITEMS}
-    en = [i for i in ITEMS if i.startswith("en_")]
+    words = {item: len(reference_text(item).split()) for item in items}
+    en = [i for i in items if i.startswith("en_")]
     total = sum(words[i] for i in en)
 
     def weighted(values: dict[str, float]) -> float:
         return sum(values[i] * words[i] for i in en) / total
 
-    off_en = weighted({i: report["offline_wer"][i][1] for i in en})
-    lives_en = [weighted(r["live_wer"]) for r in runs]
-    print(
-        f"  English, word-weighted: offline b1 {off_en:.3f}; live "
-        + ", ".join(f"{w:.3f} ({(w - off_en) * 100:+.1f} pts)" for w in lives_en)
-    )
+    if total:
+        off_en = weighted({i: report["offline_wer"][i][1] for i in en})
+        lives_en = [weighted(r["live_wer"]) for r in runs]
+        print(
+            f"  English, word-weighted: offline b1 {off_en:.3f}; live "
+            + ", ".join(f"{w:.3f} ({(w - off_en) * 100:+.1f} pts)" for w in lives_en)
+        )
     loads = [x for r in runs for x in r["load_avg_1m"]]
     if loads:
         print(f"  load average during the meetings: {min(loads):.1f}-{max(loads):.1f}")
@@ -229,10 +232,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--env", action="append", default=[], metavar="NAME=VALUE", help="a worker setting"
     )
+    parser.add_argument(
+        "--items",
+        type=lambda v: [i for i in v.split(",") if i],
+        default=ITEMS,
+        help="comma-separated assets/eval items (default: all English ones and the Russian one)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS / "room_accuracy.json")
     args = parser.parse_args(argv)
     if any("=" not in item for item in args.env):
         parser.error("--env takes NAME=VALUE")
+    unknown = [i for i in args.items if i not in ITEMS]
+    if unknown or not args.items:
+        parser.error(f"--items takes some of: {', '.join(ITEMS)}")
     if args.runs < 1 or args.busy < 0:
         parser.error("--runs must be >= 1 and --busy >= 0")
     if os.geteuid() != 0:

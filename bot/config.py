@@ -59,6 +59,8 @@ class EngineSettings(ModelChoiceSettings):
     early_final_ms: int = Field(default=0, ge=0, le=5000)
     phrase_finals: bool = True
     phrase_min_pause_ms: int = Field(default=192, ge=32, le=5000)
+    # None: the short-utterance length (VAD_SHORT_UTTERANCE_S), at least 1 s.
+    phrase_min_ms: int | None = Field(default=None, ge=0, le=29000)
     phrase_context_ms: int = Field(default=400, ge=0, le=5000)
     phrase_word_cuts: bool = True
     phrase_cut_max_prob: float = Field(default=0.2, gt=0, le=1)
@@ -111,6 +113,19 @@ class EngineSettings(ModelChoiceSettings):
             threads=self.diarization_threads,
         )
 
+    @field_validator("phrase_min_ms", mode="before")
+    @classmethod
+    def _phrase_min_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def effective_phrase_min_ms(self) -> int:
+        """How much of an utterance a phrase final must cover: by default as much as the
+        short-utterance rule asks, so no phrase that rule would keep with its neighbour is
+        committed (and decoded) alone."""
+        if self.phrase_min_ms is not None:
+            return self.phrase_min_ms
+        return max(1000, round(self.vad_short_utterance_s * 1000))
+
     def stream_options(self, *, emit_partials: bool = True) -> StreamOptions:
         return StreamOptions(
             segmenter=SegmenterOptions(
@@ -129,6 +144,7 @@ class EngineSettings(ModelChoiceSettings):
             early_final_ms=self.early_final_ms,
             phrase_finals=self.phrase_finals,
             phrase_min_pause_ms=self.phrase_min_pause_ms,
+            phrase_min_ms=self.effective_phrase_min_ms(),
             phrase_context_ms=self.phrase_context_ms,
             phrase_word_cuts=self.phrase_word_cuts,
             phrase_cut_max_prob=self.phrase_cut_max_prob,

@@ -31,7 +31,8 @@ from tests.integration.engine.conftest import final_text, stored_text, stream_ca
 pytestmark = pytest.mark.slow
 
 ROOM = Path(__file__).resolve().parents[3] / "assets" / "room"
-RECORDINGS = sorted(p.name for p in ROOM.glob("jfk_*.wav"))
+RECORDINGS = sorted(p.name for p in ROOM.glob("jfk_*.wav") if "_full_" not in p.name)
+FULL = [ROOM / "jfk_full_official_server.wav", ROOM.parent / "eval" / "en_jfk_inaugural.wav"]
 
 
 def assert_no_word_lost(text: str) -> None:
@@ -72,3 +73,21 @@ def test_room_audio_keeps_every_word_with_early_finals(
     # "... america" went out early at the first pause; the merged final replaced it
     assert max(finals_per_id.values()) >= 2
     assert_no_word_lost(stored_text(captions))
+
+
+@pytest.mark.parametrize("path", FULL, ids=[p.parent.name for p in FULL])
+def test_phrase_finals_keep_a_short_phrase_with_its_neighbour(
+    base: WhisperRecognizer, vad: SileroVad, path: Path
+) -> None:
+    """The whole clip in real time with partials, so phrase finals commit at its pauses (JFK's
+    are 0.5-1.05 s, none ends the VAD's run). A phrase final shorter than the short-utterance
+    length (3 s) left "ask not" to be decoded alone: "is not." in a meeting."""
+    audio = read_file_audio(path)
+    captions = stream_captions(base, vad, audio, partials=True, realtime=True)
+    finals = [c for c in captions if c.is_final and c.text]
+    assert all(c.end_ms - c.start_ms >= 3000 for c in finals), [
+        (c.start_ms, c.end_ms) for c in finals
+    ]
+    words = normalize(stored_text(captions))
+    following = words[words.index("americans") + 1 :]
+    assert following[:3] == ["ask", "not", "what"], words

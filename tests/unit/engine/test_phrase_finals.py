@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bot.config import EngineSettings
 from bot.pipeline.asr import DecodeRequest
 from bot.pipeline.types import Caption
 from bot.pipeline.vad import (
@@ -83,6 +84,29 @@ async def test_a_phrase_shorter_than_the_minimum_is_not_committed() -> None:
     # 0.3 s pre-roll + 0.5 s of speech: under phrase_min_ms (1 s).
     captions = await transcribe(make_engine(rec), continuous(first_s=0.5), realtime_step_s=0.002)
     assert len(finals(captions)) == 1
+
+
+def test_the_product_default_minimum_is_the_short_utterance_length() -> None:
+    assert EngineSettings().stream_options().phrase_min_ms == 3000
+    assert EngineSettings(vad_short_utterance_s=4.5).stream_options().phrase_min_ms == 4500
+    assert EngineSettings(vad_short_utterance_s=0).stream_options().phrase_min_ms == 1000
+    assert EngineSettings(phrase_min_ms=1200).stream_options().phrase_min_ms == 1200
+
+
+async def test_a_phrase_the_short_utterance_rule_keeps_with_its_neighbour_is_not_committed() -> (
+    None
+):
+    """JFK's "And so my fellow Americans" (2.3 s) then "ask not": committed at the pause, the
+    short phrase after it was decoded alone ("is not." through the room)."""
+    rec = ScriptedRecognizer(growing_text)
+    settings = EngineSettings(vad_min_silence_ms=400)
+    short = continuous(first_s=2.0)  # 0.3 s pre-roll + 2 s: a short utterance at the pause
+    engine = make_engine(rec, phrase_min_ms=settings.stream_options().phrase_min_ms)
+    assert len(finals(await transcribe(engine, short, realtime_step_s=0.002))) == 1
+    # past the short-utterance length, the same pause commits a phrase final
+    engine = make_engine(rec, phrase_min_ms=settings.stream_options().phrase_min_ms)
+    long = continuous(first_s=3.0)
+    assert len(finals(await transcribe(engine, long, realtime_step_s=0.002))) == 2
 
 
 async def test_the_pause_decode_is_not_decoded_again_for_the_phrase_final() -> None:
