@@ -32,6 +32,21 @@ A phrase whose words the following speech changes ("is not" alone, "ask not what
 is not committed, and waits for the utterance's end as before. Measured earlier (two runs,
 load 2-3.5): phrase-level final p50 1.9 -> 1.6 s, p95 6.6 / 6.4 -> 5.7 / 4.4 s.
 
+That check is not enough on its own: the partial that confirms a candidate decodes the speech
+after it from the same start, so a short phrase heard wrong alone can be heard the same wrong
+way in context. Through a room, "And so my fellow Americans" (2.3 s) was committed at JFK's
+1.05 s pause, and "ask not" (1 s of speech, then a 0.55 s pause) was committed alone as "is
+not." The product therefore sets ``phrase_min_ms`` to the short-utterance length
+(``VAD_SHORT_UTTERANCE_S``, 3 s; ``PHRASE_MIN_MS`` overrides it): a phrase that rule would keep
+with its neighbour is never committed alone, at a pause or at a word cut
+(tests/integration/engine/test_room_audio.py). It costs latency where lines are short:
+measured on the sonnets (``bench.engine --sections phrase``, quiet machine, load 1.3-1.6, two
+runs, each value run 1 / run 2): final p95 with phrase finals off 5.68 / 5.81 s, minimum 3 s
+5.54 / 5.15 s, minimum 1 s 3.59 / 3.69 s (p50 1.5-1.7 s in all three); WER of finals on
+sonnet 1 0.185 / 0.185, 0.139 / 0.157, 0.157 / 0.167, on sonnets 1-3 0.111 / 0.111, 0.094 /
+0.097, 0.111 / 0.123. Fewer, longer phrases are decoded better; ``PHRASE_MIN_MS=1000`` is the
+choice for text that settles sooner.
+
 **Word cuts.** A pause under ``phrase_min_pause_ms`` of VAD silence (or none) made no candidate.
 So partials past ``phrase_min_ms`` also ask for word times, and when two consecutive partials
 agree on the words (LocalAgreement-2) up to one that ends a clause (Whisper's punctuation,
