@@ -27,6 +27,7 @@ How the traps of pyannote.audio 4 are solved (see the README's "Speaker diarizat
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import sys
 from pathlib import Path
@@ -47,6 +48,7 @@ from pyannote.audio.pipelines import SpeakerDiarization
 
 from bot.pipeline.types import SAMPLE_RATE_HZ
 
+logger = logging.getLogger("bot.pipeline.diarize")
 EMBEDDING_DIM = 192
 # CAM++ needs this many fbank frames (10 ms each) to say anything about a voice.
 MIN_EMBEDDING_FRAMES = 20
@@ -244,16 +246,14 @@ class OnlinePipeline:
         model says the two talk at once, so they are different people). A new speaker needs a
         clear voice: far from every speaker it may be, and ``new_speaker_s`` of its speech; a
         voice heard only in overlap (``overlapped``: a blurred embedding) founds one only when
-        another voice of the window took a speaker and every known speaker is taken."""
+        another voice of the window took a speaker and every known speaker is taken; a voice
+        within ``threshold`` of a taken speaker founds none."""
         e = embedding / embedding.norm()
+        dist = {i: 1.0 - float(e @ (c / c.norm())) for i, c in enumerate(self._centroids)}
         best: int | None = None
-        candidates = [i for i in range(len(self._centroids)) if i not in taken]
+        candidates = [i for i in dist if i not in taken]
         if candidates:
-            dist = {
-                i: 1.0 - float(e @ (self._centroids[i] / self._centroids[i].norm()))
-                for i in candidates
-            }
-            best = min(dist, key=lambda i: dist[i])
+            best = min(candidates, key=lambda i: dist[i])
             if dist[best] < self.threshold:
                 n = self._counts[best]
                 self._centroids[best] = (self._centroids[best] * n + e) / (n + 1)
@@ -261,8 +261,25 @@ class OnlinePipeline:
                 return best
         if clear_s < self.new_speaker_s or (overlapped and (best is not None or not taken)):
             return best
+        if any(dist[i] < self.threshold for i in taken):
+            # as near a speaker that another voice of this window has as one voice is to
+            # itself: the segmentation may have split one person; a speaker founded on it
+            # would take over that person's label (seen through a room: 0.25 away, founded,
+            # and the next window's main voice matched it, 0.15 against 0.25)
+            return None
         self._centroids.append(e)
         self._counts.append(1)
+        logger.info(
+            "live diarization: a new voice in the track",
+            extra={
+                "speakers": len(self._centroids),
+                "nearest_distance": round(min(dist.values()), 3) if dist else None,
+                "clear_s": round(clear_s, 2),
+                "overlapped": overlapped,
+                "window_s": round(len(self._audio) / SAMPLE_RATE_HZ, 2),
+                "taken": len(taken),
+            },
+        )
         return len(self._centroids) - 1
 
     def skip(self, samples: int) -> None:
