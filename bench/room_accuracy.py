@@ -18,9 +18,14 @@ else the embedded PostgreSQL. The machine is shared: the load average is recorde
 Measured on 2026-12-07 (2-core machine otherwise idle, load 1.4-2.6, two meetings, base):
 English word-weighted WER offline (beam 1) 0.129, live 0.131 and 0.156 (+0.2 and +2.7 points);
 Russian 0.222 offline, 0.333 and 0.556 live (nine words: one word is 11 points). JFK's "ask
-not" was stored as "is not" in both meetings: on clean audio the default phrase finals commit
-"And so my fellow Americans." at the pause and decode "Ask not." alone, bypassing the
-short-utterance rule (``VAD_SHORT_UTTERANCE_S``) that keeps such phrases with a neighbour.
+not" was stored as "is not" in both meetings: the default phrase finals committed "And so my
+fellow Americans" at the pause and decoded "ask not" alone, bypassing the short-utterance
+rule (``VAD_SHORT_UTTERANCE_S``) that keeps such phrases with a neighbour. With phrase finals
+held to that rule (``PHRASE_MIN_MS``), on 2026-12-08: English live 0.123 and 0.114 (-0.6 and
+-1.5 points; load 1.6-2.5), and 0.123 and 0.123 (-0.6, -0.6) with one core kept busy
+(``--busy 1``, load 1.6-3.5); JFK kept "ask not" in all four meetings (once "asked not", a
+substitution, no lost word); Russian 0.222, 0.333 and 0.444, 0.333 (+0 to +22 points: 0 to 2
+of its 9 words).
 """
 
 from __future__ import annotations
