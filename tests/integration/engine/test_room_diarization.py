@@ -11,14 +11,20 @@ none (bot/pipeline/diarize_torch.py, ``OnlinePipeline._match``).
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bot.pipeline.audio import read_file_audio
-from bot.pipeline.diarize import LiveDiarizer, SpeakerTurn, diarization_available, read_rttm
+from bot.pipeline.diarize import (
+    LiveDiarizer,
+    SpeakerTurn,
+    _best_mapping,
+    diarization_available,
+    read_rttm,
+)
+from bot.pipeline.types import SAMPLE_RATE_HZ
 
 pytestmark = [
     pytest.mark.slow,
@@ -37,7 +43,7 @@ def offset_ms(received: np.ndarray, sent: np.ndarray) -> int:
     n = 1 << (len(received) + len(sent)).bit_length()
     corr = np.fft.irfft(np.fft.rfft(received, n) * np.conj(np.fft.rfft(sent, n)), n)
     lag = int(np.argmax(corr[: len(received)]))
-    return lag * 1000 // 16_000
+    return lag * 1000 // SAMPLE_RATE_HZ
 
 
 def steps(turns: list[SpeakerTurn], reference: list[SpeakerTurn]) -> dict[tuple[str, str], int]:
@@ -55,14 +61,8 @@ def steps(turns: list[SpeakerTurn], reference: list[SpeakerTurn]) -> dict[tuple[
 def labelled_agreement(pairs: dict[tuple[str, str], int]) -> float:
     """The share of the steps whose label is the reference speaker's under the best one-to-one
     mapping of labels."""
-    total = sum(pairs.values())
-    ours_all = sorted({o for o, _ in pairs})
-    theirs_all = sorted({t for _, t in pairs})
-    best = max(
-        sum(pairs.get((o, t), 0) for o, t in zip(ours_all, chosen, strict=False))
-        for chosen in itertools.permutations(theirs_all)
-    )
-    return best / total
+    matched, _ = _best_mapping(pairs, sorted({o for o, _ in pairs}), sorted({t for _, t in pairs}))
+    return matched / sum(pairs.values())
 
 
 @pytest.mark.parametrize("path", [ASSETS / "room" / "shared_mic_official_server_busy.wav", SAMPLE])

@@ -99,12 +99,12 @@ async def test_a_phrase_the_short_utterance_rule_keeps_with_its_neighbour_is_not
     """JFK's "And so my fellow Americans" (2.3 s) then "ask not": committed at the pause, the
     short phrase after it was decoded alone ("is not." through the room)."""
     rec = ScriptedRecognizer(growing_text)
-    settings = EngineSettings(vad_min_silence_ms=400)
+    minimum = EngineSettings().stream_options().phrase_min_ms
     short = continuous(first_s=2.0)  # 0.3 s pre-roll + 2 s: a short utterance at the pause
-    engine = make_engine(rec, phrase_min_ms=settings.stream_options().phrase_min_ms)
+    engine = make_engine(rec, phrase_min_ms=minimum)
     assert len(finals(await transcribe(engine, short, realtime_step_s=0.002))) == 1
     # past the short-utterance length, the same pause commits a phrase final
-    engine = make_engine(rec, phrase_min_ms=settings.stream_options().phrase_min_ms)
+    engine = make_engine(rec, phrase_min_ms=minimum)
     long = continuous(first_s=3.0)
     assert len(finals(await transcribe(engine, long, realtime_step_s=0.002))) == 2
 
